@@ -1,0 +1,3 @@
+from dkmonitor.cli import main
+
+main()

@@ -1,0 +1,74 @@
+"""What the runner knows about one task's run, handed to the notify and clean steps.
+
+A plain value: no session, no open files. Lives apart from runner.py so that
+notify/ and clean/ can use it without importing the runner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from dkmonitor.scan.disk import DiskUsage
+from dkmonitor.scan.stats import ScanResult
+from dkmonitor.taskspec import TaskSpec
+
+
+@dataclass(frozen=True)
+class UserUsageRow:
+    """One owner's numbers in a finished full scan, as stored."""
+
+    uid: int
+    username: str
+    files: int
+    bytes: int
+    allocated_bytes: int
+    old_files: int
+    old_bytes: int
+    average_age_days: float
+
+
+@dataclass(frozen=True)
+class TaskRun:
+    task: TaskSpec
+    hostname: str
+    run_id: str
+    kind: str  # quick | full
+    started_at: datetime
+    now: float  # epoch seconds the scan measured ages against
+    disk: DiskUsage
+    result: ScanResult | None  # None for a quick run
+    users: tuple[UserUsageRow, ...]  # sorted by bytes, largest first
+    scan_id: int | None  # None when not stored (dry run, spooled)
+    dry_run: bool
+
+    @property
+    def over_warning(self) -> bool:
+        return self.disk.percent > self.task.usage_warning_threshold
+
+    @property
+    def over_critical(self) -> bool:
+        return self.disk.percent > self.task.usage_critical_threshold
+
+
+@dataclass
+class AlteredFiles:
+    files: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class CleanSummary:
+    """What the clean step did (or, on a dry run, would do), per owner uid.
+
+    The notify step reads the per-user counts for the move/deletion notices;
+    the runner reads ``error`` to decide the exit status.
+    """
+
+    dry_run: bool = False
+    moved: dict[int, AlteredFiles] = field(default_factory=dict)
+    deleted: dict[int, AlteredFiles] = field(default_factory=dict)
+    skipped: int = 0
+    failed: int = 0
+    stopped: str | None = None  # why cleaning stopped early: limit, breaker, destination full
+    error: str | None = None  # set when the run must exit 1

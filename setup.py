@@ -1,0 +1,45 @@
+"""Packaging for dkmonitor.
+
+The alembic environment lives at the repository root in ``migrations/`` (where
+administrators and developers expect it) but is shipped *inside* the package
+as ``dkmonitor.migrations`` so that a plain, non-editable ``pip install .`` can
+still migrate a database. ``package_dir`` does that mapping.
+"""
+from setuptools import setup
+
+setup(
+    name="dkmonitor",
+    version="0.1.0",
+    description="Audit shared multi-user storage: per-user usage history, mail, safe cleaning",
+    python_requires=">=3.11",
+    packages=[
+        "dkmonitor",
+        "dkmonitor.cli",
+        "dkmonitor.scan",
+        "dkmonitor.db",
+        "dkmonitor.notify",
+        "dkmonitor.clean",
+        "dkmonitor.templates",
+        "dkmonitor.migrations",
+        "dkmonitor.migrations.versions",
+    ],
+    package_dir={
+        "dkmonitor.migrations": "migrations",
+        "dkmonitor.migrations.versions": "migrations/versions",
+    },
+    package_data={
+        "dkmonitor.templates": ["*.txt"],
+        "dkmonitor.migrations": ["script.py.mako"],
+    },
+    install_requires=[
+        "sqlalchemy>=2.0,<3",
+        "alembic>=1.12",
+        "click>=8.1",
+        "psycopg2-binary>=2.9",
+        "termcolor>=2.0",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "aiosmtpd>=1.4", "ruff"],
+    },
+    entry_points={"console_scripts": ["dkmonitor = dkmonitor.cli:main"]},
+)
