@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs and run it.
+#
+#   bash scripts/test.sh [pytest args...]
+#
+# On a fresh Debian machine (as root) this installs PostgreSQL from Debian's
+# packages, starts a throw-away server on 127.0.0.1 (its own data directory,
+# its own port, stopped again on exit), installs dkmonitor with its test
+# dependencies into ./.venv, and runs ruff and pytest. The database tests run
+# against both SQLite and this PostgreSQL server; under CI=true a missing
+# PostgreSQL fails the run instead of skipping those tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PG_PORT="${DKM_TEST_PG_PORT:-55432}"
+PG_DATA="$(mktemp -d /tmp/dkm-test-pg.XXXXXX)"
+VENV="${DKM_TEST_VENV:-.venv}"
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_updated=""
+apt_install() {
+    if [ -z "$apt_updated" ]; then as_root apt-get update -qq; apt_updated=1; fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# --- PostgreSQL server from Debian's packages -------------------------------
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+if [ -z "$(pg_bin)" ] || [ ! -x "$(pg_bin)/initdb" ]; then
+    echo "== installing PostgreSQL (Debian packages)"
+    apt_install postgresql
+fi
+PG_BIN="$(pg_bin)"
+
+# initdb refuses to run as root: the server runs as the postgres user.
+chown postgres: "$PG_DATA"
+chmod 700 "$PG_DATA"
+run_pg() { if [ "$(id -u)" -eq 0 ]; then su postgres -s /bin/sh -c "$*"; else "$@"; fi; }
+cleanup() {
+    run_pg "$PG_BIN/pg_ctl -D $PG_DATA -m immediate stop" >/dev/null 2>&1 || true
+    rm -rf "$PG_DATA"
+}
+trap cleanup EXIT
+echo "== starting PostgreSQL on 127.0.0.1:$PG_PORT"
+run_pg "$PG_BIN/initdb -D $PG_DATA -A trust -U postgres --no-sync" >/dev/null
+run_pg "$PG_BIN/pg_ctl -D $PG_DATA -l $PG_DATA/server.log -w -o \"-p $PG_PORT -k $PG_DATA -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200\" start" >/dev/null
+export DKM_TEST_PG_URL="postgresql://postgres@127.0.0.1:$PG_PORT/postgres"
+
+# --- Python environment ------------------------------------------------------
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    echo "== installing python3-venv (Debian package)"
+    apt_install python3-venv
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+fi
+echo "== installing dkmonitor and test dependencies into $VENV"
+"$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+"$VENV/bin/python" -m pip install -q -e '.[test]'
+
+echo "== ruff"
+"$VENV/bin/ruff" check dkmonitor tests bench migrations
+
+echo "== pytest"
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
