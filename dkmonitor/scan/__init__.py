@@ -1,0 +1,46 @@
+"""Walking a target and totalling its files per owner (pure: no DB, no mail).
+
+The runner calls :func:`scan_tree`; everything else in this package is detail.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Callable
+
+from dkmonitor.scan.stats import ScanOptions, ScanResult, Usage
+from dkmonitor.scan.walker import WalkConfig, walk_in_process
+
+__all__ = ["ScanOptions", "ScanResult", "Usage", "scan_tree"]
+
+Progress = Callable[[int, int], None]
+
+
+def scan_tree(root: str, options: ScanOptions, progress: Progress | None = None) -> ScanResult:
+    """Full scan of ``root``: per-owner files, bytes, allocation, old files, mean age.
+
+    A missing root or one that is not a directory raises the ``OSError`` (the
+    runner reports "target missing"); trouble *inside* the tree (unreadable
+    directories, files vanishing mid-scan) is counted in ``result.errors``.
+    The root itself may be a symlink (to where the scratch disk is mounted);
+    nothing below it is followed. ``progress(files, bytes)`` gets cumulative
+    figures a few times a second, always from the calling process.
+    """
+    root = os.path.abspath(os.fsdecode(root))
+    root_stat = os.stat(root)
+    if not stat.S_ISDIR(root_stat.st_mode):
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), root)
+    config = WalkConfig.build(root, root_stat.st_dev, options)
+    if options.workers > 1:
+        from dkmonitor.scan.parallel import walk_in_parallel
+
+        tally = walk_in_parallel(config, options.workers, progress)
+    else:
+        tally = walk_in_process(config, progress)
+    result = tally.to_result(root)
+    if progress is not None:
+        total = result.total
+        progress(total.files, total.bytes)
+    return result
