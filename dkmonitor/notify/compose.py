@@ -1,0 +1,189 @@
+"""Who gets which mail, and its text: pure functions of a run and the templates.
+
+No database, no network: the step decides later whether a draft is sent,
+suppressed by the interval rule, or only listed (dry run). Keeping this pure
+is what lets the tests check every number in every body directly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from dkmonitor.notify.message import clean_text
+from dkmonitor.notify.templates import Templates
+from dkmonitor.notify.units import human_size
+from dkmonitor.scan.users import username_for
+from dkmonitor.taskrun import AlteredFiles, CleanSummary, TaskRun, UserUsageRow
+
+# Notification.kind values.
+WARNING = "warning"
+MOVE_NOTICE = "move-notice"
+DELETE_NOTICE = "delete-notice"
+ADMIN = "admin"
+NOTICE_KINDS = (MOVE_NOTICE, DELETE_NOTICE)
+
+
+@dataclass(frozen=True)
+class Draft:
+    """One mail for one user, not yet addressed."""
+
+    uid: int
+    username: str
+    kind: str
+    subject: str
+    body: str
+    summary: str  # what it says, in a few words, for the dry-run listing and logs
+
+
+def top_count(users: int, percent: float) -> int:
+    """ceil(users * percent / 100): how many users count as "top"."""
+    return math.ceil(users * percent / 100) if users else 0
+
+
+def warning_sections(run: TaskRun) -> dict[int, tuple[str, ...]]:
+    """uid -> the template sections (after the header) that apply to that user.
+
+    Users with nothing to fix are absent. "Top" is among the
+    ceil(users * email_top_percent / 100) largest, by bytes and by old bytes,
+    and only with a non-zero amount: a user with no old bytes is never "top
+    by old bytes" just because there are few users.
+    """
+    task = run.task
+    count = top_count(len(run.users), task.email_top_percent)
+    by_bytes = sorted(run.users, key=lambda u: (-u.bytes, u.uid))[:count]
+    by_old = sorted(run.users, key=lambda u: (-u.old_bytes, u.uid))[:count]
+    top_space = {u.uid for u in by_bytes if u.bytes > 0}
+    top_old = {u.uid for u in by_old if u.old_bytes > 0}
+    warns_alteration = task.cleans and task.email_data_alterations
+    result: dict[int, tuple[str, ...]] = {}
+    for user in run.users:
+        sections: list[str] = []
+        if user.uid in top_space:
+            sections.append("top_space")
+        if user.uid in top_old:
+            sections.append("top_old_files")
+        if not sections and user.old_files > 0:
+            sections.append("general_warning")
+        if user.old_files > 0 and warns_alteration:
+            sections.append("move_warning" if task.relocation_path else "deletion_warning")
+        if sections:
+            result[user.uid] = tuple(sections)
+    return result
+
+
+def moved_to(run: TaskRun) -> str:
+    """Where the cleaner mirrors the target: {relocation_path}/{hostname}{target_path}."""
+    relocation = run.task.relocation_path
+    if not relocation:
+        return ""
+    return relocation.rstrip("/") + "/" + run.hostname + run.task.target_path
+
+
+def placeholder_values(
+    run: TaskRun,
+    user: UserUsageRow | None,
+    username: str,
+    moved: AlteredFiles | None = None,
+    deleted: AlteredFiles | None = None,
+) -> dict[str, str]:
+    """Every placeholder of templates.PLACEHOLDERS, as display text."""
+    task = run.task
+    moved = moved or AlteredFiles()
+    deleted = deleted or AlteredFiles()
+    total = run.disk.total
+    share = (user.bytes / total * 100.0) if user and total else 0.0
+    values = {
+        "username": username,
+        "target_path": task.target_path,
+        "hostname": run.hostname,
+        "usage_warning_threshold": f"{task.usage_warning_threshold:g}",
+        "usage_critical_threshold": f"{task.usage_critical_threshold:g}",
+        "old_file_threshold": f"{task.old_file_threshold:g}",
+        "relocation_path": task.relocation_path or "",
+        "number_of_old_files": str(user.old_files if user else 0),
+        "total_old_file_size": human_size(user.old_bytes if user else 0),
+        "total_file_size": human_size(user.bytes if user else 0),
+        "disk_use_percent": f"{run.disk.percent:.1f}",
+        "task_name": task.name,
+        "number_of_files": str(user.files if user else 0),
+        "disk_share_percent": f"{share:.1f}",
+        "top_percent": f"{task.email_top_percent:g}",
+        "moved_to": moved_to(run),
+        "number_of_moved_files": str(moved.files),
+        "total_moved_file_size": human_size(moved.bytes),
+        "number_of_deleted_files": str(deleted.files),
+        "total_deleted_file_size": human_size(deleted.bytes),
+    }
+    return {key: clean_text(value) for key, value in values.items()}
+
+
+def signature(run: TaskRun) -> str:
+    return f"-- \nSent by dkmonitor on {run.hostname} for task {run.task.name}."
+
+
+def _mail_text(parts: list[str], run: TaskRun) -> str:
+    return "\n\n".join(part for part in parts if part) + "\n\n" + clean_text(signature(run)) + "\n"
+
+
+def warning_drafts(run: TaskRun, templates: Templates) -> list[Draft]:
+    """One usage warning per flagged user: header plus the sections that apply."""
+    sections_by_uid = warning_sections(run)
+    drafts: list[Draft] = []
+    for user in run.users:
+        sections = sections_by_uid.get(user.uid)
+        if not sections:
+            continue
+        values = placeholder_values(run, user, user.username)
+        parts = [templates.render("header", values)]
+        parts += [templates.render(section, values) for section in sections]
+        drafts.append(
+            Draft(
+                uid=user.uid,
+                username=user.username,
+                kind=WARNING,
+                subject=(
+                    f"[dkmonitor] {run.hostname}:{run.task.target_path}: "
+                    f"disk usage warning for {user.username}"
+                ),
+                body=_mail_text(parts, run),
+                summary="usage warning (" + ", ".join(s.replace("_", " ") for s in sections) + ")",
+            )
+        )
+    return drafts
+
+
+def notice_drafts(run: TaskRun, cleaned: CleanSummary, templates: Templates) -> list[Draft]:
+    """A move or deletion notice per user whose files were actually altered."""
+    rows = {user.uid: user for user in run.users}
+    drafts: list[Draft] = []
+    for kind, section, verb, altered in (
+        (MOVE_NOTICE, "move_notice", "moved", cleaned.moved),
+        (DELETE_NOTICE, "deletion_notice", "deleted", cleaned.deleted),
+    ):
+        for uid in sorted(altered):
+            counts = altered[uid]
+            if counts.files <= 0:
+                continue
+            row = rows.get(uid)
+            username = row.username if row else username_for(uid)
+            values = placeholder_values(
+                run, row, username,
+                moved=counts if kind == MOVE_NOTICE else None,
+                deleted=counts if kind == DELETE_NOTICE else None,
+            )
+            summary = f"{verb} {counts.files} files, {human_size(counts.bytes)}"
+            drafts.append(
+                Draft(
+                    uid=uid,
+                    username=username,
+                    kind=kind,
+                    subject=(
+                        f"[dkmonitor] {run.hostname}:{run.task.target_path}: "
+                        f"{counts.files} of your old files were {verb}"
+                    ),
+                    body=_mail_text([templates.render(section, values)], run),
+                    summary=f"{kind} ({summary})",
+                )
+            )
+    return drafts
