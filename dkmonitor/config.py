@@ -123,6 +123,8 @@ def _level(raw: str) -> str:
 
 def _database_url(raw: str) -> str:
     value = raw.strip()
+    if not value:
+        return ""  # the embedded SQLite default, filled in once the state dir is known
     try:
         url = make_url(value)
     except ArgumentError:
@@ -333,9 +335,7 @@ def settings_from_mapping(
             try:
                 values[section][key] = parse(text)
             except ValueError as exc:
-                raise ConfigError(
-                    f"{where}: [{section}] {key} = {text.strip()!r}: {exc}"
-                ) from None
+                raise ConfigError(f"{where}: [{section}] {key} = {text.strip()!r}: {exc}") from None
 
     general = values["general"]
     state_dir = Path(general["state_dir"]) if general["state_dir"] else default_state_dir()

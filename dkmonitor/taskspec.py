@@ -79,8 +79,7 @@ def validate(spec: TaskSpec) -> TaskSpec:
     warning, critical = spec.usage_warning_threshold, spec.usage_critical_threshold
     if not 0 < warning < critical <= 100:
         raise TaskError(
-            f"--warning {warning:g} / --critical {critical:g}: "
-            "need 0 < warning < critical <= 100"
+            f"--warning {warning:g} / --critical {critical:g}: need 0 < warning < critical <= 100"
         )
     if not spec.old_file_threshold > 0:
         raise TaskError(f"--old-days {spec.old_file_threshold:g}: must be greater than 0")

@@ -1,0 +1,90 @@
+"""Text rendering for people: aligned tables, colours, human units.
+
+Colour comes from termcolor, which already turns itself off when stdout is
+not a terminal (and honours NO_COLOR / FORCE_COLOR).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from termcolor import colored
+
+from dkmonitor.units import human_bytes
+
+
+def table(
+    headers: Sequence[str], rows: Iterable[Sequence[str]], right: set[int] | None = None
+) -> str:
+    """Columns padded to their widest cell; ``right`` holds right-aligned column indexes."""
+    rows = [list(row) for row in rows]
+    right = right if right is not None else set(range(1, len(headers)))
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], _visible_len(cell))
+    lines = [_line(list(headers), widths, right, bold=True)]
+    lines += [_line(row, widths, right) for row in rows]
+    return "\n".join(lines)
+
+
+def _visible_len(cell: str) -> int:
+    """Length without ANSI colour codes."""
+    length, skipping = 0, False
+    for ch in cell:
+        if ch == "\x1b":
+            skipping = True
+        elif skipping and ch == "m":
+            skipping = False
+        elif not skipping:
+            length += 1
+    return length
+
+
+def _line(cells: list[str], widths: list[int], right: set[int], bold: bool = False) -> str:
+    out = []
+    for i, cell in enumerate(cells):
+        pad = " " * (widths[i] - _visible_len(cell))
+        out.append(pad + cell if i in right else cell + pad)
+    text = "  ".join(out).rstrip()
+    return colored(text, attrs=["bold"]) if bold else text
+
+
+def change(delta: int | None) -> str:
+    """Growth in red, shrinking in green, as the original dkmonitor showed it."""
+    if delta is None:
+        return "-"
+    if delta == 0:
+        return "="
+    text = ("+" if delta > 0 else "-") + human_bytes(abs(delta))
+    return colored(text, "red" if delta > 0 else "green")
+
+
+def percent(
+    value: float | None, warning: float | None = None, critical: float | None = None
+) -> str:
+    if value is None:
+        return "-"
+    text = f"{value:.1f}%"
+    if critical is not None and value > critical:
+        return colored(text, "red", attrs=["bold"])
+    if warning is not None and value > warning:
+        return colored(text, "yellow")
+    return text
+
+
+def as_json(records: Sequence[dict[str, Any]]) -> str:
+    return json.dumps(list(records), indent=2)
+
+
+def as_csv(headers: Sequence[str], records: Sequence[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(headers), lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        writer.writerow({k: "" if v is None else v for k, v in record.items()})
+    return buffer.getvalue().rstrip("\n")

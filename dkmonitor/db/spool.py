@@ -1,0 +1,64 @@
+"""The local spool: scan results kept on disk while the database is unreachable.
+
+One JSON file per run in ``{state_dir}/spool``, written atomically (temp file
++ rename) so a crash never leaves half a record. ``replay`` stores them in the
+order they were taken and removes each file only after its transaction has
+committed; a record already stored (same run_id) is not stored twice, so an
+interrupted replay is safe to repeat.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from dkmonitor.db.engine import Database
+from dkmonitor.db.store import ScanRecord, store_scan
+
+log = logging.getLogger(__name__)
+
+
+def spool_dir(state_dir: Path) -> Path:
+    return state_dir / "spool"
+
+
+def spool_record(state_dir: Path, record: ScanRecord) -> Path:
+    directory = spool_dir(state_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = record.started_at.strftime("%Y%m%dT%H%M%S%f")
+    final = directory / f"{stamp}-{record.run_id}.json"
+    temp = directory / f".{final.name}.tmp"
+    with open(temp, "w", encoding="utf-8") as handle:
+        json.dump(record.to_json(), handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, final)
+    return final
+
+
+def spooled_files(state_dir: Path) -> list[Path]:
+    directory = spool_dir(state_dir)
+    if not directory.is_dir():
+        return []
+    return sorted(path for path in directory.glob("*.json") if not path.name.startswith("."))
+
+
+def replay(database: Database, state_dir: Path) -> int:
+    """Store every spooled run, oldest first; returns how many files were replayed."""
+    replayed = 0
+    for path in spooled_files(state_dir):
+        try:
+            record = ScanRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, TypeError, KeyError) as exc:
+            bad = path.with_suffix(".bad")
+            path.rename(bad)
+            log.error("spool file %s is unreadable (%s); kept as %s", path, exc, bad)
+            continue
+        with database.session() as session:
+            store_scan(session, record)
+        path.unlink()
+        replayed += 1
+        log.info("replayed spooled run %s of task %s", record.run_id, record.task_name)
+    return replayed

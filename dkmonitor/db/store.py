@@ -1,0 +1,78 @@
+"""Writing one run's results: the scan row and its per-user rows, together.
+
+``ScanRecord`` is the plain, JSON-serialisable form of a run's results. The
+runner builds it once; it is either stored here in one transaction or, when
+the database cannot be reached, written to the spool and stored later. The
+``run_id`` makes storing idempotent: a record already stored is skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dkmonitor.db.models import Scan, UserStat
+from dkmonitor.taskrun import UserUsageRow
+
+
+@dataclass(frozen=True)
+class ScanRecord:
+    run_id: str
+    task_name: str
+    hostname: str
+    target_path: str
+    kind: str  # quick | full
+    status: str  # ok | failed
+    started_at: datetime
+    finished_at: datetime | None
+    disk_total: int | None = None
+    disk_used: int | None = None
+    disk_available: int | None = None
+    disk_use_percent: float | None = None
+    files: int | None = None
+    bytes: int | None = None
+    allocated_bytes: int | None = None
+    old_files: int | None = None
+    old_bytes: int | None = None
+    average_age_days: float | None = None
+    errors: int = 0
+    message: str | None = None
+    users: tuple[UserUsageRow, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("started_at", "finished_at"):
+            if data[key] is not None:
+                data[key] = data[key].isoformat()
+        data["users"] = [asdict(user) for user in self.users]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ScanRecord:
+        data = dict(data)
+        for key in ("started_at", "finished_at"):
+            if data.get(key) is not None:
+                data[key] = datetime.fromisoformat(data[key])
+        data["users"] = tuple(UserUsageRow(**user) for user in data.get("users", ()))
+        return cls(**data)
+
+
+def store_scan(session: Session, record: ScanRecord) -> int:
+    """Add the scan and its users to the session; returns the scan id.
+
+    If a scan with the same run_id is already stored (a spooled run replayed
+    twice), nothing is added and the existing id is returned.
+    """
+    existing = session.scalar(select(Scan.id).where(Scan.run_id == record.run_id))
+    if existing is not None:
+        return existing
+    columns = {k: v for k, v in asdict(record).items() if k != "users"}
+    scan = Scan(**columns)
+    scan.users = [UserStat(**asdict(user)) for user in record.users]
+    session.add(scan)
+    session.flush()
+    return scan.id

@@ -1,0 +1,30 @@
+"""A local copy of this host's tasks, so a run can go on while the database is down."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from dkmonitor.taskspec import TaskSpec
+
+
+def cache_path(state_dir: Path) -> Path:
+    return state_dir / "tasks.json"
+
+
+def save_tasks(state_dir: Path, tasks: list[TaskSpec]) -> None:
+    path = cache_path(state_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.write_text(json.dumps([task.as_dict() for task in tasks], indent=1), encoding="utf-8")
+    os.replace(temp, path)
+
+
+def load_tasks(state_dir: Path) -> list[TaskSpec] | None:
+    """The cached tasks, or None when there is no usable cache."""
+    try:
+        data = json.loads(cache_path(state_dir).read_text(encoding="utf-8"))
+        return [TaskSpec(**item) for item in data]
+    except (OSError, ValueError, TypeError):
+        return None
