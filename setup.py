@@ -39,7 +39,7 @@ setup(
         "termcolor>=2.0",
     ],
     extras_require={
-        "test": ["pytest>=7", "aiosmtpd>=1.4", "ruff"],
+        "test": ["pytest>=7", "aiosmtpd>=1.4", "ruff", "setuptools>=64", "wheel"],
     },
     entry_points={"console_scripts": ["dkmonitor = dkmonitor.cli:main"]},
 )
