@@ -119,11 +119,13 @@ def placeholder_values(
 
 
 def signature(run: TaskRun) -> str:
-    return f"-- \nSent by dkmonitor on {run.hostname} for task {run.task.name}."
+    """The closing lines; "-- " lets mail clients recognise and trim it."""
+    host, task = clean_text(run.hostname), clean_text(run.task.name)
+    return f"-- \nSent by dkmonitor on {host} for task {task}."
 
 
 def _mail_text(parts: list[str], run: TaskRun) -> str:
-    return "\n\n".join(part for part in parts if part) + "\n\n" + clean_text(signature(run)) + "\n"
+    return "\n\n".join(part for part in parts if part) + "\n\n" + signature(run) + "\n"
 
 
 def warning_drafts(run: TaskRun, templates: Templates) -> list[Draft]:
@@ -142,10 +144,7 @@ def warning_drafts(run: TaskRun, templates: Templates) -> list[Draft]:
                 uid=user.uid,
                 username=user.username,
                 kind=WARNING,
-                subject=(
-                    f"[dkmonitor] {run.hostname}:{run.task.target_path}: "
-                    f"disk usage warning for {user.username}"
-                ),
+                subject=f"[dkmonitor] usage warning: {run.hostname}:{run.task.target_path}",
                 body=_mail_text(parts, run),
                 summary="usage warning (" + ", ".join(s.replace("_", " ") for s in sections) + ")",
             )
@@ -179,8 +178,8 @@ def notice_drafts(run: TaskRun, cleaned: CleanSummary, templates: Templates) -> 
                     username=username,
                     kind=kind,
                     subject=(
-                        f"[dkmonitor] {run.hostname}:{run.task.target_path}: "
-                        f"{counts.files} of your old files were {verb}"
+                        f"[dkmonitor] {counts.files} old files {verb}: "
+                        f"{run.hostname}:{run.task.target_path}"
                     ),
                     body=_mail_text([templates.render(section, values)], run),
                     summary=f"{kind} ({summary})",

@@ -158,7 +158,9 @@ def notify_step(
         outgoing = _retries(database, run, email.user_postfix, address_map, now, report) + outgoing
 
     if run.dry_run:
-        report.would_send += [f"{o.username} <{o.address}>: {o.summary}" for o in outgoing]
+        report.would_send += [
+            f"{clean_text(o.username)} <{clean_text(o.address)}>: {o.summary}" for o in outgoing
+        ]
         return report
     if not outgoing:
         return report
@@ -202,7 +204,7 @@ def _apply_interval(
         if item.kind == WARNING and item.username in recent:
             report.suppressed += 1
             report.notes.append(
-                f"{item.username}: usage warning not repeated (last sent "
+                f"{clean_text(item.username)}: usage warning not repeated (last sent "
                 f"{recent[item.username]:%Y-%m-%d %H:%M} UTC, interval {hours:g} h)"
             )
             continue
@@ -266,10 +268,12 @@ def _deliver(
                 failed_fast = not exc.attempted
             if error is None:
                 report.sent += 1
-                log.info("mailed %s <%s>: %s", item.username, item.address, item.summary)
+                log.info("mailed %s <%s>: %s", clean_text(item.username),
+                         clean_text(item.address), item.summary)
             else:
                 report.failed += 1
-                log.warning("mail to %s <%s> failed: %s", item.username, item.address, error)
+                log.warning("mail to %s <%s> failed: %s", clean_text(item.username),
+                            clean_text(item.address), error)
                 skipped += failed_fast
                 if not failed_fast:
                     report.errors.append(
@@ -301,7 +305,9 @@ def _log_attempt(
                 subject=item.subject, body=item.body, error=error, created_at=now,
             )
     except SQLAlchemyError as exc:
-        report.errors.append(f"mail log not written, from {item.username} on: {_db_reason(exc)}")
+        report.errors.append(
+            f"mail log not written, from {clean_text(item.username)} on: {_db_reason(exc)}"
+        )
         return False
     return True
 
