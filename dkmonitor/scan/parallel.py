@@ -169,7 +169,7 @@ def _distribute(
     pending: deque[str] = deque([config.root])
     idle = list(range(len(pool.conns)))
     busy = {conn: index for index, conn in enumerate(pool.conns)}
-    next_report = time.monotonic() + TICK_SECONDS
+    next_report = time.monotonic()  # report (0, 0) at once: the display starts at the start
     while True:
         while idle and pending:
             pool.conns[idle.pop()].send([pending.popleft()])

@@ -1,0 +1,186 @@
+"""Trouble inside the tree is counted, never a crash; other filesystems are not entered."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dkmonitor.scan import ScanOptions, scan_tree
+from dkmonitor.scan.stats import ScanResult
+from dkmonitor.scan.walker import WalkConfig, walk_in_process
+from tests.fixtures.tree import TreeBuilder
+
+pytestmark = pytest.mark.usefixtures("needs_root")
+NOBODY = 65534
+
+
+def scan_as_unprivileged(root: Path, options: ScanOptions) -> ScanResult:
+    """Scan in a forked child that has dropped root for uid/gid 65534.
+
+    Root reads any directory (CAP_DAC_READ_SEARCH), so a mode-000 directory
+    is only unreadable to an ordinary user — the situation the scanner meets
+    when an admin runs it without root, or on root-squashed NFS. The child
+    sends its result (or its exception) back pickled through a pipe.
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never return into pytest
+        status = 0
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            try:
+                outcome: object = scan_tree(str(root), options)
+            except Exception as exc:  # noqa: BLE001 - shipped to the parent
+                outcome = exc
+            with os.fdopen(write_end, "wb") as pipe:
+                pickle.dump(outcome, pipe)
+        except BaseException:
+            status = 1
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert status == 0 and data, "the unprivileged scan did not report back"
+    outcome = pickle.loads(data)
+    if isinstance(outcome, Exception):
+        raise outcome
+    assert isinstance(outcome, ScanResult)
+    return outcome
+
+
+@pytest.fixture
+def world_readable_tree(scan_now: float) -> Iterator[TreeBuilder]:
+    """pytest's tmp_path is root-only (0700); an unprivileged scan needs a way in."""
+    base = Path(tempfile.mkdtemp(prefix="dkm-scan-"))
+    base.chmod(0o755)
+    root = base / "target"
+    root.mkdir()
+    yield TreeBuilder(root=root, now=scan_now)
+    for path in root.rglob("*"):
+        if path.is_dir() and not path.is_symlink():
+            path.chmod(0o755)
+    shutil.rmtree(base)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_unreadable_directory_is_an_error_not_a_crash(
+    world_readable_tree: TreeBuilder, scan_now: float, workers: int
+) -> None:
+    tree = world_readable_tree
+    tree.file("open/readable.dat", size=10)
+    tree.file("locked/hidden.dat", size=1000)
+    tree.file("locked/sub/deeper.dat", size=1000)
+    tree.path("locked").chmod(0o000)
+    result = scan_as_unprivileged(tree.root, ScanOptions(old_days=90, now=scan_now,
+                                                         workers=workers))
+    assert (result.total.files, result.total.bytes) == (1, 10)
+    assert result.errors == 1
+    assert "locked" in result.error_samples[0]
+    assert "Permission denied" in result.error_samples[0]
+    assert result.directories == 2  # target and open
+
+
+@contextlib.contextmanager
+def _scandir_deleting(fd: int, victims: tuple[str, ...]) -> Iterator[Iterator[os.DirEntry[str]]]:
+    """os.scandir, except that each victim is removed right after readdir returned it.
+
+    This reproduces, at a fixed point, what a user deleting files during the
+    night does at a random one: the name was listed, then it is gone when the
+    scanner comes to lstat (a file) or open (a directory) it.
+    """
+    with os.scandir(fd) as entries:
+
+        def deleting() -> Iterator[os.DirEntry[str]]:
+            for entry in entries:
+                if entry.name.startswith(victims):
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(os.path.join(f"/proc/self/fd/{fd}", entry.name))
+                    else:
+                        os.unlink(entry.name, dir_fd=fd)
+                yield entry
+
+        yield deleting()
+
+
+def test_files_and_directories_vanishing_mid_scan(tree: TreeBuilder, scan_now: float) -> None:
+    """Uses the walker's scandir seam (the one place a test may reach inside)."""
+    tree.file("keep/a.dat", size=1)
+    tree.file("keep/doomed-file.dat", size=10)
+    tree.file("doomed-dir/inside.dat", size=100)
+    tree.file("keep/b.dat", size=1000)
+    root = str(tree.root)
+    config = WalkConfig.build(root, os.stat(root).st_dev, ScanOptions(old_days=90, now=scan_now))
+    tally = walk_in_process(config, scandir=lambda fd: _scandir_deleting(fd, ("doomed",)))
+    result = tally.to_result(root)
+    assert (result.total.files, result.total.bytes) == (2, 1001)
+    assert result.errors == 2
+    assert all("No such file or directory" in sample for sample in result.error_samples)
+    assert any("doomed-file.dat" in sample for sample in result.error_samples)
+    assert any("doomed-dir" in sample for sample in result.error_samples)
+
+
+def test_tree_deleted_while_parallel_scan_runs(tree: TreeBuilder, scan_now: float) -> None:
+    """A real race (timing varies): whatever the interleaving, no crash and no over-count."""
+    for d in range(20):
+        for f in range(200):
+            tree.file(f"d{d}/f{f}.dat", size=1)
+    done = threading.Event()
+
+    def delete_everything() -> None:
+        for d in range(20):
+            shutil.rmtree(tree.path(f"d{d}"), ignore_errors=True)
+        done.set()
+
+    deleter = threading.Thread(target=delete_everything)
+    deleter.start()
+    result = scan_tree(str(tree.root), ScanOptions(old_days=90, now=scan_now, workers=2))
+    deleter.join()
+    assert done.is_set()
+    assert 0 <= result.total.files <= 4000
+    assert result.total.bytes == result.total.files
+
+
+@pytest.fixture
+def mounted_tmpfs(tree: TreeBuilder) -> Iterator[Path]:
+    """A tmpfs mounted inside the target, holding one file; skipped where mount is denied."""
+    mount_point = tree.dir("u1/mnt")
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "dkm-test", str(mount_point)],
+                       check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"cannot mount a tmpfs here ({exc})")
+    try:
+        tree.file("u1/mnt/on-other-fs.dat", size=777, uid=1002)
+        tree.file("u1/mnt/sub/also-other.dat", size=1, uid=1002)
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_mount_point_inside_target_is_not_crossed(
+    tree: TreeBuilder, mounted_tmpfs: Path, scan_now: float, workers: int
+) -> None:
+    tree.file("u1/here.dat", size=5, uid=1001)
+    stays = scan_tree(str(tree.root), ScanOptions(old_days=90, now=scan_now, workers=workers))
+    assert {uid: u.bytes for uid, u in stays.by_uid.items()} == {1001: 5}
+    assert stays.directories == 2  # target, u1; not mnt nor mnt/sub
+
+    crosses = scan_tree(str(tree.root), ScanOptions(old_days=90, now=scan_now,
+                                                    workers=workers, one_file_system=False))
+    assert {uid: u.bytes for uid, u in crosses.by_uid.items()} == {1001: 5, 1002: 778}
+    assert crosses.directories == 4

@@ -1,0 +1,157 @@
+"""The parallel scanner gives exactly the single-process numbers, and cleans up after itself."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dkmonitor.scan import ScanOptions, scan_tree
+from dkmonitor.scan.stats import ScanResult
+from dkmonitor.scan.tally import Tally
+from tests.fixtures.tree import UNKNOWN_UID, TreeBuilder
+
+pytestmark = pytest.mark.usefixtures("needs_root")
+
+
+def build_mixed_tree(tree: TreeBuilder, outside: Path) -> None:
+    """Several big subtrees, hard links across them, symlinks, odd names and owners."""
+    outside.mkdir()
+    (outside / "elsewhere.dat").write_bytes(b"y" * 4096)
+    uids = (1001, 1002, UNKNOWN_UID)
+    for top in range(6):
+        for sub in range(top * 3 + 1):  # unequal subtrees: one much bigger than the rest
+            for index in range(25):
+                tree.file(f"t{top}/s{sub}/deep/f{index}.dat", uid=uids[(top + index) % 3],
+                          size=index * 100 + top, atime_days=index * 7 + sub,
+                          mtime_days=index * 9, written=index == 0)
+    for top in range(6):  # one inode, linked from every subtree
+        if top:
+            tree.hardlink("t0/s0/deep/f3.dat", f"t{top}/s0/shared-{top}.dat")
+        tree.symlink(tree.path("t1"), f"t{top}/to-t1")
+        tree.symlink(outside, f"t{top}/to-outside")
+        tree.symlink(outside / "elsewhere.dat", f"t{top}/s0/deep/link.dat")
+    tree.hardlink("t5/s15/deep/f24.dat", "t2/s1/pair.dat")
+    tree.file(b"t3/\xff\xfe.dat", uid=UNKNOWN_UID, size=12345, atime_days=400)
+    tree.file(b"t4/caf\xe9/x.dat", uid=1002, size=1, atime_days=91)
+
+
+def assert_same(result: ScanResult, reference: ScanResult) -> None:
+    assert result.by_uid == reference.by_uid  # every field, age sums included, exactly
+    assert result.total == reference.total
+    assert result.directories == reference.directories
+    assert result.errors == reference.errors == 0
+
+
+@pytest.mark.parametrize("basis", ["used", "atime", "mtime"])
+def test_parallel_equals_single_process(
+    tree: TreeBuilder, tmp_path: Path, scan_now: float, basis: str
+) -> None:
+    build_mixed_tree(tree, tmp_path / "outside")
+    single = scan_tree(str(tree.root), ScanOptions(old_days=30, now=scan_now, age_basis=basis))
+    assert single.by_uid == tree.expected(30, basis)
+    for workers in (2, 4, 7):
+        parallel = scan_tree(str(tree.root), ScanOptions(old_days=30, now=scan_now,
+                                                         age_basis=basis, workers=workers))
+        assert_same(parallel, single)
+
+
+def test_parallel_equals_single_process_with_a_mount_inside(
+    tree: TreeBuilder, tmp_path: Path, scan_now: float
+) -> None:
+    build_mixed_tree(tree, tmp_path / "outside")
+    mount_point = tree.dir("t2/mnt")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "dkm-test",
+                              str(mount_point)], capture_output=True).returncode == 0
+    if not mounted:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        tree.file("t2/mnt/other-fs.dat", size=99)
+        single = scan_tree(str(tree.root), ScanOptions(old_days=30, now=scan_now))
+        tree.forget(tree.path("t2/mnt/other-fs.dat"))
+        assert single.by_uid == tree.expected(30)
+        for workers in (2, 4):
+            assert_same(scan_tree(str(tree.root), ScanOptions(old_days=30, now=scan_now,
+                                                              workers=workers)), single)
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_hard_link_seen_by_two_workers_counts_once() -> None:
+    """The merge itself: two workers' tallies holding the same inode."""
+    first, second = Tally(), Tally()
+    first.linked[(1, 99)] = (1001, 500, 8, 10_000_000_000, True)
+    second.linked[(1, 99)] = (1001, 500, 8, 10_000_000_000, True)
+    second.linked[(1, 100)] = (1002, 7, 0, 0, False)
+    first.by_uid[1001] = [1, 10, 0, 0, 0, 0]
+    first.merge(second)
+    result = first.to_result("/t")
+    usage = result.by_uid[1001]
+    assert (usage.files, usage.bytes, usage.allocated_bytes) == (2, 510, 4096)
+    assert (usage.old_files, usage.old_bytes, usage.age_seconds) == (1, 500, 10.0)
+    assert result.by_uid[1002].files == 1
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
+def test_interrupt_leaves_no_worker_behind(tree: TreeBuilder, scan_now: float) -> None:
+    for index in range(2000):
+        tree.file(f"d{index % 40}/f{index}.dat", size=1)
+
+    def interrupt(files: int, size: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        scan_tree(str(tree.root), ScanOptions(old_days=1, now=scan_now, workers=4),
+                  progress=interrupt)
+    assert _children(os.getpid()) == []
+
+
+def test_workers_print_nothing(
+    tree: TreeBuilder, scan_now: float, capfd: pytest.CaptureFixture[str]
+) -> None:
+    tree.file("a/b.dat", size=1)
+    scan_tree(str(tree.root), ScanOptions(old_days=1, now=scan_now, workers=3))
+    captured = capfd.readouterr()
+    assert (captured.out, captured.err) == ("", "")
+
+
+_HANGING_SCAN = """
+import sys, time
+from dkmonitor.scan import ScanOptions, scan_tree
+scan_tree(sys.argv[1], ScanOptions(old_days=1, now=time.time(), workers=3),
+          progress=lambda files, size: time.sleep(60))
+"""
+
+
+def test_workers_die_with_a_killed_parent(tree: TreeBuilder) -> None:
+    """SIGKILL gives the parent no chance to clean up: the kernel must end the workers."""
+    tree.file("a/b.dat", size=1)
+    parent = subprocess.Popen([sys.executable, "-c", _HANGING_SCAN, str(tree.root)])
+    try:
+        deadline = time.monotonic() + 20
+        while len(workers := _children(parent.pid)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(workers) == 3, "the scan did not start its workers"
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in workers if _alive(pid)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
