@@ -86,7 +86,7 @@ def test_each_flagged_user_gets_one_mail_with_their_numbers(database, settings, 
     assert body.startswith(f"Dear {cast.top.username},")
     assert "improper use of /scratch on node7" in body
     assert "91.0% full" in body and "threshold of 80%" in body
-    assert "your 4000 files take 500.0 GiB, 50.0% of" in body
+    assert "Your 4000 files take 500.0 GiB, 50.0% of the file system" in body
     assert "old data" not in body and "MOVED" not in body
 
     old = words(mails[address(cast.old)])
@@ -94,11 +94,11 @@ def test_each_flagged_user_gets_one_mail_with_their_numbers(database, settings, 
     assert "1200 of your files, 60.0 GiB in all" in old
     assert "more than 90 days" in old
     assert "MOVED to /archive/node7/scratch" in old
-    assert "over 95% full" in old
+    assert "more than 95% full" in old
     assert "users by space" not in old
 
     some = words(mails[address(cast.some_old)])
-    assert "You have 30 files, 1.0 GiB in all" in some
+    assert "You have 30 files on /scratch, 1.0 GiB in all" in some
     assert "MOVED" in some and "top 20%" not in some
 
     assert [p for p in report.no_passwd if str(NO_PASSWD_UID) in p]
