@@ -53,8 +53,18 @@ def test_older_database_is_upgraded_on_open(db_url):
 def test_wheel_ships_migrations_and_migrates_without_the_source_tree(tmp_path):
     """A non-editable install has no repo beside it: the wheel alone must migrate."""
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path / "wheel"), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "wheel"),
+            str(ROOT),
+        ],
         check=True,
     )
     (wheel,) = (tmp_path / "wheel").glob("dkmonitor-*.whl")
@@ -70,6 +80,8 @@ def test_wheel_ships_migrations_and_migrates_without_the_source_tree(tmp_path):
         f"open_database('sqlite:///{tmp_path}/w.db').dispose()"
     )
     subprocess.run(
-        [sys.executable, "-c", script], check=True, cwd=tmp_path,
+        [sys.executable, "-c", script],
+        check=True,
+        cwd=tmp_path,
         env={"PYTHONPATH": str(unpacked), "PATH": "/usr/bin:/bin"},
     )

@@ -117,7 +117,7 @@ def _finish(ctx: click.Context, app: AppContext, report: RunReport, always: bool
         for line in report.messages:
             click.echo(line)
         for outcome in report.outcomes:
-            click.echo(render_outcome(outcome))
+            click.echo(render_outcome(outcome), color=True)
     ctx.exit(report.exit_code)
 
 

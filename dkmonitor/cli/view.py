@@ -80,7 +80,8 @@ def _emit(records: Sequence[ViewRecord], fmt: str, users: bool, empty: str) -> N
         for r in records
     ]
     left = {0, 1, 2, 3} if users else {0, 1, 2}
-    click.echo(table(headers, rows, right=set(range(len(headers))) - left))
+    # termcolor already chose whether to colour (TTY, NO_COLOR, FORCE_COLOR): keep its choice
+    click.echo(table(headers, rows, right=set(range(len(headers))) - left), color=True)
 
 
 @view.command("users")
