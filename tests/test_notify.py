@@ -86,7 +86,7 @@ def test_each_flagged_user_gets_one_mail_with_their_numbers(database, settings, 
     assert body.startswith(f"Dear {cast.top.username},")
     assert "improper use of /scratch on node7" in body
     assert "91.0% full" in body and "threshold of 80%" in body
-    assert "Your 4000 files take 500.0 GiB, 50.0% of the file system" in body
+    assert "Your 4000 files take 500 GiB, 50.0% of the file system" in body
     assert "old data" not in body and "MOVED" not in body
 
     old = words(mails[address(cast.old)])
@@ -98,7 +98,7 @@ def test_each_flagged_user_gets_one_mail_with_their_numbers(database, settings, 
     assert "users by space" not in old
 
     some = words(mails[address(cast.some_old)])
-    assert "You have 30 files on /scratch, 1.0 GiB in all" in some
+    assert "You have 30 files on /scratch, 1.00 GiB in all" in some
     assert "MOVED" in some and "top 20%" not in some
 
     assert [p for p in report.no_passwd if str(NO_PASSWD_UID) in p]
@@ -283,7 +283,7 @@ def test_deletion_notice(database, settings, smtp_server):
     mails = smtp_server.by_recipient()
     assert list(mails) == [address(cast.some_old)]
     body = words(mails[address(cast.some_old)])
-    assert "7 of your files, 1.5 KiB in all" in body and "deleted" in body
+    assert "7 of your files, 1.50 KiB in all" in body and "deleted" in body
 
 
 def test_notices_are_not_subject_to_the_interval(database, settings, smtp_server):
@@ -371,7 +371,7 @@ def test_dry_run_sends_nothing_writes_nothing_and_says_who_would_get_what(
     assert report.sent == 0 and report.failed == 0
     lines = "\n".join(report.would_send)
     assert len(report.would_send) == 3
-    notice = "move-notice (moved 9 files, 2.0 GiB)"
+    notice = "move-notice (moved 9 files, 2.00 GiB)"
     assert f"{cast.old.username} <{address(cast.old)}>: {notice}" in lines
     assert f"{cast.top.username} <{address(cast.top)}>: usage warning (top space)" in lines
     assert cast.tidy.username not in lines

@@ -16,31 +16,10 @@ from dkmonitor.notify.templates import (
     Values,
     load_templates,
 )
-from dkmonitor.notify.units import human_size
 from dkmonitor.taskrun import UserUsageRow
 from tests.fixtures.notify import GiB, make_run, make_task
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "mail.md"
-
-
-@pytest.mark.parametrize(
-    ("size", "text"),
-    [
-        (0, "0 B"),
-        (1, "1 B"),
-        (1023, "1023 B"),
-        (1024, "1.0 KiB"),
-        (1536, "1.5 KiB"),
-        (1024**2 - 1, "1.0 MiB"),  # not "1024.0 KiB"
-        (20 * 1024**2, "20.0 MiB"),
-        (int(3.25 * GiB), "3.2 GiB"),
-        (60 * GiB, "60.0 GiB"),
-        (5 * 1024**4, "5.0 TiB"),
-        (3 * 1024**5, "3.0 PiB"),
-    ],
-)
-def test_human_size_uses_the_unit_that_fits(size, text):
-    assert human_size(size) == text
 
 
 def row(uid: int, bytes_: int, old_files: int = 0, old_bytes: int = 0) -> UserUsageRow:

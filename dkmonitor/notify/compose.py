@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from dkmonitor.notify.message import clean_text
 from dkmonitor.notify.templates import Templates
-from dkmonitor.notify.units import human_size
 from dkmonitor.scan.users import username_for
 from dkmonitor.taskrun import AlteredFiles, CleanSummary, TaskRun, UserUsageRow
+from dkmonitor.units import human_bytes as human_size
 
 # Notification.kind values.
 WARNING = "warning"
