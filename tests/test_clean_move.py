@@ -22,6 +22,7 @@ from tests.fixtures.cleaning import (
     needs_root,
     read_noatime,
     snapshot,
+    snapshot_all,
 )
 
 pytest_plugins = ["tests.fixtures.cleaning"]
@@ -246,8 +247,8 @@ def test_missing_relocation_path_is_refused_not_created(tree, clean_db):
 def test_dry_run_move_touches_nothing(tree):
     target, reloc = tree["target"], tree["reloc"]
     make_tree(target)
-    before = snapshot(tree["target"].parent)
+    before = snapshot_all(tree)
     summary = clean_step(None, make_settings(),
                          make_run(make_task(target, relocation=reloc), dry_run=True))
-    assert snapshot(tree["target"].parent) == before
+    assert snapshot_all(tree) == before
     assert {uid: a.files for uid, a in summary.moved.items()} == {1001: 2, 1002: 1}

@@ -111,7 +111,9 @@ def open_chain(
     return fd, stats
 
 
-def ensure_chain(root_fd: int, dirs: Sequence[DirStat]) -> int:
+def ensure_chain(
+    root_fd: int, dirs: Sequence[DirStat], expected_dev: int | None = None
+) -> int:
     """Open root/dirs..., creating missing directories with the given owner and mode.
 
     Existing components are opened with O_NOFOLLOW too: the relocation tree
@@ -121,9 +123,9 @@ def ensure_chain(root_fd: int, dirs: Sequence[DirStat]) -> int:
     try:
         for d in dirs:
             try:
-                child = open_dir_at(fd, d.name)
+                child = open_dir_at(fd, d.name, expected_dev)
             except FileNotFoundError:
-                child = _make_dir(fd, d)
+                child = _make_dir(fd, d, expected_dev)
             os.close(fd)
             fd = child
     except BaseException:
@@ -132,7 +134,7 @@ def ensure_chain(root_fd: int, dirs: Sequence[DirStat]) -> int:
     return fd
 
 
-def _make_dir(parent_fd: int, d: DirStat) -> int:
+def _make_dir(parent_fd: int, d: DirStat, expected_dev: int | None) -> int:
     try:
         os.mkdir(d.name, 0o700, dir_fd=parent_fd)
     except FileExistsError:
@@ -141,7 +143,7 @@ def _make_dir(parent_fd: int, d: DirStat) -> int:
         if exc.errno in FULL_ERRNOS:
             raise DestinationFull(f"cannot create directory {d.name!r}: {exc.strerror}") from None
         raise
-    fd = open_dir_at(parent_fd, d.name)
+    fd = open_dir_at(parent_fd, d.name, expected_dev)
     try:
         os.fchown(fd, d.uid, d.gid)
         os.fchmod(fd, d.mode)
