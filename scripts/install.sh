@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install dkmonitor from this checkout into a virtual environment of its own and
+# put the `dkmonitor` command on PATH.
+#
+#   as root:  /opt/dkmonitor, command linked into /usr/local/bin
+#   as a user: ~/.local/share/dkmonitor, command linked into ~/.local/bin
+#
+# Safe to run again: it upgrades the installation in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -eq 0 ]; then
+    prefix="${DKM_PREFIX:-/opt/dkmonitor}"
+    bindir="/usr/local/bin"
+else
+    prefix="${DKM_PREFIX:-$HOME/.local/share/dkmonitor}"
+    bindir="$HOME/.local/bin"
+fi
+
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "install.sh: python3-venv is missing; as root run: apt-get install python3-venv" >&2
+        exit 2
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+fi
+
+python3 -m venv "$prefix"
+"$prefix/bin/python" -m pip install -q --upgrade pip >/dev/null
+"$prefix/bin/python" -m pip install -q --upgrade .
+mkdir -p "$bindir"
+ln -sf "$prefix/bin/dkmonitor" "$bindir/dkmonitor"
+echo "installed dkmonitor $("$prefix/bin/dkmonitor" --version | awk '{print $NF}') in $prefix; command: $bindir/dkmonitor" >&2
