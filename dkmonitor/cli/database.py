@@ -1,17 +1,78 @@
-"""`dkmonitor database ...`: inspect and maintain the history database."""
+"""`dkmonitor database ...`: inspect and maintain the history database.
+
+`list` and `status` only read (they never create or migrate the database);
+every other subcommand opens it at the newest schema, as the rest of
+dkmonitor does. The work is in ``dkmonitor.db.maintenance`` and
+``dkmonitor.db.export``; this module parses and renders.
+"""
 
 from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import UTC, datetime
 
 import click
 
 from dkmonitor.cli.context import AppContext, pass_app
-from dkmonitor.db import spool
+from dkmonitor.cli.oneline import OneLineGroup
+from dkmonitor.cli.render import table
+from dkmonitor.db import maintenance, spool
+from dkmonitor.db.engine import open_database
+from dkmonitor.db.export import EXPORT_KEYS, export_records
 from dkmonitor.db.migrate import head_revision
+from dkmonitor.errors import DkmError
+from dkmonitor.units import human_bytes
 
 
-@click.group()
+@click.group(cls=OneLineGroup)
 def database() -> None:
     """Inspect and maintain the history database."""
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.isoformat(sep=" ", timespec="seconds") + " UTC" if moment else "-"
+
+
+@database.command("list")
+@pass_app
+def list_(app: AppContext) -> None:
+    """dkmonitor's tables with their row counts."""
+    status = maintenance.inspect_database(app.settings.database.url)
+    if not status.exists:
+        click.echo(f"{status.url}: does not exist yet (no tables)")
+        return
+    if not status.tables:
+        click.echo(f"{status.url}: no dkmonitor tables (run `dkmonitor database upgrade`)")
+        return
+    click.echo(table(["table", "rows"], [[n, str(c)] for n, c in status.tables.items()]))
+
+
+@database.command("status")
+@pass_app
+def status(app: AppContext) -> None:
+    """Where the database is, its schema revision and size, the scans it holds."""
+    settings = app.settings
+    info = maintenance.inspect_database(settings.database.url)
+    waiting = len(spool.spooled_files(settings.state_dir))
+    lines = [f"database:  {info.url}"]
+    if not info.exists:
+        lines.append(
+            "status:    does not exist yet (`dkmonitor database upgrade` or a run creates it)"
+        )
+    else:
+        pending = ", ".join(info.pending) if info.pending else "none"
+        lines += [
+            f"revision:  {info.revision or 'none (empty database)'} (newest {info.head})",
+            f"pending:   {pending}",
+            f"size:      {human_bytes(info.size_bytes or 0)}",
+            f"scans:     {info.scans} from {info.hosts} host(s)",
+            f"oldest:    {_when(info.oldest_scan)}",
+            f"newest:    {_when(info.newest_scan)}",
+        ]
+    lines.append(f"spool:     {waiting} run(s) waiting in {spool.spool_dir(settings.state_dir)}")
+    click.echo("\n".join(lines))
 
 
 @database.command("upgrade")
@@ -20,6 +81,122 @@ def upgrade(app: AppContext) -> None:
     """Create the schema, or bring it to the newest version."""
     db = app.database()
     click.echo(f"{db.url}: schema at revision {head_revision()}")
+
+
+_TABLES_HELP = ", ".join(maintenance.CLEANABLE)
+
+
+@database.command("clean")
+@click.argument("days")
+@click.option("--table", "tables", multiple=True, metavar="T", help=f"One of {_TABLES_HELP}.")
+@click.option("--all", "all_", is_flag=True, help="Every table above.")
+@pass_app
+def clean(app: AppContext, days: str, tables: tuple[str, ...], all_: bool) -> None:
+    """Remove history older than DAYS days.
+
+    By default only scans (with their per-user rows); tasks, the mail log
+    (notifications) and the action journal (actions) are kept unless named
+    with --table (repeatable) or --all. For tasks, "older" means neither
+    changed nor scanned for DAYS days. Removing old actions makes those moves
+    impossible to undo with `dkmonitor restore`.
+    """
+    if not days.isdigit():
+        raise DkmError(f"database clean: DAYS {days!r}: expected a whole number of days >= 0")
+    if all_ and tables:
+        raise DkmError("database clean: --table and --all are exclusive")
+    chosen = maintenance.CLEANABLE if all_ else (tables or maintenance.DEFAULT_CLEAN)
+    maintenance.check_tables(chosen)
+    with app.database().session() as session:
+        removed = maintenance.clean_tables(session, int(days), chosen)
+    summary = ", ".join(f"{count} {name}" for name, count in removed.items())
+    click.echo(f"removed rows older than {int(days)} days: {summary}")
+
+
+@database.command("drop")
+@click.option("--table", metavar="T", help=f"Empty one table: {_TABLES_HELP}.")
+@click.option(
+    "--all", "all_", is_flag=True, help="Drop every dkmonitor table and the schema version."
+)
+@click.option("--yes", is_flag=True, help="Really do it (required).")
+@pass_app
+def drop(app: AppContext, table: str | None, all_: bool, yes: bool) -> None:
+    """Delete history for good: --table T removes all its rows, --all drops every table.
+
+    --table keeps the (empty) table so the schema stays at its version; after
+    --all, `dkmonitor database upgrade` rebuilds an empty schema. Refuses
+    without --yes.
+    """
+    if bool(table) == all_:
+        raise DkmError("database drop: give exactly one of --table T or --all")
+    if table:
+        maintenance.check_tables((table,))
+    if not yes:
+        what = f"every row of table {table}" if table else "every dkmonitor table"
+        raise DkmError(f"database drop: refusing to delete {what} without --yes")
+    if table:
+        with app.database().session() as session:
+            count = maintenance.empty_table(session, table)
+        click.echo(f"removed all {count} row(s) of table {table}")
+        return
+    info = maintenance.inspect_database(app.settings.database.url)
+    if not info.exists:
+        click.echo(f"{info.url}: does not exist; nothing to drop")
+        return
+    db = open_database(app.settings.database.url, migrate=False)
+    try:
+        dropped = maintenance.drop_all(db)
+    finally:
+        db.dispose()
+    click.echo(
+        f"{info.url}: dropped {len(dropped)} table(s)"
+        + (f" ({', '.join(dropped)})" if dropped else "")
+        + "; `dkmonitor database upgrade` rebuilds the schema"
+    )
+
+
+def _since(raw: str | None) -> datetime | None:
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw.strip().removesuffix("Z"))
+    except ValueError:
+        raise DkmError(
+            f"database export: --since {raw!r}: expected a date like 2024-05-01 "
+            "or 2024-05-01T12:00 (UTC)"
+        ) from None
+    if moment.tzinfo is not None:  # stored times are naive UTC
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
+@database.command("export")
+@click.option("--since", metavar="DATE", help="Only scans started at or after DATE (UTC).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), required=True)
+@pass_app
+def export(app: AppContext, since: str | None, fmt: str) -> None:
+    """The scan history, for analysis elsewhere (oldest scan first).
+
+    One record per scan for the whole target (username and uid empty), then
+    one per user of that scan. Columns: run_id, kind (quick|full), status
+    (ok|failed), task, hostname, target_path, username, uid, scanned_at (ISO
+    8601, UTC), files, bytes, allocated_bytes, old_files, old_bytes,
+    average_age_days, disk_use_percent, errors. JSON is a list of objects with
+    these keys; CSV has a header row and raw numbers.
+    """
+    start = _since(since)
+    out = sys.stdout
+    with app.database().session() as session:
+        records = export_records(session, start)
+        if fmt == "csv":
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(EXPORT_KEYS)
+            for record in records:
+                writer.writerow(["" if record[k] is None else record[k] for k in EXPORT_KEYS])
+            return
+        out.write("[")
+        for index, record in enumerate(records):
+            out.write(("," if index else "") + "\n  " + json.dumps(record))
+        out.write("\n]\n")
 
 
 @database.command("flush-spool")

@@ -1,0 +1,309 @@
+"""Keeping the history database tidy: what is in it, and removing what is old.
+
+Everything here works on dkmonitor's own tables only (``Base.metadata`` plus
+alembic's ``alembic_version``), so a PostgreSQL database shared with other
+software is never touched beyond them. ``inspect_database`` is read-only and
+never creates anything: ``database status`` must be safe to run against a
+database that does not exist yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    MetaData,
+    Table,
+    delete,
+    func,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from dkmonitor.config import mask_password
+from dkmonitor.db.engine import Database, make_engine
+from dkmonitor.db.migrate import current_revision, head_revision, pending_revisions
+from dkmonitor.db.models import Action, Base, Notification, Scan, Task, UserStat, utcnow
+from dkmonitor.errors import DatabaseUnavailable, DkmError
+
+log = logging.getLogger(__name__)
+
+VERSION_TABLE = "alembic_version"
+
+# What `database clean DAYS --table T` may name, and which column dates a row.
+# Without --table only the scan history (scans and their user_stats) is cleaned:
+# tasks, the mail log and the action journal are kept unless asked for.
+CLEANABLE = ("scans", "user_stats", "notifications", "actions", "tasks")
+DEFAULT_CLEAN = ("scans",)
+
+
+@dataclass(frozen=True)
+class DatabaseStatus:
+    """What `database status` reports. ``exists`` False: nothing else is filled."""
+
+    url: str
+    backend: str
+    exists: bool
+    revision: str | None = None
+    head: str | None = None
+    pending: tuple[str, ...] = ()
+    size_bytes: int | None = None
+    scans: int = 0
+    oldest_scan: datetime | None = None
+    newest_scan: datetime | None = None
+    hosts: int = 0
+    tables: dict[str, int] = field(default_factory=dict)
+
+
+def sqlite_file(url: str) -> str | None:
+    """The file of a file-backed SQLite URL, else None."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    if parsed.database == ":memory:":
+        return None
+    return os.path.abspath(parsed.database)
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    return (str(orig or exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def inspect_database(url: str) -> DatabaseStatus:
+    """Read-only look at the database behind ``url``.
+
+    A missing SQLite file, or a PostgreSQL database that the server says does
+    not exist, gives ``exists=False`` (no file or database is created); any
+    other connection failure raises DatabaseUnavailable.
+    """
+    safe = mask_password(url)
+    backend = make_url(url).get_backend_name()
+    path = sqlite_file(url)
+    if path is not None and not os.path.exists(path):
+        return DatabaseStatus(url=safe, backend=backend, exists=False)
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return _status(conn, safe, backend, path)
+    except OperationalError as exc:
+        reason = _first_line(exc)
+        if backend == "postgresql" and "does not exist" in reason:
+            return DatabaseStatus(url=safe, backend=backend, exists=False)
+        raise DatabaseUnavailable(f"database {safe}: {reason}") from None
+    finally:
+        engine.dispose()
+
+
+def _status(conn: Connection, safe: str, backend: str, path: str | None) -> DatabaseStatus:
+    names = set(inspect(conn).get_table_names())
+    revision = current_revision(conn) if VERSION_TABLE in names else None
+    pending = tuple(pending_revisions(conn))
+    if path is not None:
+        size = sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
+    else:
+        size = conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one()
+    counts = _counts(conn, names)
+    oldest = newest = None
+    hosts = 0
+    if "scans" in names:
+        oldest, newest, hosts = conn.execute(
+            select(
+                func.min(Scan.started_at),
+                func.max(Scan.started_at),
+                func.count(func.distinct(Scan.hostname)),
+            )
+        ).one()
+    return DatabaseStatus(
+        url=safe,
+        backend=backend,
+        exists=True,
+        revision=revision,
+        head=head_revision(),
+        pending=pending,
+        size_bytes=int(size),
+        scans=counts.get("scans", 0),
+        oldest_scan=oldest,
+        newest_scan=newest,
+        hosts=int(hosts or 0),
+        tables=counts,
+    )
+
+
+def _known_tables() -> list[str]:
+    """dkmonitor's tables, parents before children, then alembic's."""
+    return [table.name for table in Base.metadata.sorted_tables] + [VERSION_TABLE]
+
+
+def _counts(conn: Connection, present: set[str]) -> dict[str, int]:
+    counts = {}
+    for name in _known_tables():
+        if name in present:
+            table = Table(name, MetaData())
+            counts[name] = conn.execute(select(func.count()).select_from(table)).scalar_one()
+    return counts
+
+
+def table_counts(database: Database) -> dict[str, int]:
+    """Row count of each of dkmonitor's tables that exists, in schema order."""
+    with database.engine.connect() as conn:
+        return _counts(conn, set(inspect(conn).get_table_names()))
+
+
+# ---------------------------------------------------------------- removing rows
+
+
+def _cutoff(days: int, now: datetime | None = None) -> datetime:
+    return (now or utcnow()) - timedelta(days=days)
+
+
+def check_tables(tables: tuple[str, ...]) -> tuple[str, ...]:
+    """Validate table names given on the command line (DkmError naming the bad one)."""
+    for name in tables:
+        if name not in CLEANABLE:
+            raise DkmError(f"--table {name!r}: no such table; use one of {', '.join(CLEANABLE)}")
+    return tuple(dict.fromkeys(tables))
+
+
+def _delete_scans(session: Session, where: ColumnElement[bool]) -> int:
+    """Delete scans matching ``where`` and their user rows; journal/mail rows keep theirs.
+
+    user_stats are deleted explicitly rather than by ON DELETE CASCADE, so the
+    result does not depend on SQLite's foreign_keys pragma; notifications and
+    actions point at scans with ON DELETE SET NULL and are cleared the same way.
+    """
+    ids = select(Scan.id).where(where).scalar_subquery()
+    session.execute(delete(UserStat).where(UserStat.scan_id.in_(ids)))
+    for model in (Notification, Action):
+        session.execute(model.__table__.update().where(model.scan_id.in_(ids)).values(scan_id=None))
+    result = session.execute(delete(Scan).where(where))
+    return int(result.rowcount or 0)
+
+
+def purge_history(
+    session: Session,
+    older_than_days: int,
+    *,
+    hostname: str | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Remove scans (with their per-user rows) started more than N days ago.
+
+    ``hostname`` limits the purge to one host's scans: the automatic purge at
+    the end of a run only tidies its own host's history, so many hosts
+    finishing at once never contend for the same rows. Returns scans removed.
+    """
+    where = Scan.started_at < _cutoff(older_than_days, now)
+    if hostname is not None:
+        where = where & (Scan.hostname == hostname)
+    return _delete_scans(session, where)
+
+
+def clean_tables(
+    session: Session,
+    older_than_days: int,
+    tables: tuple[str, ...] = DEFAULT_CLEAN,
+    *,
+    now: datetime | None = None,
+) -> dict[str, int]:
+    """`database clean DAYS [--table T]`: rows older than DAYS; counts per table.
+
+    - scans: scans started before the cutoff, with their user_stats;
+    - user_stats: only the per-user detail of those scans (totals stay);
+    - notifications, actions: rows created before the cutoff;
+    - tasks: tasks neither changed nor scanned since the cutoff (abandoned).
+    """
+    cutoff = _cutoff(older_than_days, now)
+    removed: dict[str, int] = {}
+    for name in check_tables(tables):
+        if name == "scans":
+            user_rows = session.scalar(
+                select(func.count(UserStat.id))
+                .join(Scan, UserStat.scan_id == Scan.id)
+                .where(Scan.started_at < cutoff)
+            )
+            removed["scans"] = _delete_scans(session, Scan.started_at < cutoff)
+            removed["user_stats"] = removed.get("user_stats", 0) + int(user_rows or 0)
+        elif name == "user_stats":
+            old = select(Scan.id).where(Scan.started_at < cutoff).scalar_subquery()
+            result = session.execute(delete(UserStat).where(UserStat.scan_id.in_(old)))
+            removed["user_stats"] = removed.get("user_stats", 0) + int(result.rowcount or 0)
+        elif name in ("notifications", "actions"):
+            model = Notification if name == "notifications" else Action
+            result = session.execute(delete(model).where(model.created_at < cutoff))
+            removed[name] = int(result.rowcount or 0)
+        else:  # tasks
+            recent = select(Scan.task_name).where(Scan.started_at >= cutoff)
+            result = session.execute(
+                delete(Task).where(Task.updated_at < cutoff, Task.name.not_in(recent))
+            )
+            removed["tasks"] = int(result.rowcount or 0)
+    return removed
+
+
+def empty_table(session: Session, name: str) -> int:
+    """`database drop --table T`: remove every row of T, keep the table.
+
+    The table itself stays so the schema remains at its alembic revision (a
+    dropped table would not come back with `database upgrade`).
+    """
+    check_tables((name,))
+    if name == "scans":
+        return _delete_scans(session, Scan.id.is_not(None))
+    model = {"user_stats": UserStat, "notifications": Notification, "actions": Action}.get(name)
+    result = session.execute(delete(model if model is not None else Task))
+    return int(result.rowcount or 0)
+
+
+def drop_all(database: Database) -> list[str]:
+    """`database drop --all`: drop dkmonitor's tables and alembic_version.
+
+    Afterwards `database upgrade` (or any command) rebuilds an empty schema.
+    Returns the names of the tables dropped.
+    """
+    known = set(_known_tables())
+    with database.engine.begin() as conn:
+        reflected = MetaData()
+        reflected.reflect(conn, only=lambda name, _meta: name in known)
+        names = [table.name for table in reversed(reflected.sorted_tables)]
+        reflected.drop_all(conn)
+    return names
+
+
+def auto_purge(
+    database: Database | None,
+    purge_after_days: int,
+    hostname: str,
+    *,
+    ran_full: bool,
+) -> int:
+    """The purge at the end of a full run (``[database] purge_after_days``).
+
+    Does nothing when purging is off (0), there is no database or no full scan
+    ran; a failure is logged and never fails the run (the scans are stored).
+    """
+    if database is None or not ran_full or purge_after_days <= 0:
+        return 0
+    try:
+        with database.session() as session:
+            removed = purge_history(session, purge_after_days, hostname=hostname)
+    except SQLAlchemyError as exc:
+        log.error(
+            "purging scans older than %d days on %s failed: %s",
+            purge_after_days,
+            hostname,
+            _first_line(exc),
+        )
+        return 0
+    if removed:
+        log.info("purged %d scan(s) of %s older than %d days", removed, hostname, purge_after_days)
+    return removed

@@ -1,0 +1,271 @@
+"""`dkmonitor check`: the health verdict for Nagios-style monitoring, from plain facts.
+
+No database here: ``dkmonitor.db.healthdata`` gathers ``TaskFacts`` and
+``evaluate`` turns them into a verdict, so every rule is testable with plain
+values. The rules, worst first:
+
+- CRITICAL: a task's latest disk reading is over its critical threshold; a
+  task's last run failed; a host with enabled tasks stopped reporting (no scan
+  of any kind for longer than max_age — cron broken, host down, or its runs
+  cannot reach the central database);
+- WARNING: a latest disk reading over the warning threshold; a task whose
+  last successful full scan is older than max_age (or that never had one);
+- UNKNOWN: no tasks, or no scan at all (nothing to judge) — and, decided by
+  the command, an unreachable database or a usage error;
+- OK otherwise.
+
+A task or host younger than max_age (task created recently) is not stale yet.
+Disabled tasks are ignored. Over a threshold means strictly greater.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
+DEFAULT_MAX_AGE_HOURS = 26.0  # a nightly full run, plus slack for a slow night
+
+
+@dataclass(frozen=True)
+class TaskFacts:
+    """What the database knows about one enabled task."""
+
+    name: str
+    hostname: str
+    warning: float
+    critical: float
+    created_at: datetime
+    disk_use_percent: float | None = None  # latest reading of any ok scan
+    disk_read_at: datetime | None = None
+    last_full_ok: datetime | None = None
+    last_status: str | None = None  # status of the latest scan of any kind
+    last_message: str | None = None
+
+
+@dataclass(frozen=True)
+class Problem:
+    state: int
+    kind: str  # disk | failed | stale-task | stale-host | no-data
+    message: str
+    task: str | None = None
+    hostname: str | None = None
+
+
+@dataclass(frozen=True)
+class Perf:
+    label: str
+    value: float
+    uom: str = ""
+    warn: float | None = None
+    crit: float | None = None
+    min: float | None = None
+    max: float | None = None
+
+    def render(self) -> str:
+        label = self.label
+        if re.search(r"[\s'=]", label):
+            label = "'" + label.replace("'", "''") + "'"
+        parts = [f"{_num(self.value)}{self.uom}"]
+        parts += ["" if v is None else _num(v) for v in (self.warn, self.crit, self.min, self.max)]
+        return f"{label}=" + ";".join(parts).rstrip(";")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    state: int
+    summary: str
+    problems: tuple[Problem, ...] = ()
+    perfdata: tuple[Perf, ...] = ()
+    checked_at: datetime | None = None
+
+    @property
+    def state_name(self) -> str:
+        return STATE_NAMES[self.state]
+
+    def status_line(self) -> str:
+        """``DKMONITOR STATE - summary | perfdata`` (the first line Nagios reads)."""
+        line = f"DKMONITOR {self.state_name} - {self.summary}"
+        if self.perfdata:
+            line += " | " + " ".join(perf.render() for perf in self.perfdata)
+        return line
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "status": self.state_name,
+            "exit_code": self.state,
+            "summary": self.summary,
+            "checked_at": self.checked_at.isoformat(timespec="seconds") + "Z"
+            if self.checked_at
+            else None,
+            "problems": [
+                {
+                    "status": STATE_NAMES[p.state],
+                    "kind": p.kind,
+                    "task": p.task,
+                    "hostname": p.hostname,
+                    "message": p.message,
+                }
+                for p in self.problems
+            ],
+            "perfdata": [
+                {
+                    "label": p.label,
+                    "value": p.value,
+                    "uom": p.uom,
+                    "warn": p.warn,
+                    "crit": p.crit,
+                    "min": p.min,
+                    "max": p.max,
+                }
+                for p in self.perfdata
+            ],
+        }
+
+
+def _num(value: float) -> str:
+    return f"{value:.2f}".rstrip("0").rstrip(".") if value != int(value) else str(int(value))
+
+
+def _hours(delta: timedelta) -> str:
+    return f"{delta.total_seconds() / 3600:.1f} h"
+
+
+def unknown(reason: str, now: datetime | None = None) -> Verdict:
+    """The verdict when nothing can be judged (no database, bad usage, no data)."""
+    return Verdict(UNKNOWN, reason, (Problem(UNKNOWN, "no-data", reason),), checked_at=now)
+
+
+def evaluate(
+    tasks: list[TaskFacts],
+    host_last_seen: dict[str, datetime],
+    now: datetime,
+    max_age_hours: float = DEFAULT_MAX_AGE_HOURS,
+) -> Verdict:
+    """The verdict for these enabled tasks; ``host_last_seen``: newest scan per host."""
+    if not tasks:
+        return unknown("no enabled tasks in the database (dkmonitor task create ...)", now)
+    if not host_last_seen and all(t.last_status is None for t in tasks):
+        return unknown(f"no scans stored yet for {len(tasks)} task(s)", now)
+    max_age = timedelta(hours=max_age_hours)
+    problems: list[Problem] = []
+    perf: list[Perf] = []
+
+    stale_hosts = set()
+    hosts: dict[str, datetime] = {}
+    for task in tasks:  # a host is as old as its oldest enabled task
+        hosts[task.hostname] = min(hosts.get(task.hostname, task.created_at), task.created_at)
+    for host, first_task in sorted(hosts.items()):
+        seen = host_last_seen.get(host)
+        if seen is None and now - first_task > max_age:
+            problems.append(
+                Problem(CRITICAL, "stale-host", f"host {host}: never reported", hostname=host)
+            )
+            stale_hosts.add(host)
+        elif seen is not None and now - seen > max_age:
+            problems.append(
+                Problem(
+                    CRITICAL,
+                    "stale-host",
+                    f"host {host}: no scan for {_hours(now - seen)} (max {max_age_hours:g} h)",
+                    hostname=host,
+                )
+            )
+            stale_hosts.add(host)
+
+    for task in tasks:
+        where = f"task {task.name} on {task.hostname}"
+        if task.last_status == "failed":
+            reason = f": {task.last_message}" if task.last_message else ""
+            problems.append(
+                Problem(
+                    CRITICAL,
+                    "failed",
+                    f"{where}: last run failed{reason}",
+                    task.name,
+                    task.hostname,
+                )
+            )
+        if task.disk_use_percent is not None:
+            use = task.disk_use_percent
+            if use > task.critical:
+                problems.append(
+                    Problem(
+                        CRITICAL,
+                        "disk",
+                        f"{where}: disk {use:.1f}% > critical {task.critical:g}%",
+                        task.name,
+                        task.hostname,
+                    )
+                )
+            elif use > task.warning:
+                problems.append(
+                    Problem(
+                        WARNING,
+                        "disk",
+                        f"{where}: disk {use:.1f}% > warning {task.warning:g}%",
+                        task.name,
+                        task.hostname,
+                    )
+                )
+            perf.append(
+                Perf(
+                    f"{task.name}@{task.hostname}",
+                    round(use, 2),
+                    "%",
+                    task.warning,
+                    task.critical,
+                    0,
+                    100,
+                )
+            )
+        if task.hostname not in stale_hosts:  # a silent host is already reported once
+            if task.last_full_ok is None and now - task.created_at > max_age:
+                problems.append(
+                    Problem(
+                        WARNING,
+                        "stale-task",
+                        f"{where}: never had a successful full scan",
+                        task.name,
+                        task.hostname,
+                    )
+                )
+            elif task.last_full_ok is not None and now - task.last_full_ok > max_age:
+                problems.append(
+                    Problem(
+                        WARNING,
+                        "stale-task",
+                        f"{where}: last successful full scan {_hours(now - task.last_full_ok)} "
+                        f"ago (max {max_age_hours:g} h)",
+                        task.name,
+                        task.hostname,
+                    )
+                )
+
+    critical = sum(1 for p in problems if p.state == CRITICAL)
+    warning = sum(1 for p in problems if p.state == WARNING)
+    perf += [
+        Perf("tasks", len(tasks), min=0),
+        Perf("critical", critical, min=0),
+        Perf("warning", warning, min=0),
+        Perf("stale_hosts", len(stale_hosts), min=0),
+    ]
+    problems.sort(key=lambda p: -p.state)
+    if not problems:
+        summary = f"{len(tasks)} task(s) on {len(hosts)} host(s) fine"
+        return Verdict(OK, summary, (), tuple(perf), now)
+    state = problems[0].state
+    counts = ", ".join(
+        text
+        for text in (
+            f"{critical} critical" if critical else "",
+            f"{warning} warning" if warning else "",
+        )
+        if text
+    )
+    summary = f"{counts}: " + "; ".join(p.message for p in problems[:3])
+    if len(problems) > 3:
+        summary += f"; and {len(problems) - 3} more"
+    return Verdict(state, summary, tuple(problems), tuple(perf), now)
