@@ -19,6 +19,7 @@ from typing import Self
 from dkmonitor.clean.deleter import delete_file
 from dkmonitor.clean.fsops import DestinationFull, DirStat, Unsafe, open_chain
 from dkmonitor.clean.journal import (
+    DEFAULT_BATCH,
     DELETE,
     DONE,
     FAILED,
@@ -95,6 +96,7 @@ class Cleaner:
         *,
         measure: Callable[[str], DiskUsage] = disk_usage,
         chunk: int = DEFAULT_CHUNK,
+        journal_batch: int = DEFAULT_BATCH,
     ) -> Self:
         task = run.task
         moving = bool(task.relocation_path) and not task.delete_old_files
@@ -113,7 +115,7 @@ class Cleaner:
                     f"task {task.name}: the database is unavailable and every action must be "
                     "journaled; nothing was moved or deleted"
                 )
-            journal = Journal(database, task.name, run.hostname, run.scan_id)
+            journal = Journal(database, task.name, run.hostname, run.scan_id, journal_batch)
         try:
             root_fd = os.open(task.target_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
