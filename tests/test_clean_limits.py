@@ -144,3 +144,14 @@ def test_error_breaker_stops_the_run_with_an_error(read_only_target, clean_db):
     rows = journal(clean_db)
     assert [r.outcome for r in rows] == ["failed"] * 4
     assert all(r.reason for r in rows)
+
+
+def test_max_bytes_says_so_when_only_big_files_are_left(tree, clean_db):
+    target = tree["target"]
+    populate(target)
+    summary = clean_step(clean_db, make_settings(max_bytes_per_run=12),
+                         make_run(make_task(target, delete=True)))
+    # e=40 passed over, c=10 fits (10), then a, d, b, f would all exceed 12
+    assert remaining(target) == {"e", "a", "d", "b", "f"}
+    assert summary.stopped == (
+        "max_bytes_per_run (12 bytes) reached: 5 larger files left for the next run")

@@ -196,6 +196,11 @@ class Cleaner:
         if self.budget.passed_over:
             log.info("%s: %d files passed over: larger than what max_bytes_per_run left",
                      self.run.task.name, self.budget.passed_over)
+            if self.summary.stopped is None:
+                self.summary.stopped = (
+                    f"max_bytes_per_run ({self.budget.max_bytes} bytes) reached: "
+                    f"{self.budget.passed_over} larger files left for the next run"
+                )
         return self.summary
 
     def _should_stop(self) -> str | None:
