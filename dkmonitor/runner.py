@@ -55,12 +55,8 @@ class TaskOutcome:
     warnings: list[str] = field(default_factory=list)
 
     @property
-    def needs_attention(self) -> bool:
-        return self.status in ("failed", "spooled") or bool(self.warnings) or self.mail_failed > 0
-
-    @property
-    def mail_failed(self) -> int:
-        return self.notify.failed if self.notify is not None else 0
+    def mail_failed(self) -> bool:
+        return self.notify is not None and not self.notify.ok
 
 
 @dataclass
@@ -289,10 +285,9 @@ class Runner:
 
         database = None if self.dry_run else self.database
         outcome.notify = notify_step(database, self.settings, run, outcome.clean)
-        if outcome.notify.failed:
-            log.error(
-                "task %s: %d mail(s) could not be delivered", run.task.name, outcome.notify.failed
-            )
+        summary = outcome.notify.summary()
+        if summary:
+            log.error(summary)
 
     # ------------------------------------------------------------ helpers
     def _record(
@@ -368,22 +363,41 @@ class Runner:
 
     def finish(self) -> RunReport:
         """Mail the administrators about failures; close the database."""
-        failures = [o.message for o in self.report.outcomes if o.status == "failed" and o.message]
-        failures += [
-            f"task {o.task.name}: {o.clean.error}"
-            for o in self.report.outcomes
-            if o.clean is not None and o.clean.error
-        ]
+        failures = []
+        unmailed = []
+        for outcome in self.report.outcomes:
+            if outcome.status in ("failed", "spooled") and outcome.message:
+                failures.append(outcome.message)
+            if outcome.clean is not None and outcome.clean.error:
+                failures.append(f"task {outcome.task.name}: {outcome.clean.error}")
+            if outcome.notify is not None:
+                summary = outcome.notify.summary()
+                if summary:
+                    failures.append(summary)
+                if outcome.notify.no_passwd:
+                    unmailed.append(
+                        f"task {outcome.task.name}: not mailed, no passwd entry: "
+                        + ", ".join(outcome.notify.no_passwd)
+                    )
         if failures and self.settings.email.enabled and not self.dry_run:
             from dkmonitor.notify.step import mail_admins
 
-            error = mail_admins(self.settings, self.settings.hostname, failures)
+            error = mail_admins(self.settings, self.settings.hostname, failures + unmailed)
             if error:
+                log.error(error)
                 self.report.messages.append(error)
                 self.report.failed = True
         if self.database is not None:
             self.database.dispose()
         return self.report
+
+
+def _check_mail_templates(settings: Settings) -> None:
+    """A broken template fails the run up front (exit 2), before any mail goes out."""
+    if settings.email.enabled:
+        from dkmonitor.notify.step import check_templates
+
+        check_templates(settings)
 
 
 def run_tasks(
@@ -395,6 +409,7 @@ def run_tasks(
     progress: ProgressFactory | None = None,
 ) -> RunReport:
     """`run quick|full [TASK...]`: this host's tasks, one after the other."""
+    _check_mail_templates(settings)
     runner = Runner(settings, dry_run=dry_run, progress=progress)
     runner.connect()
     try:
@@ -420,6 +435,7 @@ def run_path(
     progress: ProgressFactory | None = None,
 ) -> RunReport:
     """`run path DIR`: an unsaved task, stored under the name ``path:DIR``."""
+    _check_mail_templates(settings)
     runner = Runner(settings, dry_run=dry_run, progress=progress)
     if not dry_run:
         runner.connect()
