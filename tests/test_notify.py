@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import smtplib
 from dataclasses import replace
-from datetime import timedelta
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
-from dkmonitor.db.models import Notification
 from dkmonitor.errors import ConfigError
 from dkmonitor.notify.step import check_templates, mail_admins, notify_step
 from dkmonitor.taskrun import AlteredFiles, CleanSummary
@@ -21,6 +18,8 @@ from tests.fixtures.notify import (
     NO_PASSWD_UID,
     POSTFIX,
     GiB,
+    age_log,
+    log_rows,
     make_cast,
     make_run,
     make_settings,
@@ -40,18 +39,6 @@ def words(received) -> str:
 
 def unfolded(header) -> str:
     return " ".join(str(header).split())
-
-
-def log_rows(database) -> list[Notification]:
-    with database.session() as session:
-        return list(session.scalars(select(Notification).order_by(Notification.id)))
-
-
-def age_log(database, hours: float) -> None:
-    """Move the clock: make every logged attempt ``hours`` older."""
-    with database.session() as session:  # row by row: SQLite has no datetime arithmetic
-        for row in session.scalars(select(Notification)):
-            row.created_at = row.created_at - timedelta(hours=hours)
 
 
 @pytest.fixture

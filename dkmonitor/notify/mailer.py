@@ -144,7 +144,7 @@ class SmtpMailer(_Closing):
 
     def _die(self, reason: str) -> DeliveryError:
         self.dead = f"{self.where}: {reason}"
-        log.warning("%s", self.dead)
+        log.debug("%s: failing the remaining mails of this run", self.dead)
         return DeliveryError(self.dead, connection=True)
 
     def send(self, message: EmailMessage) -> None:

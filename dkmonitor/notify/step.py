@@ -272,8 +272,11 @@ def _deliver(
                          clean_text(item.address), item.summary)
             else:
                 report.failed += 1
-                log.warning("mail to %s <%s> failed: %s", clean_text(item.username),
-                            clean_text(item.address), error)
+                # One warning per real attempt; mails failed fast behind a dead
+                # server are summed up in one line below, not one each on stderr.
+                log.log(logging.INFO if failed_fast else logging.WARNING,
+                        "mail to %s <%s> failed: %s", clean_text(item.username),
+                        clean_text(item.address), error)
                 skipped += failed_fast
                 if not failed_fast:
                     report.errors.append(
@@ -283,9 +286,9 @@ def _deliver(
             if logging_ok and database is not None:
                 logging_ok = _log_attempt(database, run, item, error, now, report)
     if skipped:
-        report.errors.append(
-            f"{skipped} more mails not attempted: the mail server was unusable"
-        )
+        line = f"{skipped} more mails not attempted: the mail server was unusable"
+        report.errors.append(line)
+        log.warning("%s", line)
 
 
 def _log_attempt(

@@ -1,0 +1,107 @@
+"""`dkmonitor run full` mailing users over a real SMTP server, end to end.
+
+A tree with a top user by space, an owner of old files, a tidy user and an
+owner with no passwd entry; the task's warning threshold is tiny so any disk
+is "over" it, and the critical one is 100% so nothing is ever cleaned.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import socket
+import time
+
+import pytest
+
+from dkmonitor.db.engine import open_database
+from tests.fixtures.notify import age_log, log_rows
+
+DAY = 86400
+BIG = pwd.getpwnam("bin")  # top by space
+OLD = pwd.getpwnam("daemon")  # top by old bytes
+TIDY = pwd.getpwnam("sys")  # nothing to fix
+GHOST = 54_322  # old files, no passwd entry
+
+
+@pytest.fixture
+def target(tmp_path):
+    root = tmp_path / "scratch"
+    root.mkdir()
+    now = time.time()
+    for name, uid, size, age_days in [
+        ("big.dat", BIG.pw_uid, 900_000, 1),
+        ("old.dat", OLD.pw_uid, 300_000, 200),
+        ("old2.dat", OLD.pw_uid, 7_000, 150),
+        ("tidy.dat", TIDY.pw_uid, 10_000, 2),
+        ("ghost.dat", GHOST, 5_000, 400),
+    ]:
+        path = root / name
+        path.write_bytes(b"x" * size)
+        os.chown(path, uid, 0)
+        os.utime(path, (now - age_days * DAY, now - age_days * DAY))
+    return root
+
+
+@pytest.fixture
+def mailing(dkm_factory, db_url, smtp_server, target):
+    extra = (
+        "[email]\nenabled = yes\nsmtp_host = 127.0.0.1\n"
+        f"smtp_port = {smtp_server.port}\nsmtp_timeout = 10\n"
+        "from_address = dkmonitor@example.edu\nuser_postfix = example.edu\n"
+    )
+    dkm = dkm_factory(db_url, extra)
+    created = dkm(
+        "task", "create", "scratch", "--target", str(target), "--warning", "0.001",
+        "--critical", "100", "--old-days", "90", "--email-warnings",
+    )
+    assert created.returncode == 0, created.stderr
+    return dkm
+
+
+def test_run_full_mails_flagged_users_once_per_interval(mailing, smtp_server, db_url):
+    result = mailing("run", "full")
+    assert result.returncode == 0, result.stderr
+
+    mails = smtp_server.by_recipient()
+    assert set(mails) == {"bin@example.edu", "daemon@example.edu"}
+    old = " ".join(mails["daemon@example.edu"].message.get_content().split())
+    assert "2 of your files, 300 KiB in all" in old  # 307000 bytes
+    big = " ".join(mails["bin@example.edu"].message.get_content().split())
+    assert "Your 1 files take 879 KiB" in big
+
+    again = mailing("run", "full")
+    assert again.returncode == 0 and len(smtp_server.received) == 2
+
+    database = open_database(db_url)
+    try:
+        age_log(database, 25)
+    finally:
+        database.dispose()
+    later = mailing("run", "full")
+    assert later.returncode == 0 and len(smtp_server.received) == 4
+
+
+def test_refusing_server_exits_1_keeps_the_scan_and_next_run_delivers(
+    mailing, smtp_server, db_url
+):
+    smtp_server.refuse = "550 5.7.1 relaying denied"
+    result = mailing("run", "full")
+    assert result.returncode == 1
+    assert "550 5.7.1 relaying denied" in result.stderr
+    assert smtp_server.received == []
+
+    views = mailing("view", "system", socket.gethostname(), "--format", "json")
+    assert views.returncode == 0 and '"task": "scratch"' in views.stdout
+
+    database = open_database(db_url)
+    try:
+        rows = log_rows(database)
+    finally:
+        database.dispose()
+    assert len(rows) == 2 and all(not r.delivered and "550" in r.error for r in rows)
+
+    smtp_server.refuse = None
+    retry = mailing("run", "full")
+    assert retry.returncode == 0, retry.stderr
+    assert set(smtp_server.by_recipient()) == {"bin@example.edu", "daemon@example.edu"}
