@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dkmonitor.scan import ScanOptions, scan_tree
+from dkmonitor.scan import ScanOptions, ScanWorkerError, scan_tree
 from dkmonitor.scan.stats import ScanResult
 from dkmonitor.scan.tally import Tally
 from tests.fixtures.tree import UNKNOWN_UID, TreeBuilder
@@ -125,7 +126,7 @@ def test_workers_print_nothing(
 
 _HANGING_SCAN = """
 import sys, time
-from dkmonitor.scan import ScanOptions, scan_tree
+from dkmonitor.scan import ScanOptions, ScanWorkerError, scan_tree
 scan_tree(sys.argv[1], ScanOptions(old_days=1, now=time.time(), workers=3),
           progress=lambda files, size: time.sleep(60))
 """
@@ -155,3 +156,19 @@ def _alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return state != "Z"
+
+
+def test_a_killed_worker_fails_the_scan_instead_of_hanging(
+    tree: TreeBuilder, scan_now: float
+) -> None:
+    tree.file("a/b.dat", size=1)
+
+    def kill_a_worker(files: int, size: int) -> None:
+        workers = _children(os.getpid())
+        if workers:
+            os.kill(workers[0], signal.SIGKILL)
+
+    with pytest.raises(ScanWorkerError):
+        scan_tree(str(tree.root), ScanOptions(old_days=1, now=scan_now, workers=2),
+                  progress=kill_a_worker)
+    assert _children(os.getpid()) == []

@@ -10,10 +10,11 @@ import os
 import stat
 from collections.abc import Callable
 
+from dkmonitor.scan.parallel import ScanWorkerError, walk_in_parallel
 from dkmonitor.scan.stats import ScanOptions, ScanResult, Usage
 from dkmonitor.scan.walker import WalkConfig, walk_in_process
 
-__all__ = ["ScanOptions", "ScanResult", "Usage", "scan_tree"]
+__all__ = ["ScanOptions", "ScanResult", "ScanWorkerError", "Usage", "scan_tree"]
 
 Progress = Callable[[int, int], None]
 
@@ -22,7 +23,8 @@ def scan_tree(root: str, options: ScanOptions, progress: Progress | None = None)
     """Full scan of ``root``: per-owner files, bytes, allocation, old files, mean age.
 
     A missing root or one that is not a directory raises the ``OSError`` (the
-    runner reports "target missing"); trouble *inside* the tree (unreadable
+    runner reports "target missing"); a parallel worker that dies raises
+    :class:`ScanWorkerError` (an ``OSError`` too); trouble *inside* the tree (unreadable
     directories, files vanishing mid-scan) is counted in ``result.errors``.
     The root itself may be a symlink (to where the scratch disk is mounted);
     nothing below it is followed. ``progress(files, bytes)`` gets cumulative
@@ -34,8 +36,6 @@ def scan_tree(root: str, options: ScanOptions, progress: Progress | None = None)
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), root)
     config = WalkConfig.build(root, root_stat.st_dev, options)
     if options.workers > 1:
-        from dkmonitor.scan.parallel import walk_in_parallel
-
         tally = walk_in_parallel(config, options.workers, progress)
     else:
         tally = walk_in_process(config, progress)

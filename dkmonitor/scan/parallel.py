@@ -39,8 +39,12 @@ _PR_SET_PDEATHSIG = 1
 _STOP_GRACE_SECONDS = 2.0
 
 
-class ScanWorkerError(RuntimeError):
-    """A worker process failed (a bug, or it was killed); the scan is incomplete."""
+class ScanWorkerError(OSError):
+    """A worker process failed or was killed (OOM killer, admin): the scan is incomplete.
+
+    An ``OSError`` so that the runner's existing "scanning TARGET: reason"
+    handling fails the task cleanly instead of dying with a traceback.
+    """
 
 
 def _die_with_parent(parent_pid: int) -> None:
