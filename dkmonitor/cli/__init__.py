@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 
@@ -15,7 +16,37 @@ from dkmonitor.errors import DatabaseUnavailable, DkmError
 log = logging.getLogger(__name__)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """Imports a subcommand's module only when that subcommand runs.
+
+    cron starts dkmonitor every hour on every host and `check` is polled by
+    monitoring: start-up time matters, and `view` need not import the scanner,
+    the mailer or alembic.
+    """
+
+    COMMANDS = {
+        "run": "dkmonitor.cli.run",
+        "view": "dkmonitor.cli.view",
+        "task": "dkmonitor.cli.task",
+        "database": "dkmonitor.cli.database",
+        "restore": "dkmonitor.cli.restore",
+        "check": "dkmonitor.cli.check",
+        "cron": "dkmonitor.cli.cron",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(self.COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = self.COMMANDS.get(cmd_name)
+        if module is None:
+            return None
+        command = getattr(importlib.import_module(module), cmd_name)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",
@@ -32,31 +63,6 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool, quiet: bool)
     app = AppContext(config_path=config_path, verbosity=-1 if quiet else (1 if verbose else 0))
     ctx.obj = app
     ctx.call_on_close(app.close)
-
-
-def _register() -> None:
-    from dkmonitor.cli.database import database
-    from dkmonitor.cli.run import run
-    from dkmonitor.cli.task import task
-    from dkmonitor.cli.view import view
-
-    for command in (run, view, task, database):
-        cli.add_command(command)
-    try:  # built by the cleaning work; absent until then
-        from dkmonitor.cli.restore import restore
-    except ImportError:
-        pass
-    else:
-        cli.add_command(restore)
-    for module, name in (("dkmonitor.cli.check", "check"), ("dkmonitor.cli.cron", "cron")):
-        try:
-            command = getattr(__import__(module, fromlist=[name]), name)
-        except ImportError:
-            continue
-        cli.add_command(command)
-
-
-_register()
 
 
 def main(argv: list[str] | None = None) -> None:
