@@ -105,3 +105,39 @@ def test_refusing_server_exits_1_keeps_the_scan_and_next_run_delivers(
     retry = mailing("run", "full")
     assert retry.returncode == 0, retry.stderr
     assert set(smtp_server.by_recipient()) == {"bin@example.edu", "daemon@example.edu"}
+
+
+def test_move_notice_after_cleaning_and_its_retry(dkm_factory, sqlite_url, smtp_server, target,
+                                                   tmp_path):
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    dkm = dkm_factory(
+        sqlite_url,
+        "[email]\nenabled = yes\nsmtp_host = 127.0.0.1\n"
+        f"smtp_port = {smtp_server.port}\nsmtp_timeout = 10\n"
+        "from_address = dkmonitor@example.edu\nuser_postfix = example.edu\n",
+    )
+    created = dkm(
+        "task", "create", "scratch", "--target", str(target), "--warning", "0.001",
+        "--critical", "0.002", "--old-days", "90", "--move-to", str(archive),
+    )
+    assert created.returncode == 0, created.stderr
+
+    smtp_server.refuse = "451 4.3.0 try again later"
+    first = dkm("run", "full")
+    assert first.returncode == 1
+    assert (archive / socket.gethostname()).is_dir()  # cleaning happened regardless
+
+    smtp_server.refuse = None
+    second = dkm("run", "full")  # nothing old is left to move: only the retry goes out
+    assert second.returncode == 0, second.stderr
+    mails = smtp_server.by_recipient()
+    assert set(mails) == {"daemon@example.edu"}
+    notice = mails["daemon@example.edu"].message
+    assert " ".join(str(notice["Subject"]).split()).startswith("[dkmonitor] 2 old files moved")
+    body = " ".join(notice.get_content().split())
+    assert "2 of your files, 300 KiB in all" in body
+    assert f"{archive}/{socket.gethostname()}{target}" in body
+
+    assert dkm("run", "full").returncode == 0
+    assert len(smtp_server.received) == 1

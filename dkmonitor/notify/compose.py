@@ -178,8 +178,8 @@ def notice_drafts(run: TaskRun, cleaned: CleanSummary, templates: Templates) -> 
                     username=username,
                     kind=kind,
                     subject=(
-                        f"[dkmonitor] {counts.files} old files {verb}: "
-                        f"{run.hostname}:{run.task.target_path}"
+                        f"[dkmonitor] {counts.files} old file{'s' if counts.files != 1 else ''} "
+                        f"{verb}: {run.hostname}:{run.task.target_path}"
                     ),
                     body=_mail_text([templates.render(section, values)], run),
                     summary=f"{kind} ({summary})",
