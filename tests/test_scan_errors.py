@@ -19,7 +19,7 @@ from dkmonitor.scan.stats import ScanResult
 from dkmonitor.scan.walker import WalkConfig, walk_in_process
 from tests.fixtures.tree import TreeBuilder
 
-pytestmark = pytest.mark.usefixtures("needs_root")
+pytestmark = pytest.mark.usefixtures("requires_root")
 NOBODY = 65534
 
 
@@ -80,12 +80,12 @@ def world_readable_tree(scan_now: float) -> Iterator[TreeBuilder]:
 def test_unreadable_directory_is_an_error_not_a_crash(
     world_readable_tree: TreeBuilder, scan_now: float, workers: int
 ) -> None:
-    tree = world_readable_tree
-    tree.file("open/readable.dat", size=10)
-    tree.file("locked/hidden.dat", size=1000)
-    tree.file("locked/sub/deeper.dat", size=1000)
-    tree.path("locked").chmod(0o000)
-    result = scan_as_unprivileged(tree.root, ScanOptions(old_days=90, now=scan_now,
+    scan_target = world_readable_tree
+    scan_target.file("open/readable.dat", size=10)
+    scan_target.file("locked/hidden.dat", size=1000)
+    scan_target.file("locked/sub/deeper.dat", size=1000)
+    scan_target.path("locked").chmod(0o000)
+    result = scan_as_unprivileged(scan_target.root, ScanOptions(old_days=90, now=scan_now,
                                                          workers=workers))
     assert (result.total.files, result.total.bytes) == (1, 10)
     assert result.errors == 1
@@ -116,13 +116,15 @@ def _scandir_deleting(fd: int, victims: tuple[str, ...]) -> Iterator[Iterator[os
         yield deleting()
 
 
-def test_files_and_directories_vanishing_mid_scan(tree: TreeBuilder, scan_now: float) -> None:
+def test_files_and_directories_vanishing_mid_scan(
+    scan_target: TreeBuilder, scan_now: float
+) -> None:
     """Uses the walker's scandir seam (the one place a test may reach inside)."""
-    tree.file("keep/a.dat", size=1)
-    tree.file("keep/doomed-file.dat", size=10)
-    tree.file("doomed-dir/inside.dat", size=100)
-    tree.file("keep/b.dat", size=1000)
-    root = str(tree.root)
+    scan_target.file("keep/a.dat", size=1)
+    scan_target.file("keep/doomed-file.dat", size=10)
+    scan_target.file("doomed-dir/inside.dat", size=100)
+    scan_target.file("keep/b.dat", size=1000)
+    root = str(scan_target.root)
     config = WalkConfig.build(root, os.stat(root).st_dev, ScanOptions(old_days=90, now=scan_now))
     tally = walk_in_process(config, scandir=lambda fd: _scandir_deleting(fd, ("doomed",)))
     result = tally.to_result(root)
@@ -133,21 +135,21 @@ def test_files_and_directories_vanishing_mid_scan(tree: TreeBuilder, scan_now: f
     assert any("doomed-dir" in sample for sample in result.error_samples)
 
 
-def test_tree_deleted_while_parallel_scan_runs(tree: TreeBuilder, scan_now: float) -> None:
+def test_tree_deleted_while_parallel_scan_runs(scan_target: TreeBuilder, scan_now: float) -> None:
     """A real race (timing varies): whatever the interleaving, no crash and no over-count."""
     for d in range(20):
         for f in range(200):
-            tree.file(f"d{d}/f{f}.dat", size=1)
+            scan_target.file(f"d{d}/f{f}.dat", size=1)
     done = threading.Event()
 
     def delete_everything() -> None:
         for d in range(20):
-            shutil.rmtree(tree.path(f"d{d}"), ignore_errors=True)
+            shutil.rmtree(scan_target.path(f"d{d}"), ignore_errors=True)
         done.set()
 
     deleter = threading.Thread(target=delete_everything)
     deleter.start()
-    result = scan_tree(str(tree.root), ScanOptions(old_days=90, now=scan_now, workers=2))
+    result = scan_tree(str(scan_target.root), ScanOptions(old_days=90, now=scan_now, workers=2))
     deleter.join()
     assert done.is_set()
     assert 0 <= result.total.files <= 4000
@@ -155,17 +157,17 @@ def test_tree_deleted_while_parallel_scan_runs(tree: TreeBuilder, scan_now: floa
 
 
 @pytest.fixture
-def mounted_tmpfs(tree: TreeBuilder) -> Iterator[Path]:
+def mounted_tmpfs(scan_target: TreeBuilder) -> Iterator[Path]:
     """A tmpfs mounted inside the target, holding one file; skipped where mount is denied."""
-    mount_point = tree.dir("u1/mnt")
+    mount_point = scan_target.dir("u1/mnt")
     try:
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "dkm-test", str(mount_point)],
                        check=True, capture_output=True)
     except (OSError, subprocess.CalledProcessError) as exc:
         pytest.skip(f"cannot mount a tmpfs here ({exc})")
     try:
-        tree.file("u1/mnt/on-other-fs.dat", size=777, uid=1002)
-        tree.file("u1/mnt/sub/also-other.dat", size=1, uid=1002)
+        scan_target.file("u1/mnt/on-other-fs.dat", size=777, uid=1002)
+        scan_target.file("u1/mnt/sub/also-other.dat", size=1, uid=1002)
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
@@ -173,14 +175,15 @@ def mounted_tmpfs(tree: TreeBuilder) -> Iterator[Path]:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_mount_point_inside_target_is_not_crossed(
-    tree: TreeBuilder, mounted_tmpfs: Path, scan_now: float, workers: int
+    scan_target: TreeBuilder, mounted_tmpfs: Path, scan_now: float, workers: int
 ) -> None:
-    tree.file("u1/here.dat", size=5, uid=1001)
-    stays = scan_tree(str(tree.root), ScanOptions(old_days=90, now=scan_now, workers=workers))
+    scan_target.file("u1/here.dat", size=5, uid=1001)
+    stays = scan_tree(str(scan_target.root),
+                      ScanOptions(old_days=90, now=scan_now, workers=workers))
     assert {uid: u.bytes for uid, u in stays.by_uid.items()} == {1001: 5}
     assert stays.directories == 2  # target, u1; not mnt nor mnt/sub
 
-    crosses = scan_tree(str(tree.root), ScanOptions(old_days=90, now=scan_now,
+    crosses = scan_tree(str(scan_target.root), ScanOptions(old_days=90, now=scan_now,
                                                     workers=workers, one_file_system=False))
     assert {uid: u.bytes for uid, u in crosses.by_uid.items()} == {1001: 5, 1002: 778}
     assert crosses.directories == 4

@@ -16,10 +16,10 @@ from dkmonitor.scan.stats import ScanResult
 from dkmonitor.scan.tally import Tally
 from tests.fixtures.tree import UNKNOWN_UID, TreeBuilder
 
-pytestmark = pytest.mark.usefixtures("needs_root")
+pytestmark = pytest.mark.usefixtures("requires_root")
 
 
-def build_mixed_tree(tree: TreeBuilder, outside: Path) -> None:
+def build_mixed_tree(scan_target: TreeBuilder, outside: Path) -> None:
     """Several big subtrees, hard links across them, symlinks, odd names and owners."""
     outside.mkdir()
     (outside / "elsewhere.dat").write_bytes(b"y" * 4096)
@@ -27,18 +27,18 @@ def build_mixed_tree(tree: TreeBuilder, outside: Path) -> None:
     for top in range(6):
         for sub in range(top * 3 + 1):  # unequal subtrees: one much bigger than the rest
             for index in range(25):
-                tree.file(f"t{top}/s{sub}/deep/f{index}.dat", uid=uids[(top + index) % 3],
+                scan_target.file(f"t{top}/s{sub}/deep/f{index}.dat", uid=uids[(top + index) % 3],
                           size=index * 100 + top, atime_days=index * 7 + sub,
                           mtime_days=index * 9, written=index == 0)
     for top in range(6):  # one inode, linked from every subtree
         if top:
-            tree.hardlink("t0/s0/deep/f3.dat", f"t{top}/s0/shared-{top}.dat")
-        tree.symlink(tree.path("t1"), f"t{top}/to-t1")
-        tree.symlink(outside, f"t{top}/to-outside")
-        tree.symlink(outside / "elsewhere.dat", f"t{top}/s0/deep/link.dat")
-    tree.hardlink("t5/s15/deep/f24.dat", "t2/s1/pair.dat")
-    tree.file(b"t3/\xff\xfe.dat", uid=UNKNOWN_UID, size=12345, atime_days=400)
-    tree.file(b"t4/caf\xe9/x.dat", uid=1002, size=1, atime_days=91)
+            scan_target.hardlink("t0/s0/deep/f3.dat", f"t{top}/s0/shared-{top}.dat")
+        scan_target.symlink(scan_target.path("t1"), f"t{top}/to-t1")
+        scan_target.symlink(outside, f"t{top}/to-outside")
+        scan_target.symlink(outside / "elsewhere.dat", f"t{top}/s0/deep/link.dat")
+    scan_target.hardlink("t5/s15/deep/f24.dat", "t2/s1/pair.dat")
+    scan_target.file(b"t3/\xff\xfe.dat", uid=UNKNOWN_UID, size=12345, atime_days=400)
+    scan_target.file(b"t4/caf\xe9/x.dat", uid=1002, size=1, atime_days=91)
 
 
 def assert_same(result: ScanResult, reference: ScanResult) -> None:
@@ -50,33 +50,34 @@ def assert_same(result: ScanResult, reference: ScanResult) -> None:
 
 @pytest.mark.parametrize("basis", ["used", "atime", "mtime"])
 def test_parallel_equals_single_process(
-    tree: TreeBuilder, tmp_path: Path, scan_now: float, basis: str
+    scan_target: TreeBuilder, tmp_path: Path, scan_now: float, basis: str
 ) -> None:
-    build_mixed_tree(tree, tmp_path / "outside")
-    single = scan_tree(str(tree.root), ScanOptions(old_days=30, now=scan_now, age_basis=basis))
-    assert single.by_uid == tree.expected(30, basis)
+    build_mixed_tree(scan_target, tmp_path / "outside")
+    single = scan_tree(str(scan_target.root),
+                       ScanOptions(old_days=30, now=scan_now, age_basis=basis))
+    assert single.by_uid == scan_target.expected(30, basis)
     for workers in (2, 4, 7):
-        parallel = scan_tree(str(tree.root), ScanOptions(old_days=30, now=scan_now,
+        parallel = scan_tree(str(scan_target.root), ScanOptions(old_days=30, now=scan_now,
                                                          age_basis=basis, workers=workers))
         assert_same(parallel, single)
 
 
 def test_parallel_equals_single_process_with_a_mount_inside(
-    tree: TreeBuilder, tmp_path: Path, scan_now: float
+    scan_target: TreeBuilder, tmp_path: Path, scan_now: float
 ) -> None:
-    build_mixed_tree(tree, tmp_path / "outside")
-    mount_point = tree.dir("t2/mnt")
+    build_mixed_tree(scan_target, tmp_path / "outside")
+    mount_point = scan_target.dir("t2/mnt")
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "dkm-test",
                               str(mount_point)], capture_output=True).returncode == 0
     if not mounted:
         pytest.skip("cannot mount a tmpfs here")
     try:
-        tree.file("t2/mnt/other-fs.dat", size=99)
-        single = scan_tree(str(tree.root), ScanOptions(old_days=30, now=scan_now))
-        tree.forget(tree.path("t2/mnt/other-fs.dat"))
-        assert single.by_uid == tree.expected(30)
+        scan_target.file("t2/mnt/other-fs.dat", size=99)
+        single = scan_tree(str(scan_target.root), ScanOptions(old_days=30, now=scan_now))
+        scan_target.forget(scan_target.path("t2/mnt/other-fs.dat"))
+        assert single.by_uid == scan_target.expected(30)
         for workers in (2, 4):
-            assert_same(scan_tree(str(tree.root), ScanOptions(old_days=30, now=scan_now,
+            assert_same(scan_tree(str(scan_target.root), ScanOptions(old_days=30, now=scan_now,
                                                               workers=workers)), single)
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
@@ -102,24 +103,24 @@ def _children(pid: int) -> list[int]:
     return [int(child) for child in path.read_text().split()] if path.exists() else []
 
 
-def test_interrupt_leaves_no_worker_behind(tree: TreeBuilder, scan_now: float) -> None:
+def test_interrupt_leaves_no_worker_behind(scan_target: TreeBuilder, scan_now: float) -> None:
     for index in range(2000):
-        tree.file(f"d{index % 40}/f{index}.dat", size=1)
+        scan_target.file(f"d{index % 40}/f{index}.dat", size=1)
 
     def interrupt(files: int, size: int) -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        scan_tree(str(tree.root), ScanOptions(old_days=1, now=scan_now, workers=4),
+        scan_tree(str(scan_target.root), ScanOptions(old_days=1, now=scan_now, workers=4),
                   progress=interrupt)
     assert _children(os.getpid()) == []
 
 
 def test_workers_print_nothing(
-    tree: TreeBuilder, scan_now: float, capfd: pytest.CaptureFixture[str]
+    scan_target: TreeBuilder, scan_now: float, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    tree.file("a/b.dat", size=1)
-    scan_tree(str(tree.root), ScanOptions(old_days=1, now=scan_now, workers=3))
+    scan_target.file("a/b.dat", size=1)
+    scan_tree(str(scan_target.root), ScanOptions(old_days=1, now=scan_now, workers=3))
     captured = capfd.readouterr()
     assert (captured.out, captured.err) == ("", "")
 
@@ -132,10 +133,10 @@ scan_tree(sys.argv[1], ScanOptions(old_days=1, now=time.time(), workers=3),
 """
 
 
-def test_workers_die_with_a_killed_parent(tree: TreeBuilder) -> None:
+def test_workers_die_with_a_killed_parent(scan_target: TreeBuilder) -> None:
     """SIGKILL gives the parent no chance to clean up: the kernel must end the workers."""
-    tree.file("a/b.dat", size=1)
-    parent = subprocess.Popen([sys.executable, "-c", _HANGING_SCAN, str(tree.root)])
+    scan_target.file("a/b.dat", size=1)
+    parent = subprocess.Popen([sys.executable, "-c", _HANGING_SCAN, str(scan_target.root)])
     try:
         deadline = time.monotonic() + 20
         while len(workers := _children(parent.pid)) < 3 and time.monotonic() < deadline:
@@ -159,9 +160,9 @@ def _alive(pid: int) -> bool:
 
 
 def test_a_killed_worker_fails_the_scan_instead_of_hanging(
-    tree: TreeBuilder, scan_now: float
+    scan_target: TreeBuilder, scan_now: float
 ) -> None:
-    tree.file("a/b.dat", size=1)
+    scan_target.file("a/b.dat", size=1)
 
     def kill_a_worker(files: int, size: int) -> None:
         workers = _children(os.getpid())
@@ -169,6 +170,6 @@ def test_a_killed_worker_fails_the_scan_instead_of_hanging(
             os.kill(workers[0], signal.SIGKILL)
 
     with pytest.raises(ScanWorkerError):
-        scan_tree(str(tree.root), ScanOptions(old_days=1, now=scan_now, workers=2),
+        scan_tree(str(scan_target.root), ScanOptions(old_days=1, now=scan_now, workers=2),
                   progress=kill_a_worker)
     assert _children(os.getpid()) == []
