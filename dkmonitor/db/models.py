@@ -73,6 +73,15 @@ class Scan(Base):
     __table_args__ = (
         Index("ix_scans_host_target_started", "hostname", "target_path", "started_at"),
         Index("ix_scans_task_started", "task_name", "started_at"),
+        # the history views rank good full scans per host/target (migration 0004)
+        Index(
+            "ix_scans_full_place_started",
+            "kind",
+            "status",
+            "hostname",
+            "target_path",
+            "started_at",
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
