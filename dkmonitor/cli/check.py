@@ -48,7 +48,7 @@ class CheckCommand(click.Command):
             return super().make_context(info_name, args, parent=parent, **extra)
         except click.UsageError as exc:
             fmt = "json" if "json" in args else "text"
-            _emit(unknown(f"usage: {exc.format_message()}", utcnow()), fmt)
+            _emit(unknown(f"usage: {' '.join(exc.format_message().split())}", utcnow()), fmt)
             raise click.exceptions.Exit(UNKNOWN) from None
 
 

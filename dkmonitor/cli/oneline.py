@@ -25,7 +25,7 @@ def usage_error(ctx: click.Context | None, exc: click.UsageError) -> click.Usage
         return exc
     where_ctx = exc.ctx or ctx
     where = where_ctx.command_path if where_ctx is not None else "dkmonitor"
-    return DkmError(f"{where}: {exc.format_message()}")
+    return DkmError(f"{where}: {' '.join(exc.format_message().split())}")
 
 
 class OneLineCommand(click.Command):
