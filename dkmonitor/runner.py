@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from dkmonitor.config import Settings
 from dkmonitor.db import spool, taskcache
 from dkmonitor.db.engine import Database, open_database
+from dkmonitor.db.maintenance import auto_purge
 from dkmonitor.db.models import utcnow
 from dkmonitor.db.store import ScanRecord, store_scan
 from dkmonitor.db.tasks import list_tasks
@@ -387,6 +388,7 @@ class Runner:
                 log.error(error)
                 self.report.messages.append(error)
                 self.report.failed = True
+        auto_purge(None if self.dry_run else self.database, self.settings, self.report.outcomes)
         if self.database is not None:
             self.database.dispose()
         return self.report

@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 
 from dkmonitor.db.engine import open_database
 from dkmonitor.db.export import EXPORT_KEYS
-from dkmonitor.db.maintenance import auto_purge, clean_tables, purge_history
+from dkmonitor.db.maintenance import clean_tables, purge_history
 from dkmonitor.db.migrate import head_revision
 from dkmonitor.db.models import Action, Notification, Scan, Task, UserStat, utcnow
 from dkmonitor.db.store import ScanRecord, store_scan
@@ -371,12 +371,51 @@ def test_purge_history_limits_to_a_host(database):
         assert sorted(h for h, _ in left) == ["h1", "h2", "h2"]
         assert session.scalar(select(func.count(UserStat.id))) == 3 * 2
         assert purge_history(session, 30) == 1
-    assert auto_purge(database, 0, "h1", ran_full=True) == 0
-    with database.session() as session:
-        store_scan(session, record(3, host="h1"))
-    assert auto_purge(database, 2, "h1", ran_full=False) == 0
-    assert auto_purge(database, 2, "h1", ran_full=True) == 1
-    assert auto_purge(None, 2, "h1", ran_full=True) == 0
+
+
+def test_full_run_purges_this_hosts_old_history(dkm_factory, db_url, tmp_path):
+    dkm = dkm_factory(db_url)
+    dkm.config.write_text(
+        dkm.config.read_text()
+        .replace("[general]\n", "[general]\nhostname = h1\n", 1)
+        .replace("[database]\n", "[database]\npurge_after_days = 30\n", 1)
+    )
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "f").write_text("x")
+    created = dkm(
+        "task", "create", "scratch", "--target", str(target),
+        "--warning", "99.8", "--critical", "99.9", "--old-days", "30",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    db = open_database(db_url)
+    try:
+        with db.session() as session:
+            for host, days in (("h1", 40), ("h1", 10), ("h2", 40)):
+                store_scan(session, record(days, host=host))
+    finally:
+        db.dispose()
+    assert dkm("run", "quick").returncode == 0  # a quick run purges nothing
+    assert table_rows(db_url)["scans"] == 4
+    assert dkm("run", "full", "--dry-run").returncode == 0  # nor does a dry run
+    assert table_rows(db_url)["scans"] == 4
+    run = dkm("run", "full")
+    assert run.returncode == 0, run.stderr
+    db = open_database(db_url)
+    try:
+        with db.session() as session:
+            left = sorted(
+                (host, round((NOW - started).days))
+                for host, started in session.execute(select(Scan.hostname, Scan.started_at))
+            )
+    finally:
+        db.dispose()
+    assert [host for host, _ in left] == ["h1", "h1", "h1", "h2"]  # h1's 40-day scan is gone
+    assert max(days for host, days in left if host == "h1") == 10
+    assert (
+        "purged 1 scan(s) of h1 older than 30 days"
+        in (dkm.state_dir / "log" / "dkmonitor.log").read_text()
+    )
 
 
 def test_clean_tables_forgets_abandoned_tasks(database):

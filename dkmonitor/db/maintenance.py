@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import (
     ColumnElement,
@@ -29,7 +31,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from dkmonitor.config import mask_password
+from dkmonitor.config import Settings, mask_password
 from dkmonitor.db.engine import Database, make_engine
 from dkmonitor.db.migrate import current_revision, head_revision, pending_revisions
 from dkmonitor.db.models import Action, Base, Notification, Scan, Task, UserStat, utcnow
@@ -279,31 +281,32 @@ def drop_all(database: Database) -> list[str]:
     return names
 
 
-def auto_purge(
-    database: Database | None,
-    purge_after_days: int,
-    hostname: str,
-    *,
-    ran_full: bool,
-) -> int:
-    """The purge at the end of a full run (``[database] purge_after_days``).
+class _Outcome(Protocol):
+    kind: str  # quick | full: a runner.TaskOutcome
 
-    Does nothing when purging is off (0), there is no database or no full scan
-    ran; a failure is logged and never fails the run (the scans are stored).
+
+def auto_purge(database: Database | None, settings: Settings, outcomes: Iterable[_Outcome]) -> int:
+    """The purge at the end of a run (``[database] purge_after_days``) — Runner.finish.
+
+    ``database`` is None for a dry run or when the database is down;
+    ``outcomes`` are the run's task outcomes: only a run that did a full scan
+    purges (the nightly one), and only this host's scans. Nothing happens when
+    purging is off (0); a failure is logged and never fails the run.
     """
-    if database is None or not ran_full or purge_after_days <= 0:
+    days = settings.database.purge_after_days
+    if database is None or days <= 0 or all(o.kind != "full" for o in outcomes):
         return 0
     try:
         with database.session() as session:
-            removed = purge_history(session, purge_after_days, hostname=hostname)
+            removed = purge_history(session, days, hostname=settings.hostname)
     except SQLAlchemyError as exc:
         log.error(
-            "purging scans older than %d days on %s failed: %s",
-            purge_after_days,
-            hostname,
+            "purging scans of %s older than %d days failed: %s",
+            settings.hostname,
+            days,
             _first_line(exc),
         )
         return 0
     if removed:
-        log.info("purged %d scan(s) of %s older than %d days", removed, hostname, purge_after_days)
+        log.info("purged %d scan(s) of %s older than %d days", removed, settings.hostname, days)
     return removed
