@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Row, select, true
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import Row, Table, select, true
+from sqlalchemy.orm import Session
 
 from dkmonitor.db.models import Scan, UserStat
 
@@ -68,31 +68,37 @@ class ViewRecord:
         return data
 
 
+# Core tables, not the mapped classes: touching a mapped attribute makes the ORM
+# configure every mapper, a fixed cost of a tenth of a second or more per process
+# that plain column rows never need.
+_scans: Table = Scan.__table__  # type: ignore[assignment]
+_users: Table = UserStat.__table__  # type: ignore[assignment]
+
 _SCAN_COLUMNS = (
-    Scan.id,
-    Scan.task_name,
-    Scan.hostname,
-    Scan.target_path,
-    Scan.started_at,
-    Scan.files,
-    Scan.bytes,
-    Scan.allocated_bytes,
-    Scan.old_files,
-    Scan.old_bytes,
-    Scan.average_age_days,
-    Scan.disk_use_percent,
-    Scan.errors,
+    _scans.c.id,
+    _scans.c.task_name,
+    _scans.c.hostname,
+    _scans.c.target_path,
+    _scans.c.started_at,
+    _scans.c.files,
+    _scans.c.bytes,
+    _scans.c.allocated_bytes,
+    _scans.c.old_files,
+    _scans.c.old_bytes,
+    _scans.c.average_age_days,
+    _scans.c.disk_use_percent,
+    _scans.c.errors,
 )
 _USER_COLUMNS = (
-    UserStat.scan_id,
-    UserStat.username,
-    UserStat.uid,
-    UserStat.files,
-    UserStat.bytes,
-    UserStat.allocated_bytes,
-    UserStat.old_files,
-    UserStat.old_bytes,
-    UserStat.average_age_days,
+    _users.c.scan_id,
+    _users.c.username,
+    _users.c.uid,
+    _users.c.files,
+    _users.c.bytes,
+    _users.c.allocated_bytes,
+    _users.c.old_files,
+    _users.c.old_bytes,
+    _users.c.average_age_days,
 )
 
 
@@ -127,30 +133,34 @@ def _latest_scans(
     of hourly quick scans holds 23 quick scans for every full one). Plain
     rows, not ORM objects: building entities cost more than the query.
     """
-    good = (Scan.kind == "full", Scan.status == "ok")
-    places = select(Scan.hostname, Scan.target_path).where(*good).distinct()
+    good = (_scans.c.kind == "full", _scans.c.status == "ok")
+    places = select(_scans.c.hostname, _scans.c.target_path).where(*good).distinct()
     if hostname is not None:
-        places = places.where(Scan.hostname == hostname)
+        places = places.where(_scans.c.hostname == hostname)
     if path is not None:
-        places = places.where(Scan.target_path == path)
+        places = places.where(_scans.c.target_path == path)
     place = places.subquery("place")
-    newest = aliased(Scan, name="newest")
-    in_place = select(newest).where(
-        newest.kind == "full",
-        newest.status == "ok",
-        newest.hostname == place.c.hostname,
-        newest.target_path == place.c.target_path,
+    newest = _scans.alias("newest")
+    in_place = (
+        select(newest.c.id)
+        .where(
+            newest.c.kind == "full",
+            newest.c.status == "ok",
+            newest.c.hostname == place.c.hostname,
+            newest.c.target_path == place.c.target_path,
+        )
+        .order_by(newest.c.started_at.desc())
+        .limit(history + 1)
     )
-    in_place = in_place.order_by(newest.started_at.desc()).limit(history + 1)
     if session.get_bind().dialect.name == "sqlite":  # no LATERAL: a correlated id list
         query = (
             select(*_SCAN_COLUMNS)
             .select_from(place)
-            .join(Scan, Scan.id.in_(in_place.with_only_columns(newest.id).scalar_subquery()))
+            .join(_scans, _scans.c.id.in_(in_place.scalar_subquery()))
         )
     else:
         latest = in_place.with_only_columns(
-            *(getattr(newest, column.key) for column in _SCAN_COLUMNS)
+            *(newest.c[column.key] for column in _SCAN_COLUMNS)
         ).lateral("latest")
         query = select(*latest.c).select_from(place).join(latest, true())
     rows = session.connection().execute(query).all()
@@ -205,9 +215,9 @@ def _user_rows(
 ) -> Sequence[Row[Any]]:
     if not scan_ids:
         return []
-    query = select(*columns).where(UserStat.scan_id.in_(scan_ids))
+    query = select(*columns).where(_users.c.scan_id.in_(scan_ids))
     if username is not None:
-        query = query.where(UserStat.username == username)
+        query = query.where(_users.c.username == username)
     # Straight to the connection: plain rows need none of the ORM's result machinery.
     return session.connection().execute(query).all()
 
@@ -224,7 +234,7 @@ def user_records(
     extra = [scan_id for scan_id, scan in scans.items() if scan.rank > history]
     stats = _user_rows(session, _USER_COLUMNS, shown, username)
     earlier = _user_rows(
-        session, (UserStat.scan_id, UserStat.username, UserStat.bytes), extra, username
+        session, (_users.c.scan_id, _users.c.username, _users.c.bytes), extra, username
     )
     # (host, target, rank) of each scan, for finding a user's row one scan earlier.
     place_rank = {scan_id: (s.hostname, s.target_path, s.rank) for scan_id, s in scans.items()}
@@ -265,4 +275,4 @@ def user_records(
 
 
 def known_usernames(session: Session) -> Iterable[str]:
-    return session.scalars(select(UserStat.username).distinct())
+    return session.scalars(select(_users.c.username).distinct())
