@@ -284,8 +284,8 @@ class Runner:
             return
         from dkmonitor.notify.step import notify_step
 
-        database = None if self.dry_run else self.database
-        outcome.notify = notify_step(database, self.settings, run, outcome.clean)
+        # on a dry run the notify step only reads the mail log (for the interval rule)
+        outcome.notify = notify_step(self.database, self.settings, run, outcome.clean)
         summary = outcome.notify.summary()
         if summary:
             log.error(summary)

@@ -1,4 +1,7 @@
 pytest_plugins = [
     "tests.fixtures.db",
     "tests.fixtures.cli",
+    "tests.fixtures.tree",
+    "tests.fixtures.smtp",
+    "tests.fixtures.cleaning",
 ]
