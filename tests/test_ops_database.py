@@ -305,9 +305,11 @@ def test_drop_all_then_upgrade_rebuilds(dkm):
 
 @pytest.mark.postgres
 def test_drop_all_leaves_other_tables_alone(dkm_factory, pg_url):
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import text
 
-    engine = create_engine(pg_url)
+    from dkmonitor.db.engine import make_engine
+
+    engine = make_engine(pg_url)
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE someone_elses (id integer)"))
     dkm = dkm_factory(pg_url)
