@@ -22,7 +22,6 @@ from tests.fixtures.cleaning import (
     snapshot,
 )
 
-pytest_plugins = ["tests.fixtures.cleaning"]
 pytestmark = needs_root
 
 
@@ -30,8 +29,8 @@ def delete_task(target: Path, **changes: object):
     return make_task(target, delete=True, **changes)
 
 
-def test_deletes_only_old_regular_files_of_every_owner(tree, clean_db):
-    target = tree["target"]
+def test_deletes_only_old_regular_files_of_every_owner(clean_tree, clean_db):
+    target = clean_tree["target"]
     for i, uid in enumerate((1001, 1002, 1003)):
         make_file(target / f"u{uid}" / "old.dat", uid=uid, gid=uid, size=100 * (i + 1))
         make_file(target / f"u{uid}" / "young.dat", uid=uid, gid=uid, age_days=2)
@@ -52,15 +51,15 @@ def test_deletes_only_old_regular_files_of_every_owner(tree, clean_db):
     assert {r.username for r in rows} and all(r.task_name == "scratch" for r in rows)
 
 
-def test_age_basis_mtime_deletes_a_recently_read_file(tree, clean_db):
-    target = tree["target"]
+def test_age_basis_mtime_deletes_a_recently_read_file(clean_tree, clean_db):
+    target = clean_tree["target"]
     make_file(target / "read-recently.dat", age_days=200, atime_age_days=1)
     clean_step(clean_db, make_settings(), make_run(delete_task(target, age_basis="mtime")))
     assert not (target / "read-recently.dat").exists()
 
 
-def test_not_over_critical_touches_nothing(tree, clean_db):
-    target = tree["target"]
+def test_not_over_critical_touches_nothing(clean_tree, clean_db):
+    target = clean_tree["target"]
     make_file(target / "old.dat")
     below = DiskUsage(total=100, used=50, available=50)
     summary = clean_step(clean_db, make_settings(), make_run(delete_task(target), disk=below))
@@ -68,8 +67,8 @@ def test_not_over_critical_touches_nothing(tree, clean_db):
     assert not summary.deleted and journal(clean_db) == []
 
 
-def test_symlink_to_an_old_file_outside_is_not_followed(tree, clean_db):
-    target, outside = tree["target"], tree["outside"]
+def test_symlink_to_an_old_file_outside_is_not_followed(clean_tree, clean_db):
+    target, outside = clean_tree["target"], clean_tree["outside"]
     make_file(outside / "shadow", uid=0, gid=0, mode=0o600)
     make_file(outside / "dir" / "precious.dat", uid=0, gid=0)
     os.symlink(outside / "shadow", target / "link-to-shadow")
@@ -85,8 +84,8 @@ def test_symlink_to_an_old_file_outside_is_not_followed(tree, clean_db):
     assert not summary.deleted and summary.error is None
 
 
-def test_directory_swapped_for_symlink_after_selection_is_skipped(tree, clean_db):
-    target, outside = tree["target"], tree["outside"]
+def test_directory_swapped_for_symlink_after_selection_is_skipped(clean_tree, clean_db):
+    target, outside = clean_tree["target"], clean_tree["outside"]
     make_file(target / "proj" / "data" / "victim.dat", uid=1002, gid=1002)
     make_file(outside / "data" / "victim.dat", uid=0, gid=0, mode=0o600)  # same name outside
     before = snapshot(outside)
@@ -105,8 +104,8 @@ def test_directory_swapped_for_symlink_after_selection_is_skipped(tree, clean_db
     assert [(r.outcome, r.reason) for r in journal(clean_db)] == [("skipped", record.reason)]
 
 
-def test_top_directory_swapped_for_symlink_after_selection_is_skipped(tree, clean_db):
-    target, outside = tree["target"], tree["outside"]
+def test_top_directory_swapped_for_symlink_after_selection_is_skipped(clean_tree, clean_db):
+    target, outside = clean_tree["target"], clean_tree["outside"]
     make_file(target / "a" / "b" / "c" / "f.dat")
     make_file(outside / "b" / "c" / "f.dat", uid=0, gid=0)
     before = snapshot(outside)
@@ -121,8 +120,8 @@ def test_top_directory_swapped_for_symlink_after_selection_is_skipped(tree, clea
     assert (target / "a.orig" / "b" / "c" / "f.dat").exists()
 
 
-def test_directory_replaced_by_another_directory_is_skipped(tree, clean_db):
-    target = tree["target"]
+def test_directory_replaced_by_another_directory_is_skipped(clean_tree, clean_db):
+    target = clean_tree["target"]
     make_file(target / "d" / "f.dat")
     with Cleaner.open(clean_db, make_settings(), make_run(delete_task(target))) as cleaner:
         (candidate,) = next(cleaner.batches())
@@ -133,8 +132,8 @@ def test_directory_replaced_by_another_directory_is_skipped(tree, clean_db):
     assert (target / "d" / "f.dat").exists() and (target / "d.orig" / "f.dat").exists()
 
 
-def test_file_swapped_for_symlink_after_selection_is_skipped(tree, clean_db):
-    target, outside = tree["target"], tree["outside"]
+def test_file_swapped_for_symlink_after_selection_is_skipped(clean_tree, clean_db):
+    target, outside = clean_tree["target"], clean_tree["outside"]
     make_file(target / "f.dat")
     make_file(outside / "secret", uid=0, gid=0)
     before = snapshot(outside)
@@ -147,8 +146,8 @@ def test_file_swapped_for_symlink_after_selection_is_skipped(tree, clean_db):
     assert snapshot(outside) == before and os.path.islink(target / "f.dat")
 
 
-def test_file_used_after_selection_is_not_deleted(tree, clean_db):
-    target = tree["target"]
+def test_file_used_after_selection_is_not_deleted(clean_tree, clean_db):
+    target = clean_tree["target"]
     make_file(target / "f.dat")
     with Cleaner.open(clean_db, make_settings(), make_run(delete_task(target))) as cleaner:
         (candidate,) = next(cleaner.batches())
@@ -159,8 +158,8 @@ def test_file_used_after_selection_is_not_deleted(tree, clean_db):
     assert (target / "f.dat").exists()
 
 
-def test_file_rewritten_after_selection_is_not_deleted(tree, clean_db):
-    target = tree["target"]
+def test_file_rewritten_after_selection_is_not_deleted(clean_tree, clean_db):
+    target = clean_tree["target"]
     make_file(target / "f.dat", size=10)
     with Cleaner.open(clean_db, make_settings(), make_run(delete_task(target))) as cleaner:
         (candidate,) = next(cleaner.batches())
@@ -169,8 +168,8 @@ def test_file_rewritten_after_selection_is_not_deleted(tree, clean_db):
     assert record.outcome == "skipped" and (target / "f.dat").exists()
 
 
-def test_fifo_socket_and_symlinks_are_never_opened_nor_removed(tree, clean_db):
-    target = tree["target"]
+def test_fifo_socket_and_symlinks_are_never_opened_nor_removed(clean_tree, clean_db):
+    target = clean_tree["target"]
     fifo = target / "old.fifo"
     os.mkfifo(fifo)
     old = os.stat(fifo).st_mtime - 400 * 86400
@@ -185,8 +184,8 @@ def test_fifo_socket_and_symlinks_are_never_opened_nor_removed(tree, clean_db):
     assert summary.deleted[1001].files == 1
 
 
-def test_file_swapped_for_fifo_after_selection_is_skipped(tree, clean_db):
-    target = tree["target"]
+def test_file_swapped_for_fifo_after_selection_is_skipped(clean_tree, clean_db):
+    target = clean_tree["target"]
     make_file(target / "f.dat")
     with Cleaner.open(clean_db, make_settings(), make_run(delete_task(target))) as cleaner:
         (candidate,) = next(cleaner.batches())
@@ -196,8 +195,8 @@ def test_file_swapped_for_fifo_after_selection_is_skipped(tree, clean_db):
     assert record.outcome == "skipped" and os.path.exists(target / "f.dat")
 
 
-def test_mount_point_inside_target_is_not_crossed(tree, clean_db, tmpfs):
-    target = tree["target"]
+def test_mount_point_inside_target_is_not_crossed(clean_tree, clean_db, tmpfs):
+    target = clean_tree["target"]
     inner = tmpfs(target / "mnt", "1m")
     make_file(inner / "old-on-other-fs.dat")
     make_file(target / "old.dat")
@@ -206,8 +205,8 @@ def test_mount_point_inside_target_is_not_crossed(tree, clean_db, tmpfs):
     assert not (target / "old.dat").exists()
 
 
-def test_excluded_patterns_are_never_touched(tree, clean_db):
-    target = tree["target"]
+def test_excluded_patterns_are_never_touched(clean_tree, clean_db):
+    target = clean_tree["target"]
     make_file(target / "keep.bak")
     make_file(target / "keepdir" / "inner.dat")
     make_file(target / "proj" / "results" / "r.dat")
@@ -220,8 +219,8 @@ def test_excluded_patterns_are_never_touched(tree, clean_db):
     assert not (target / "proj" / "other.dat").exists()
 
 
-def test_non_utf8_names_are_deleted_and_journaled_byte_exact(tree, clean_db):
-    target = tree["target"]
+def test_non_utf8_names_are_deleted_and_journaled_byte_exact(clean_tree, clean_db):
+    target = clean_tree["target"]
     raw = os.fsencode(target) + b"/caf\xe9-\xff.dat"
     make_file(raw)
     summary = clean_step(clean_db, make_settings(), make_run(delete_task(target)))
@@ -231,8 +230,8 @@ def test_non_utf8_names_are_deleted_and_journaled_byte_exact(tree, clean_db):
     assert bytes(row.path) == raw
 
 
-def test_hard_linked_file_may_be_deleted_but_the_other_name_survives(tree, clean_db):
-    target, outside = tree["target"], tree["outside"]
+def test_hard_linked_file_may_be_deleted_but_the_other_name_survives(clean_tree, clean_db):
+    target, outside = clean_tree["target"], clean_tree["outside"]
     data = make_file(target / "linked.dat")
     os.link(target / "linked.dat", outside / "other-name")
     clean_step(clean_db, make_settings(), make_run(delete_task(target)))
@@ -240,8 +239,8 @@ def test_hard_linked_file_may_be_deleted_but_the_other_name_survives(tree, clean
     assert (outside / "other-name").read_bytes() == data
 
 
-def test_dry_run_touches_nothing_and_journals_nothing(tree):
-    target = tree["target"]
+def test_dry_run_touches_nothing_and_journals_nothing(clean_tree):
+    target = clean_tree["target"]
     make_file(target / "a.dat", size=300, uid=1001)
     make_file(target / "b.dat", size=200, uid=1002, gid=1002)
     make_file(target / "young.dat", age_days=1)
@@ -253,17 +252,17 @@ def test_dry_run_touches_nothing_and_journals_nothing(tree):
         1001: (1, 300), 1002: (1, 200)}
 
 
-def test_no_database_means_no_cleaning(tree):
-    target = tree["target"]
+def test_no_database_means_no_cleaning(clean_tree):
+    target = clean_tree["target"]
     make_file(target / "a.dat")
     summary = clean_step(None, make_settings(), make_run(delete_task(target)))
     assert summary.error and "journal" in summary.error
     assert (target / "a.dat").exists()
 
 
-def test_missing_target_is_an_error_not_a_crash(tree, clean_db):
+def test_missing_target_is_an_error_not_a_crash(clean_tree, clean_db):
     summary = clean_step(clean_db, make_settings(),
-                         make_run(delete_task(tree["target"] / "missing")))
+                         make_run(delete_task(clean_tree["target"] / "missing")))
     assert summary.error and "missing" in summary.error
 
 

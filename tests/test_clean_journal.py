@@ -22,8 +22,6 @@ from tests.fixtures.cleaning import (
     needs_root,
 )
 
-pytest_plugins = ["tests.fixtures.cleaning"]
-
 ODD = b"/scratch/\xff\xfe/caf\xe9\n\x01 name"
 
 
@@ -62,24 +60,24 @@ def test_moved_files_pages_and_filters(database):
 
 
 @needs_root
-def test_scan_id_links_rows_to_their_scan(tree, database):
+def test_scan_id_links_rows_to_their_scan(clean_tree, database):
     with database.session() as session:
         scan = Scan(run_id="r1", task_name="scratch", hostname=HOST,
-                    target_path=str(tree["target"]), kind="full", status="ok",
+                    target_path=str(clean_tree["target"]), kind="full", status="ok",
                     started_at=utcnow())
         session.add(scan)
         session.flush()
         scan_id = scan.id
-    make_file(tree["target"] / "old.dat")
-    clean_step(database, make_settings(), make_run(make_task(tree["target"], delete=True),
+    make_file(clean_tree["target"] / "old.dat")
+    clean_step(database, make_settings(), make_run(make_task(clean_tree["target"], delete=True),
                                                    scan_id=scan_id))
     (row,) = journal(database)
     assert row.scan_id == scan_id and row.action == "delete"
 
 
 @needs_root
-def test_a_crash_mid_run_keeps_the_record_of_what_was_done(tree, clean_db, monkeypatch):
-    target = tree["target"]
+def test_a_crash_mid_run_keeps_the_record_of_what_was_done(clean_tree, clean_db, monkeypatch):
+    target = clean_tree["target"]
     for i in range(6):
         make_file(target / f"f{i}", size=100 + i)
     calls = []
@@ -103,8 +101,8 @@ def test_a_crash_mid_run_keeps_the_record_of_what_was_done(tree, clean_db, monke
 
 
 @needs_root
-def test_a_journal_that_cannot_be_written_stops_cleaning(tree, clean_db):
-    target = tree["target"]
+def test_a_journal_that_cannot_be_written_stops_cleaning(clean_tree, clean_db):
+    target = clean_tree["target"]
     for i in range(5):
         make_file(target / f"f{i}")
     Action.__table__.drop(clean_db.engine)

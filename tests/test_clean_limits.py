@@ -23,7 +23,6 @@ from tests.fixtures.cleaning import (
     snapshot,
 )
 
-pytest_plugins = ["tests.fixtures.cleaning"]
 pytestmark = needs_root
 
 # name: (size, age in days) -> size x age: e=4000, c=3000, a=2000, d=1500, b=1000, f=500
@@ -41,8 +40,8 @@ def remaining(target: Path) -> set[str]:
     return {p.name for p in target.rglob("*") if p.is_file()}
 
 
-def test_largest_and_oldest_go_first(tree, clean_db):
-    target = tree["target"]
+def test_largest_and_oldest_go_first(clean_tree, clean_db):
+    target = clean_tree["target"]
     populate(target)
     summary = clean_step(clean_db, make_settings(max_files_per_run=3),
                          make_run(make_task(target, delete=True)))
@@ -52,8 +51,8 @@ def test_largest_and_oldest_go_first(tree, clean_db):
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 4, 100])
-def test_bounded_passes_keep_the_global_order(tree, chunk):
-    target = tree["target"]
+def test_bounded_passes_keep_the_global_order(clean_tree, chunk):
+    target = clean_tree["target"]
     populate(target)
     make_file(target / "young", age_days=1)
     options = SelectOptions(target=str(target), old_days=30, now=time.time())
@@ -66,8 +65,8 @@ def test_bounded_passes_keep_the_global_order(tree, chunk):
     assert [c.name for batch in batches for c in batch] == RANKED
 
 
-def test_several_passes_clean_everything(tree, clean_db):
-    target = tree["target"]
+def test_several_passes_clean_everything(clean_tree, clean_db):
+    target = clean_tree["target"]
     populate(target)
     run = make_run(make_task(target, delete=True))
     with Cleaner.open(clean_db, make_settings(), run, chunk=2) as cleaner:
@@ -75,8 +74,8 @@ def test_several_passes_clean_everything(tree, clean_db):
     assert remaining(target) == set() and sum(a.files for a in summary.deleted.values()) == 6
 
 
-def test_max_bytes_passes_over_files_that_do_not_fit(tree, clean_db):
-    target = tree["target"]
+def test_max_bytes_passes_over_files_that_do_not_fit(clean_tree, clean_db):
+    target = clean_tree["target"]
     populate(target)
     # e=40 fits (40), c=10 (50), a=20 would make 70 > 60: passed over, d=30 too, b=10 (60)
     summary = clean_step(clean_db, make_settings(max_bytes_per_run=60),
@@ -85,8 +84,8 @@ def test_max_bytes_passes_over_files_that_do_not_fit(tree, clean_db):
     assert summary.stopped == "max_bytes_per_run (60 bytes) reached"
 
 
-def test_purge_target_stops_once_disk_use_is_low_enough(tree, clean_db, tmpfs):
-    target = tmpfs(tree["target"], "4m")
+def test_purge_target_stops_once_disk_use_is_low_enough(clean_tree, clean_db, tmpfs):
+    target = tmpfs(clean_tree["target"], "4m")
     for i in range(12):
         make_file(target / f"f{i:02}", size=256 * 1024, age_days=100 + i)
     start = disk_usage(str(target))
@@ -104,8 +103,8 @@ def test_purge_target_stops_once_disk_use_is_low_enough(tree, clean_db, tmpfs):
     assert one_more / (one_more + disk_usage(str(target)).available - 256 * 1024) * 100 > 45
 
 
-def test_purge_target_on_dry_run_is_estimated(tree, tmpfs):
-    target = tmpfs(tree["target"], "4m")
+def test_purge_target_on_dry_run_is_estimated(clean_tree, tmpfs):
+    target = tmpfs(clean_tree["target"], "4m")
     for i in range(12):
         make_file(target / f"f{i:02}", size=256 * 1024, age_days=100 + i)
     task = make_task(target, delete=True, usage_warning_threshold=40,
@@ -118,9 +117,9 @@ def test_purge_target_on_dry_run_is_estimated(tree, tmpfs):
 
 
 @pytest.fixture
-def read_only_target(tree):
+def read_only_target(clean_tree):
     """The target bind-mounted read-only on itself: every unlink fails with EROFS."""
-    target = tree["target"]
+    target = clean_tree["target"]
     populate(target)
     for i in range(10):
         make_file(target / f"more{i}", size=5)
@@ -146,8 +145,8 @@ def test_error_breaker_stops_the_run_with_an_error(read_only_target, clean_db):
     assert all(r.reason for r in rows)
 
 
-def test_max_bytes_says_so_when_only_big_files_are_left(tree, clean_db):
-    target = tree["target"]
+def test_max_bytes_says_so_when_only_big_files_are_left(clean_tree, clean_db):
+    target = clean_tree["target"]
     populate(target)
     summary = clean_step(clean_db, make_settings(max_bytes_per_run=12),
                          make_run(make_task(target, delete=True)))

@@ -1,4 +1,4 @@
-"""Moving old files to the relocation path: mirrored tree, metadata kept, nothing lost."""
+"""Moving old files to the relocation path: mirrored clean_tree, metadata kept, nothing lost."""
 
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ from tests.fixtures.cleaning import (
     snapshot_all,
 )
 
-pytest_plugins = ["tests.fixtures.cleaning"]
 pytestmark = needs_root
 
 
@@ -60,8 +59,8 @@ def make_tree(target: Path) -> dict[Path, tuple[bytes, os.stat_result]]:
 
 
 @pytest.mark.parametrize("cross_fs", [False, True], ids=["same-fs", "cross-fs"])
-def test_move_mirrors_tree_and_keeps_owner_mode_times(tree, clean_db, tmpfs, cross_fs):
-    target, reloc = tree["target"], tree["reloc"]
+def test_move_mirrors_tree_and_keeps_owner_mode_times(clean_tree, clean_db, tmpfs, cross_fs):
+    target, reloc = clean_tree["target"], clean_tree["reloc"]
     if cross_fs:
         tmpfs(reloc, "16m")
     made = make_tree(target)
@@ -89,8 +88,8 @@ def test_move_mirrors_tree_and_keeps_owner_mode_times(tree, clean_db, tmpfs, cro
     assert not [p for p in reloc.rglob(f"{TEMP_PREFIX}*")]
 
 
-def test_cross_fs_move_keeps_xattrs(tree, clean_db, tmpfs):
-    target, reloc = tree["target"], tree["reloc"]
+def test_cross_fs_move_keeps_xattrs(clean_tree, clean_db, tmpfs):
+    target, reloc = clean_tree["target"], clean_tree["reloc"]
     tmpfs(reloc, "4m")
     make_file(target / "tagged.dat")
     os.setxattr(target / "tagged.dat", "trusted.dkm-test", b"value")
@@ -100,8 +99,8 @@ def test_cross_fs_move_keeps_xattrs(tree, clean_db, tmpfs):
 
 
 @pytest.mark.parametrize("cross_fs", [False, True], ids=["same-fs", "cross-fs"])
-def test_name_taken_at_destination_is_never_overwritten(tree, clean_db, tmpfs, cross_fs):
-    target, reloc = tree["target"], tree["reloc"]
+def test_name_taken_at_destination_is_never_overwritten(clean_tree, clean_db, tmpfs, cross_fs):
+    target, reloc = clean_tree["target"], clean_tree["reloc"]
     if cross_fs:
         tmpfs(reloc, "4m")
     data = make_file(target / "d" / "f.dat")
@@ -121,9 +120,9 @@ def test_name_taken_at_destination_is_never_overwritten(tree, clean_db, tmpfs, c
 
 @pytest.mark.parametrize("delete_when_full", [False, True])
 def test_full_destination_leaves_no_partial_file_and_keeps_the_source(
-    tree, clean_db, tmpfs, delete_when_full
+    clean_tree, clean_db, tmpfs, delete_when_full
 ):
-    target, reloc = tree["target"], tree["reloc"]
+    target, reloc = clean_tree["target"], clean_tree["reloc"]
     tmpfs(reloc, "1m")
     big = make_file(target / "big.dat", size=3 * 1024 * 1024, age_days=300)
     small = make_file(target / "small.dat", size=1000, age_days=300)
@@ -147,8 +146,8 @@ def test_full_destination_leaves_no_partial_file_and_keeps_the_source(
         assert summary.failed == 1 and not summary.moved
 
 
-def test_hard_linked_files_are_not_moved(tree, clean_db):
-    target, outside, reloc = tree["target"], tree["outside"], tree["reloc"]
+def test_hard_linked_files_are_not_moved(clean_tree, clean_db):
+    target, outside, reloc = clean_tree["target"], clean_tree["outside"], clean_tree["reloc"]
     make_file(target / "linked.dat")
     os.link(target / "linked.dat", outside / "elsewhere")
     before = snapshot(outside)
@@ -158,8 +157,8 @@ def test_hard_linked_files_are_not_moved(tree, clean_db):
     assert (row.outcome, summary.skipped) == ("skipped", 1) and "hard links" in row.reason
 
 
-def test_non_utf8_names_move_and_journal_byte_exact(tree, clean_db, tmpfs):
-    target, reloc = tree["target"], tree["reloc"]
+def test_non_utf8_names_move_and_journal_byte_exact(clean_tree, clean_db, tmpfs):
+    target, reloc = clean_tree["target"], clean_tree["reloc"]
     tmpfs(reloc, "4m")
     raw_dir = os.fsencode(target) + b"/r\xe9sum\xe9"
     raw = raw_dir + b"/\xff\xfe.dat"
@@ -171,8 +170,8 @@ def test_non_utf8_names_move_and_journal_byte_exact(tree, clean_db, tmpfs):
     assert bytes(row.path) == raw and bytes(row.destination) == expected
 
 
-def test_file_used_after_selection_is_not_moved(tree, clean_db):
-    target, reloc = tree["target"], tree["reloc"]
+def test_file_used_after_selection_is_not_moved(clean_tree, clean_db):
+    target, reloc = clean_tree["target"], clean_tree["reloc"]
     make_file(target / "f.dat")
     with Cleaner.open(clean_db, make_settings(),
                       make_run(make_task(target, relocation=reloc))) as cleaner:
@@ -184,8 +183,8 @@ def test_file_used_after_selection_is_not_moved(tree, clean_db):
     assert (target / "f.dat").exists() and not [p for p in reloc.rglob("*") if p.is_file()]
 
 
-def test_directory_swapped_for_symlink_before_move_is_skipped(tree, clean_db, tmpfs):
-    target, outside, reloc = tree["target"], tree["outside"], tree["reloc"]
+def test_directory_swapped_for_symlink_before_move_is_skipped(clean_tree, clean_db, tmpfs):
+    target, outside, reloc = clean_tree["target"], clean_tree["outside"], clean_tree["reloc"]
     tmpfs(reloc, "4m")
     make_file(target / "u" / "f.dat")
     make_file(outside / "f.dat", uid=0, gid=0, mode=0o600)
@@ -201,8 +200,8 @@ def test_directory_swapped_for_symlink_before_move_is_skipped(tree, clean_db, tm
     assert not [p for p in reloc.rglob("*") if p.is_file()]
 
 
-def test_symlink_planted_in_relocation_tree_is_not_followed(tree, clean_db):
-    target, outside, reloc = tree["target"], tree["outside"], tree["reloc"]
+def test_symlink_planted_in_relocation_tree_is_not_followed(clean_tree, clean_db):
+    target, outside, reloc = clean_tree["target"], clean_tree["outside"], clean_tree["reloc"]
     make_file(target / "u" / "f.dat")
     # a user who owns their mirrored directory plants a symlink where the next one goes
     base = mirror(reloc, target)
@@ -216,39 +215,40 @@ def test_symlink_planted_in_relocation_tree_is_not_followed(tree, clean_db):
 
 
 @pytest.mark.parametrize("where", ["inside", "equal", "symlink-into"])
-def test_relocation_into_target_is_refused_at_run_time(tree, clean_db, where):
-    target = tree["target"]
+def test_relocation_into_target_is_refused_at_run_time(clean_tree, clean_db, where):
+    target = clean_tree["target"]
     make_file(target / "f.dat")
     if where == "inside":
         reloc = target / "moved"
     elif where == "equal":
         reloc = target
     else:
-        reloc = tree["outside"] / "sneaky"
+        reloc = clean_tree["outside"] / "sneaky"
         os.symlink(target / "sub", reloc)
         (target / "sub").mkdir()
     # bypass creation-time validation: the task may have been valid when created
-    task = make_task(target, relocation=tree["reloc"]).with_changes(relocation_path=str(reloc))
+    task = make_task(target, relocation=clean_tree["reloc"])
+    task = task.with_changes(relocation_path=str(reloc))
     before = snapshot(target)
     summary = clean_step(clean_db, make_settings(), make_run(task))
     assert summary.error and "relocation path" in summary.error
     assert snapshot(target) == before and journal(clean_db) == []
 
 
-def test_missing_relocation_path_is_refused_not_created(tree, clean_db):
-    target = tree["target"]
+def test_missing_relocation_path_is_refused_not_created(clean_tree, clean_db):
+    target = clean_tree["target"]
     make_file(target / "f.dat")
-    reloc = tree["outside"] / "not-mounted"
+    reloc = clean_tree["outside"] / "not-mounted"
     summary = clean_step(clean_db, make_settings(), make_run(make_task(target, relocation=reloc)))
     assert summary.error and str(reloc) in summary.error
     assert not reloc.exists() and (target / "f.dat").exists()
 
 
-def test_dry_run_move_touches_nothing(tree):
-    target, reloc = tree["target"], tree["reloc"]
+def test_dry_run_move_touches_nothing(clean_tree):
+    target, reloc = clean_tree["target"], clean_tree["reloc"]
     make_tree(target)
-    before = snapshot_all(tree)
+    before = snapshot_all(clean_tree)
     summary = clean_step(None, make_settings(),
                          make_run(make_task(target, relocation=reloc), dry_run=True))
-    assert snapshot_all(tree) == before
+    assert snapshot_all(clean_tree) == before
     assert {uid: a.files for uid, a in summary.moved.items()} == {1001: 2, 1002: 1}

@@ -30,7 +30,6 @@ from tests.fixtures.cleaning import (
     snapshot_all,
 )
 
-pytest_plugins = ["tests.fixtures.cleaning"]
 pytestmark = needs_root
 
 NON_UTF8 = b"caf\xe9-\xff.dat"
@@ -66,8 +65,8 @@ def move_all(database: Database, task: TaskSpec) -> None:
 
 
 @pytest.mark.parametrize("cross_fs", [False, True], ids=["same-fs", "cross-fs"])
-def test_restore_brings_files_back_byte_identical(tree, database, tmpfs, cross_fs):
-    target, reloc = tree["target"], tree["reloc"]
+def test_restore_brings_files_back_byte_identical(clean_tree, database, tmpfs, cross_fs):
+    target, reloc = clean_tree["target"], clean_tree["reloc"]
     if cross_fs:
         tmpfs(reloc, "16m")
     made = build(target)
@@ -97,8 +96,8 @@ def test_restore_brings_files_back_byte_identical(tree, database, tmpfs, cross_f
     assert restore_task(database, make_settings(), task.name).restored == 0
 
 
-def test_restore_never_overwrites_a_file_now_at_the_source_path(tree, database):
-    target, reloc = tree["target"], tree["reloc"]
+def test_restore_never_overwrites_a_file_now_at_the_source_path(clean_tree, database):
+    target, reloc = clean_tree["target"], clean_tree["reloc"]
     data = make_file(target / "results.csv")
     task = saved_task(database, target, reloc)
     move_all(database, task)
@@ -115,8 +114,8 @@ def test_restore_never_overwrites_a_file_now_at_the_source_path(tree, database):
     assert "not overwritten" in rows[1].reason
 
 
-def test_restore_recreates_removed_directories_with_owner_and_mode(tree, database):
-    target, reloc = tree["target"], tree["reloc"]
+def test_restore_recreates_removed_directories_with_owner_and_mode(clean_tree, database):
+    target, reloc = clean_tree["target"], clean_tree["reloc"]
     os.makedirs(target / "proj" / "sub")
     os.chown(target / "proj", 1002, 1003)
     os.chmod(target / "proj", 0o2770)
@@ -132,8 +131,8 @@ def test_restore_recreates_removed_directories_with_owner_and_mode(tree, databas
     assert read_noatime(target / "proj" / "sub" / "f.dat") == data
 
 
-def test_restore_does_not_follow_a_symlink_planted_in_the_target(tree, database):
-    target, outside, reloc = tree["target"], tree["outside"], tree["reloc"]
+def test_restore_does_not_follow_a_symlink_planted_in_the_target(clean_tree, database):
+    target, outside, reloc = clean_tree["target"], clean_tree["outside"], clean_tree["reloc"]
     make_file(target / "u" / "f.dat")
     task = saved_task(database, target, reloc)
     move_all(database, task)
@@ -148,8 +147,8 @@ def test_restore_does_not_follow_a_symlink_planted_in_the_target(tree, database)
     assert Path(f"{reloc}/{HOST}{target}/u/f.dat").exists()
 
 
-def test_restore_filters_by_user_and_date(tree, database):
-    target, reloc = tree["target"], tree["reloc"]
+def test_restore_filters_by_user_and_date(clean_tree, database):
+    target, reloc = clean_tree["target"], clean_tree["reloc"]
     make_file(target / "a.dat", uid=1001)
     make_file(target / "b.dat", uid=1002, gid=1002)
     task = saved_task(database, target, reloc)
@@ -164,16 +163,16 @@ def test_restore_filters_by_user_and_date(tree, database):
     assert (target / "b.dat").exists() and not (target / "a.dat").exists()
 
 
-def test_restore_dry_run_touches_nothing(tree, database):
-    target, reloc = tree["target"], tree["reloc"]
+def test_restore_dry_run_touches_nothing(clean_tree, database):
+    target, reloc = clean_tree["target"], clean_tree["reloc"]
     make_file(target / "a.dat")
     task = saved_task(database, target, reloc)
     move_all(database, task)
-    before, rows_before = snapshot_all(tree), len(journal(database))
+    before, rows_before = snapshot_all(clean_tree), len(journal(database))
     seen = []
     summary = restore_task(database, make_settings(), task.name, dry_run=True, report=seen.append)
     assert summary.restored == 1 and [i.outcome for i in seen] == ["done"]
-    assert snapshot_all(tree) == before
+    assert snapshot_all(clean_tree) == before
     assert len(journal(database)) == rows_before
 
 
@@ -182,8 +181,8 @@ def test_unknown_task_is_a_task_error(database):
         restore_task(database, make_settings(), "no-such-task")
 
 
-def test_restore_command(tree, dkm_sqlite):
-    target, reloc = tree["target"], tree["reloc"]
+def test_restore_command(clean_tree, dkm_sqlite):
+    target, reloc = clean_tree["target"], clean_tree["reloc"]
     data = make_file(target / "x.dat")
     database = open_database(f"sqlite:///{dkm_sqlite.state_dir / 'dkmonitor.db'}")
     try:
