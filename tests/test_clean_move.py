@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import time
 from pathlib import Path
@@ -252,3 +253,65 @@ def test_dry_run_move_touches_nothing(clean_tree):
                          make_run(make_task(target, relocation=reloc), dry_run=True))
     assert snapshot_all(clean_tree) == before
     assert {uid: a.files for uid, a in summary.moved.items()} == {1001: 2, 1002: 1}
+
+
+def test_source_written_during_a_cross_fs_copy_is_kept_and_the_copy_removed(
+    clean_tree, clean_db, tmpfs, monkeypatch
+):
+    import dkmonitor.clean.mover as mover_module
+
+    target, reloc = clean_tree["target"], tmpfs(clean_tree["reloc"], "4m")
+    make_file(target / "f.dat")
+    real_copy = mover_module.copy_file
+
+    def copy_then_user_appends(*args, **kwargs):
+        name = real_copy(*args, **kwargs)
+        with open(target / "f.dat", "ab") as handle:
+            handle.write(b"new data written while the copy ran")
+        return name
+
+    monkeypatch.setattr(mover_module, "copy_file", copy_then_user_appends)
+    summary = clean_step(clean_db, make_settings(), make_run(make_task(target, relocation=reloc)))
+    assert read_noatime(target / "f.dat").endswith(b"new data written while the copy ran")
+    assert not [p for p in reloc.rglob("*") if p.is_file()]
+    assert summary.skipped == 1 and not summary.moved
+
+
+def test_file_swapped_in_the_instant_before_the_rename_is_put_back(
+    clean_tree, clean_db, monkeypatch
+):
+    import dkmonitor.clean.mover as mover_module
+
+    target, reloc = clean_tree["target"], clean_tree["reloc"]
+    make_file(target / "f.dat")
+    real_rename = mover_module.rename_with_suffix
+
+    def swap_then_rename(src_fd, src, dst_fd, name):
+        os.rename(target / "f.dat", target / "f.dat.orig")
+        (target / "f.dat").write_bytes(b"someone else's file")
+        return real_rename(src_fd, src, dst_fd, name)
+
+    monkeypatch.setattr(mover_module, "rename_with_suffix", swap_then_rename)
+    summary = clean_step(clean_db, make_settings(), make_run(make_task(target, relocation=reloc)))
+    assert (target / "f.dat").read_bytes() == b"someone else's file"
+    assert (target / "f.dat.orig").exists()
+    assert not [p for p in reloc.rglob("*") if p.is_file()]
+    assert summary.skipped == 1 and not summary.moved
+
+
+def test_fifo_swapped_in_before_the_copy_is_never_opened_blocking(clean_tree):
+    from dkmonitor.clean.fsops import Unsafe, open_source_file
+
+    target = clean_tree["target"]
+    make_file(target / "f.dat")
+    checked = os.lstat(target / "f.dat")
+    os.unlink(target / "f.dat")
+    os.mkfifo(target / "f.dat")
+    fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
+    signal.alarm(60)  # a blocking open of a FIFO would hang: fail instead
+    try:
+        with pytest.raises(Unsafe):
+            open_source_file(fd, "f.dat", checked)
+    finally:
+        signal.alarm(0)
+        os.close(fd)
