@@ -374,7 +374,7 @@ def _secret_file_warning(source: Path) -> str | None:
         return None
     if mode & (stat.S_IRGRP | stat.S_IROTH):
         return (
-            f"warning: {source} holds a password and is readable by other users; "
+            f"dkmonitor: warning: {source} holds a password and is readable by other users; "
             f"run: chmod 600 {source}"
         )
     return None

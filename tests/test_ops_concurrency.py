@@ -134,11 +134,6 @@ def test_overlapping_run_of_one_task_skips_with_a_clear_line(dkm, tmp_path):
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    reason="dkmonitor/db/spool.py replay() is not safe against a concurrent replay "
-    "(FileNotFoundError / duplicate run_id); see the ops report",
-    strict=False,
-)
 def test_concurrent_spool_replays_store_each_run_once(dkm_factory, pg_url):
     dkm = dkm_factory(pg_url)
     assert dkm("database", "upgrade").returncode == 0

@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("dkmonitor: aborted", err=True)
         sys.exit(1)
     except click.ClickException as exc:
-        exc.show()
+        message = " ".join(exc.format_message().split())
+        where = exc.ctx.command_path if getattr(exc, "ctx", None) else "dkmonitor"
+        click.echo(f"dkmonitor: error: {where}: {message}", err=True)
         sys.exit(2 if exc.exit_code not in (0, 1) else exc.exit_code)
     except DkmError as exc:
         click.echo(f"dkmonitor: error: {exc}", err=True)
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"dkmonitor: error: database: {reason}", err=True)
         sys.exit(1)
     except Exception as exc:  # a bug: one line for the person, the traceback for the log
-        log.exception("internal error")
+        log.error("internal error", exc_info=True, extra={"file_only": True})
         click.echo(f"dkmonitor: internal error: {type(exc).__name__}: {exc}", err=True)
         sys.exit(1)
     sys.exit(status if isinstance(status, int) else 0)

@@ -46,6 +46,8 @@ def configure_logging(settings: Settings, verbosity: int) -> None:
     console = logging.StreamHandler()
     console.setLevel({-1: logging.ERROR, 0: logging.WARNING}.get(verbosity, logging.INFO))
     console.setFormatter(_OneLine())
+    # tracebacks of internal errors go to the log file; the person gets one line
+    console.addFilter(lambda record: not getattr(record, "file_only", False))
     root.addHandler(console)
 
     log_dir = settings.logging.log_dir

@@ -14,8 +14,11 @@ import logging
 import os
 from pathlib import Path
 
+from sqlalchemy.exc import IntegrityError, OperationalError
+
 from dkmonitor.db.engine import Database
 from dkmonitor.db.store import ScanRecord, store_scan
+from dkmonitor.lock import AlreadyRunning, task_lock
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +49,43 @@ def spooled_files(state_dir: Path) -> list[Path]:
 
 
 def replay(database: Database, state_dir: Path) -> int:
-    """Store every spooled run, oldest first; returns how many files were replayed."""
+    """Store every spooled run, oldest first; returns how many files were replayed.
+
+    One replayer per state directory at a time (a flock; task names cannot
+    contain a space, so "spool replay" never clashes with a task's lock): two
+    runs starting together would otherwise store the same file twice.
+    """
+    try:
+        with task_lock(state_dir, "spool replay"):
+            return _replay(database, state_dir)
+    except AlreadyRunning:
+        log.info("another dkmonitor process is replaying %s", spool_dir(state_dir))
+        return 0
+
+
+def _replay(database: Database, state_dir: Path) -> int:
     replayed = 0
     for path in spooled_files(state_dir):
         try:
-            record = ScanRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:  # replayed meanwhile
+            continue
+        try:
+            record = ScanRecord.from_json(json.loads(text))
         except (ValueError, TypeError, KeyError) as exc:
             bad = path.with_suffix(".bad")
             path.rename(bad)
             log.error("spool file %s is unreadable (%s); kept as %s", path, exc, bad)
             continue
-        with database.session() as session:
-            store_scan(session, record)
-        path.unlink()
+        try:
+            with database.session() as session:
+                store_scan(session, record)
+        except IntegrityError:  # the same run_id committed by someone else in between
+            log.info("spooled run %s was already stored", record.run_id)
+        except OperationalError as exc:
+            log.error("replaying the spool stopped, database unreachable again: %s", exc.orig)
+            break
+        path.unlink(missing_ok=True)
         replayed += 1
         log.info("replayed spooled run %s of task %s", record.run_id, record.task_name)
     return replayed
