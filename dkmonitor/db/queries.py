@@ -69,8 +69,8 @@ class ViewRecord:
 
 
 # Core tables, not the mapped classes: touching a mapped attribute makes the ORM
-# configure every mapper, a fixed cost of a tenth of a second or more per process
-# that plain column rows never need.
+# configure every mapper (about 30 ms of CPU per process on the benchmark
+# machine), which plain column rows never need.
 _scans: Table = Scan.__table__  # type: ignore[assignment]
 _users: Table = UserStat.__table__  # type: ignore[assignment]
 
