@@ -274,7 +274,7 @@ def test_shipped_head_read_without_alembic_agrees_with_alembic():
 
 
 def test_opening_a_current_database_does_not_import_alembic(database):
-    """The start-up fast path: alembic costs a view process a quarter of its start-up."""
+    """The start-up fast path: alembic costs a view process a third of its start-up."""
     url = database.engine.url.render_as_string(hide_password=False)
     script = (
         "import sys\n"

@@ -2,10 +2,11 @@
 
 Each function returns ViewRecords: the stable record shape of the JSON/CSV
 output (DESIGN.md lists the keys), plus the previous scan's byte count so
-the table can show growth. Full scans are ranked per (host, target) with a
-window function over an index that holds only the full scans' keys, and user
-rows are then fetched by scan id: a year of hourly history costs a view a few
-milliseconds (bench/history.py measures it).
+the table can show growth. Each host/target's newest good full scans are
+read backwards from an index on the full scans' keys (a LATERAL join on
+PostgreSQL, a correlated id list on SQLite), and user rows are then fetched
+by scan id: at a year of hourly history a view's queries take milliseconds
+(bench/history.py measures it).
 """
 
 from __future__ import annotations
