@@ -52,6 +52,7 @@ if result.errors:
 class Measurement:
     seconds: float
     max_rss_kib: int
+    cpu_seconds: float  # user + system, workers included: what contention cannot hide
 
 
 def run_timed(command: list[str], cold: bool) -> Measurement:
@@ -67,7 +68,7 @@ def run_timed(command: list[str], cold: bool) -> Measurement:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         sys.exit(f"{' '.join(command)} failed ({process.returncode}):\n{stderr.decode()}")
-    return Measurement(elapsed, usage.ru_maxrss)
+    return Measurement(elapsed, usage.ru_maxrss, usage.ru_utime + usage.ru_stime)
 
 
 def drop_caches() -> None:
@@ -163,6 +164,8 @@ def measure(args: argparse.Namespace, root: Path, scratch: Path) -> None:
 
         where = f"latfs (+{args.lat_us} us per metadata op)" if binary else "local"
         cache = "cold" if args.cold else "warm"
+        if binary:
+            cache += " page cache, fresh FUSE mount per command"
         print(f"tree {root}: {count_files(root):,} files; {where}, {cache} cache; "
               f"mode {mode}; workers {workers}; {os.cpu_count()} cores; "
               f"load {os.getloadavg()[0]:.2f}", flush=True)
@@ -174,7 +177,9 @@ def measure(args: argparse.Namespace, root: Path, scratch: Path) -> None:
             pairs.append((theirs, mine))
             print(f"  run {index + 1}: find {theirs.seconds:7.3f} s   dkmonitor "
                   f"{mine.seconds:7.3f} s   ratio {mine.seconds / theirs.seconds:.3f}   "
-                  f"dkmonitor peak RSS {mine.max_rss_kib / 1024:.1f} MiB", flush=True)
+                  f"peak RSS {mine.max_rss_kib / 1024:.1f} MiB   "
+                  f"CPU find {theirs.cpu_seconds:.2f} s, dkmonitor {mine.cpu_seconds:.2f} s",
+                  flush=True)
 
     find_median = statistics.median(p[0].seconds for p in pairs)
     ours_median = statistics.median(p[1].seconds for p in pairs)
