@@ -34,6 +34,8 @@ def table(
 
 def _visible_len(cell: str) -> int:
     """Length without ANSI colour codes."""
+    if "\x1b" not in cell:
+        return len(cell)
     length, skipping = 0, False
     for ch in cell:
         if ch == "\x1b":
