@@ -52,8 +52,18 @@ def mailing(dkm_factory, db_url, smtp_server, target):
     )
     dkm = dkm_factory(db_url, extra)
     created = dkm(
-        "task", "create", "scratch", "--target", str(target), "--warning", "0.001",
-        "--critical", "100", "--old-days", "90", "--email-warnings",
+        "task",
+        "create",
+        "scratch",
+        "--target",
+        str(target),
+        "--warning",
+        "0.001",
+        "--critical",
+        "100",
+        "--old-days",
+        "90",
+        "--email-warnings",
     )
     assert created.returncode == 0, created.stderr
     return dkm
@@ -82,9 +92,7 @@ def test_run_full_mails_flagged_users_once_per_interval(mailing, smtp_server, db
     assert later.returncode == 0 and len(smtp_server.received) == 4
 
 
-def test_refusing_server_exits_1_keeps_the_scan_and_next_run_delivers(
-    mailing, smtp_server, db_url
-):
+def test_refusing_server_exits_1_keeps_the_scan_and_next_run_delivers(mailing, smtp_server, db_url):
     smtp_server.refuse = "550 5.7.1 relaying denied"
     result = mailing("run", "full")
     assert result.returncode == 1
@@ -107,8 +115,9 @@ def test_refusing_server_exits_1_keeps_the_scan_and_next_run_delivers(
     assert set(smtp_server.by_recipient()) == {"bin@example.edu", "daemon@example.edu"}
 
 
-def test_move_notice_after_cleaning_and_its_retry(dkm_factory, sqlite_url, smtp_server, target,
-                                                   tmp_path):
+def test_move_notice_after_cleaning_and_its_retry(
+    dkm_factory, sqlite_url, smtp_server, target, tmp_path
+):
     archive = tmp_path / "archive"
     archive.mkdir()
     dkm = dkm_factory(
@@ -118,8 +127,19 @@ def test_move_notice_after_cleaning_and_its_retry(dkm_factory, sqlite_url, smtp_
         "from_address = dkmonitor@example.edu\nuser_postfix = example.edu\n",
     )
     created = dkm(
-        "task", "create", "scratch", "--target", str(target), "--warning", "0.001",
-        "--critical", "0.002", "--old-days", "90", "--move-to", str(archive),
+        "task",
+        "create",
+        "scratch",
+        "--target",
+        str(target),
+        "--warning",
+        "0.001",
+        "--critical",
+        "0.002",
+        "--old-days",
+        "90",
+        "--move-to",
+        str(archive),
     )
     assert created.returncode == 0, created.stderr
 
@@ -141,3 +161,43 @@ def test_move_notice_after_cleaning_and_its_retry(dkm_factory, sqlite_url, smtp_
 
     assert dkm("run", "full").returncode == 0
     assert len(smtp_server.received) == 1
+
+
+def test_missing_target_mails_the_administrators(
+    dkm_factory, sqlite_url, smtp_server, target, tmp_path
+):
+    """DESIGN.md: a missing target fails its task (exit 1) and the administrators are mailed."""
+    extra = (
+        "[email]\nenabled = yes\nsmtp_host = 127.0.0.1\n"
+        f"smtp_port = {smtp_server.port}\nsmtp_timeout = 10\n"
+        "from_address = dkmonitor@example.edu\nuser_postfix = example.edu\n"
+        "admin_addresses = root@example.edu, storage@example.edu\n"
+    )
+    dkm = dkm_factory(sqlite_url, extra)
+    gone = tmp_path / "unmounted"
+    for name, path in (("gone", gone), ("scratch", target)):
+        created = dkm(
+            "task",
+            "create",
+            name,
+            "--target",
+            str(path),
+            "--warning",
+            "0.001",
+            "--critical",
+            "100",
+            "--old-days",
+            "90",
+            "--email-warnings",
+        )
+        assert created.returncode == 0, created.stderr
+    result = dkm("run", "full")
+    assert result.returncode == 1
+    assert f"task gone: target {gone} does not exist" in result.stderr
+    (admin,) = [m for m in smtp_server.received if "root@example.edu" in m.rcpt_tos]
+    assert set(admin.rcpt_tos) == {"root@example.edu", "storage@example.edu"}
+    body = admin.message.get_content()
+    assert f"task gone: target {gone} does not exist" in body
+    assert str(GHOST) in body  # owners who could not be mailed are listed
+    # the other task still ran and mailed its users
+    assert any(f"{OLD.pw_name}@example.edu" in m.rcpt_tos for m in smtp_server.received)
