@@ -18,26 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dkmonitor.db.models import Scan, UserStat
+from dkmonitor.db.queries import JSON_KEYS
 
-EXPORT_KEYS = (
-    "run_id",
-    "kind",
-    "status",
-    "task",
-    "hostname",
-    "target_path",
-    "username",
-    "uid",
-    "scanned_at",
-    "files",
-    "bytes",
-    "allocated_bytes",
-    "old_files",
-    "old_bytes",
-    "average_age_days",
-    "disk_use_percent",
-    "errors",
-)
+EXPORT_KEYS = ("run_id", "kind", "status", *JSON_KEYS)
 
 _BATCH = 500
 
