@@ -29,6 +29,7 @@ from dkmonitor.scan.tally import Tally
 
 _S_IFMT = 0o170000
 _S_IFREG = 0o100000
+_S_IFDIR = 0o040000
 _OPEN_ROOT = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _OPEN_SUBDIR = _OPEN_ROOT | os.O_NOFOLLOW
 # Within this many nanoseconds of the old/not-old boundary, ask age.is_old
@@ -180,17 +181,15 @@ class Walker:
                                     continue
                                 if exclude_path is not None and exclude_path(prefix + name):
                                     continue
-                            if entry.is_dir(follow_symlinks=False):
-                                if one_fs and entry.stat(follow_symlinks=False).st_dev != root_dev:
-                                    continue  # a mount point: another filesystem
-                                stack.append(prefix + entry.name)
-                                continue
                             st = entry.stat(follow_symlinks=False)
                         except OSError as exc:  # vanished since readdir, or unreadable
                             tally.note_error(_error(prefix + entry.name, exc))
                             continue
-                        if st.st_mode & _S_IFMT != _S_IFREG:
-                            continue  # symlink, device, fifo, socket (or a dir without d_type)
+                        kind = st.st_mode & _S_IFMT
+                        if kind != _S_IFREG:
+                            if kind == _S_IFDIR and (not one_fs or st.st_dev == root_dev):
+                                stack.append(prefix + entry.name)
+                            continue  # symlink, device, fifo, socket; or another filesystem
 
                         if by_used:
                             last = st.st_atime_ns
@@ -206,18 +205,14 @@ class Walker:
                         age = now_ns - last
                         if age < 0:
                             age = 0
-                        if last < old_below:
-                            old = True
-                        elif last <= young_above:
-                            old = is_old(st, now, old_days, basis)
-                        else:
-                            old = False
                         uid = st.st_uid
                         size = st.st_size
 
-                        if st.st_nlink > 1:
+                        if st.st_nlink > 1:  # counted once, at the end (see Tally.linked)
                             key = (st.st_dev, st.st_ino)
                             if key not in linked:
+                                old = last < old_below or (
+                                    last <= young_above and is_old(st, now, old_days, basis))
                                 linked[key] = (uid, size, st.st_blocks, age, old)
                             continue
 
@@ -228,7 +223,9 @@ class Walker:
                         counters[1] += size
                         counters[2] += st.st_blocks
                         counters[5] += age
-                        if old:
+                        if last <= young_above and (
+                            last < old_below or is_old(st, now, old_days, basis)
+                        ):
                             counters[3] += 1
                             counters[4] += size
             except OSError as exc:  # the directory went away while being read
