@@ -94,7 +94,7 @@ class Runner:
         self.progress = progress
         self.report = RunReport(dry_run=dry_run)
         self.database: Database | None = None
-        self._database_error: str | None = None
+        self.database_error: str | None = None
 
     # ------------------------------------------------------------ database
     def connect(self) -> Database | None:
@@ -102,7 +102,7 @@ class Runner:
         try:
             self.database = open_database(self.settings.database.url)
         except DatabaseUnavailable as exc:
-            self._database_error = str(exc)
+            self.database_error = str(exc)
             log.error("%s; results will be spooled in %s", exc, self.settings.state_dir)
             return None
         if not self.dry_run:
@@ -123,7 +123,7 @@ class Runner:
             cached = taskcache.load_tasks(self.settings.state_dir)
             if cached is None:
                 raise DatabaseUnavailable(
-                    f"{self._database_error}; and no local copy of this host's tasks "
+                    f"{self.database_error}; and no local copy of this host's tasks "
                     f"in {taskcache.cache_path(self.settings.state_dir)}"
                 )
             every = mine = cached
@@ -422,7 +422,7 @@ def run_tasks(
         raise
     if runner.database is None:
         runner.report.messages.append(
-            f"{runner._database_error}; running from the local task cache"
+            f"{runner.database_error}; running from the local task cache"
         )
     for task in tasks:
         runner.run(task, kind)
