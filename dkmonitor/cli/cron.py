@@ -9,7 +9,6 @@ from pathlib import Path
 import click
 
 from dkmonitor.cli.context import AppContext, pass_app
-from dkmonitor.cli.oneline import OneLineCommand
 from dkmonitor.crontab import cron_lines, install
 
 
@@ -24,7 +23,7 @@ def _executable() -> list[str]:
     return [os.path.abspath(sys.executable), "-m", "dkmonitor"]
 
 
-@click.command("cron", cls=OneLineCommand)
+@click.command("cron")
 @click.option(
     "--install",
     "do_install",

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 import click
 
 from dkmonitor.cli.context import AppContext, pass_app
-from dkmonitor.cli.oneline import OneLineGroup
 from dkmonitor.cli.render import table
 from dkmonitor.db import maintenance, spool
 from dkmonitor.db.engine import open_database
@@ -26,7 +25,7 @@ from dkmonitor.errors import DkmError
 from dkmonitor.units import human_bytes
 
 
-@click.group(cls=OneLineGroup)
+@click.group()
 def database() -> None:
     """Inspect and maintain the history database."""
 
