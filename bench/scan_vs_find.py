@@ -36,7 +36,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-SHARED_BENCH = Path(os.environ.get("DKM_SHARED_BENCH", "/work/shared/bench"))
+SHARED_BENCH = Path(
+    os.environ.get("DKM_SHARED_BENCH", Path(__file__).resolve().parents[2] / "shared" / "bench")
+)
 FIND_FORMAT = "%s %A@ %U\\n"
 SCAN_SNIPPET = """
 import sys, time
