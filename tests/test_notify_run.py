@@ -24,6 +24,15 @@ TIDY = pwd.getpwnam("sys")  # nothing to fix
 GHOST = 54_322  # old files, no passwd entry
 
 
+def mail_settings(port: int) -> str:
+    """The [email] section for the test SMTP server on ``port``."""
+    return (
+        "[email]\nenabled = yes\nsmtp_host = 127.0.0.1\n"
+        f"smtp_port = {port}\nsmtp_timeout = 10\n"
+        "from_address = dkmonitor@example.edu\nuser_postfix = example.edu\n"
+    )
+
+
 @pytest.fixture
 def target(tmp_path):
     root = tmp_path / "scratch"
@@ -45,12 +54,7 @@ def target(tmp_path):
 
 @pytest.fixture
 def mailing(dkm_factory, db_url, smtp_server, target):
-    extra = (
-        "[email]\nenabled = yes\nsmtp_host = 127.0.0.1\n"
-        f"smtp_port = {smtp_server.port}\nsmtp_timeout = 10\n"
-        "from_address = dkmonitor@example.edu\nuser_postfix = example.edu\n"
-    )
-    dkm = dkm_factory(db_url, extra)
+    dkm = dkm_factory(db_url, mail_settings(smtp_server.port))
     created = dkm(
         "task",
         "create",
@@ -122,9 +126,7 @@ def test_move_notice_after_cleaning_and_its_retry(
     archive.mkdir()
     dkm = dkm_factory(
         sqlite_url,
-        "[email]\nenabled = yes\nsmtp_host = 127.0.0.1\n"
-        f"smtp_port = {smtp_server.port}\nsmtp_timeout = 10\n"
-        "from_address = dkmonitor@example.edu\nuser_postfix = example.edu\n",
+        mail_settings(smtp_server.port),
     )
     created = dkm(
         "task",
@@ -167,13 +169,8 @@ def test_missing_target_mails_the_administrators(
     dkm_factory, sqlite_url, smtp_server, target, tmp_path
 ):
     """DESIGN.md: a missing target fails its task (exit 1) and the administrators are mailed."""
-    extra = (
-        "[email]\nenabled = yes\nsmtp_host = 127.0.0.1\n"
-        f"smtp_port = {smtp_server.port}\nsmtp_timeout = 10\n"
-        "from_address = dkmonitor@example.edu\nuser_postfix = example.edu\n"
-        "admin_addresses = root@example.edu, storage@example.edu\n"
-    )
-    dkm = dkm_factory(sqlite_url, extra)
+    admins = "admin_addresses = root@example.edu, storage@example.edu\n"
+    dkm = dkm_factory(sqlite_url, mail_settings(smtp_server.port) + admins)
     gone = tmp_path / "unmounted"
     for name, path in (("gone", gone), ("scratch", target)):
         created = dkm(
