@@ -27,6 +27,13 @@ from dkmonitor.scan.age import AGE_BASES, DAY, is_old
 from dkmonitor.scan.stats import ScanOptions
 from dkmonitor.scan.tally import Tally
 
+try:  # the compiled per-directory loop (setup.py builds it when it can)
+    from dkmonitor.scan import _dirscan
+except ImportError:  # no compiler at install time: the Python loop below does the same
+    _dirscan = None  # type: ignore[assignment]
+
+COMPILED = _dirscan is not None
+
 _S_IFMT = 0o170000
 _S_IFREG = 0o100000
 _S_IFDIR = 0o040000
@@ -108,6 +115,7 @@ class Walker:
         hungry: Flag | None = None,
         donate: Callable[[list[str]], None] | None = None,
         scandir: Scandir = os.scandir,
+        compiled: bool | None = None,
     ) -> None:
         self.config = config
         self.tally = tally if tally is not None else Tally()
@@ -115,6 +123,12 @@ class Walker:
         self.hungry = hungry
         self.donate = donate
         self._scandir = scandir
+        # A substituted scandir (the tests' race seam) needs the Python loop.
+        if compiled is None:
+            compiled = COMPILED and scandir is os.scandir
+        elif compiled and not COMPILED:
+            raise RuntimeError("the compiled scanner (dkmonitor.scan._dirscan) is not built")
+        self.compiled = compiled
         self._exclude_name = _matcher(p for p in config.exclude if "/" not in p)
         self._exclude_path = _matcher(p for p in config.exclude if "/" in p)
 
@@ -149,6 +163,9 @@ class Walker:
         cut_ns = int((now - old_days * DAY) * 1e9)
         old_below = cut_ns - _BOUNDARY_SLACK_NS  # last use before this: surely old
         young_above = cut_ns + _BOUNDARY_SLACK_NS  # after this: surely not old
+        scan_dir = _dirscan.scan_dir if self.compiled and _dirscan is not None else None
+        basis_index = AGE_BASES.index(basis)
+        old_limit = old_days * DAY  # exactly is_old's threshold
 
         stack = list(reversed(paths))
         next_tick = monotonic() + TICK_SECONDS
@@ -172,6 +189,23 @@ class Walker:
             prefix = path + "/" if path != "/" else "/"
             try:
                 tally.directories += 1
+                if scan_dir is not None:
+                    excluded = None
+                    if excluding:
+                        def excluded(name: str, prefix: str = prefix) -> bool:
+                            return bool(
+                                (exclude_name is not None and exclude_name(name))
+                                or (exclude_path is not None and exclude_path(prefix + name)))
+                    subdirs, failures, read_errno = scan_dir(
+                        fd, by_uid, linked, root_dev, one_fs, basis_index, now_ns, now,
+                        old_limit, excluded)
+                    stack.extend([prefix + name for name in subdirs])
+                    for name, error in failures:
+                        tally.note_error(_error(prefix + name, OSError(error, os.strerror(error))))
+                    if read_errno:
+                        tally.note_error(
+                            _error(path, OSError(read_errno, os.strerror(read_errno))))
+                    continue
                 with scandir(fd) as entries:
                     for entry in entries:
                         try:
