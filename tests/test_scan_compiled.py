@@ -1,0 +1,189 @@
+"""The compiled per-directory loop gives exactly the numbers of the Python loop.
+
+``dkmonitor.scan._dirscan`` is optional (built when a compiler is there), so the
+Python loop in walker.py stays the reference: every test here scans the same
+tree both ways and compares every field, age sums included, and also checks
+the result against the tree builder's own oracle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from dkmonitor.scan import ScanOptions, scan_tree, walker
+from dkmonitor.scan.age import DAY
+from dkmonitor.scan.stats import ScanResult
+from tests.fixtures.tree import UNKNOWN_UID, TreeBuilder
+from tests.test_scan_parallel import build_mixed_tree
+
+pytestmark = pytest.mark.usefixtures("requires_root")
+
+
+@pytest.fixture(autouse=True)
+def compiled_loop() -> None:
+    if not walker.COMPILED:
+        if os.environ.get("CI") == "true":
+            pytest.fail("dkmonitor.scan._dirscan was not built (needs gcc and python3-dev)")
+        pytest.skip("the compiled scanner is not built here")
+
+
+def scan_both(
+    root: Path, monkeypatch: pytest.MonkeyPatch, **options: object
+) -> tuple[ScanResult, ScanResult]:
+    """(compiled, python) results of the same scan; forked workers inherit the switch."""
+    compiled = scan_tree(str(root), ScanOptions(**options))  # type: ignore[arg-type]
+    with monkeypatch.context() as patch:
+        patch.setattr(walker, "COMPILED", False)
+        python = scan_tree(str(root), ScanOptions(**options))  # type: ignore[arg-type]
+    return compiled, python
+
+
+def assert_same(compiled: ScanResult, python: ScanResult) -> None:
+    assert compiled.by_uid == python.by_uid
+    assert compiled.total == python.total
+    assert compiled.directories == python.directories
+    assert (compiled.errors, compiled.error_samples) == (python.errors, python.error_samples)
+
+
+def test_the_compiled_loop_is_what_runs_by_default(tmp_path: Path) -> None:
+    config = walker.WalkConfig.build(str(tmp_path), os.stat(tmp_path).st_dev,
+                                     ScanOptions(old_days=1, now=0.0))
+    assert walker.Walker(config).compiled
+    # the tests' race seam (a substituted scandir) needs the Python loop
+    assert not walker.Walker(config, scandir=lambda fd: os.scandir(fd)).compiled
+
+
+@pytest.mark.parametrize("basis", ["used", "atime", "mtime", "ctime"])
+@pytest.mark.parametrize("workers", [1, 3])
+def test_same_numbers_on_a_mixed_tree(
+    scan_target: TreeBuilder, tmp_path: Path, scan_now: float, monkeypatch: pytest.MonkeyPatch,
+    basis: str, workers: int,
+) -> None:
+    build_mixed_tree(scan_target, tmp_path / "outside")
+    compiled, python = scan_both(scan_target.root, monkeypatch, old_days=30, now=scan_now,
+                                 age_basis=basis, workers=workers)
+    assert_same(compiled, python)
+    assert compiled.by_uid == scan_target.expected(30, basis)
+    assert UNKNOWN_UID in compiled.by_uid
+
+
+def _file_used_at(path: Path, uid: int, last_use_ns: int, size: int) -> None:
+    path.write_bytes(b"z" * size)
+    os.chown(path, uid, uid)
+    os.utime(path, ns=(last_use_ns, last_use_ns))
+
+
+def test_files_at_the_old_boundary_and_at_extreme_times(
+    scan_target: TreeBuilder, scan_now: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Either side of "old" by a nanosecond, a few microseconds, and times far off.
+
+    The Python loop decides near the boundary with age.is_old on float seconds;
+    the compiled loop must reach the same verdicts, and must not overflow on
+    times before 1970 or after 2262 (nanoseconds past 64 bits).
+    """
+    old_days = 30
+    cut_ns = int((scan_now - old_days * DAY) * 1e9)
+    offsets = [0, 1, -1, 100, -100, 4_999, -4_999, 20_000, -20_000, 10**9, -10**9]
+    for index, offset in enumerate(offsets):
+        _file_used_at(scan_target.root / f"edge{index}", 1001 + index % 3, cut_ns + offset,
+                      index + 1)
+    extremes = [-2_000_000_000 * 10**9, 0, 12_000_000_000 * 10**9]  # 1906, 1970, 2350
+    for index, when in enumerate(extremes):
+        _file_used_at(scan_target.root / f"far{index}", 1004, when, 10 * (index + 1))
+    for path in scan_target.root.iterdir():
+        scan_target._inodes[(os.lstat(path).st_dev, os.lstat(path).st_ino)] = path
+    compiled, python = scan_both(scan_target.root, monkeypatch, old_days=old_days, now=scan_now)
+    assert_same(compiled, python)
+    expected = scan_target.expected(old_days)
+    assert compiled.by_uid.keys() == expected.keys()
+    for uid, usage in compiled.by_uid.items():  # the oracle sums float ages: nanosecond noise
+        assert dataclasses.replace(usage, age_seconds=0) == dataclasses.replace(
+            expected[uid], age_seconds=0)
+        assert usage.age_seconds == pytest.approx(expected[uid].age_seconds, abs=1e-3)
+    # the boundary really splits them (a few ns either side round to the same float)
+    assert 4 <= compiled.total.old_files <= compiled.total.files - 6
+
+
+def test_exclusions_apply_the_same_way(
+    scan_target: TreeBuilder, tmp_path: Path, scan_now: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build_mixed_tree(scan_target, tmp_path / "outside")
+    exclude = ("*.tmp", "f1*.dat", f"{scan_target.root}/t3/*", "deep")
+    for index in range(5):
+        scan_target.file(f"t1/junk{index}.tmp", size=7)
+    compiled, python = scan_both(scan_target.root, monkeypatch, old_days=30, now=scan_now,
+                                 exclude=exclude, workers=2)
+    assert_same(compiled, python)
+    assert compiled.total.files < len(scan_target._inodes)  # something was excluded
+    assert compiled.total.files > 0
+
+
+def test_non_utf8_directory_names_are_walked_into(
+    scan_target: TreeBuilder, scan_now: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scan_target.file(b"\xff\xfe/inner/\xe9t\xe9.dat", uid=1003, size=321, atime_days=100)
+    scan_target.file(b"ok/\x80.dat", uid=1003, size=5, atime_days=1)
+    compiled, python = scan_both(scan_target.root, monkeypatch, old_days=30, now=scan_now)
+    assert_same(compiled, python)
+    assert compiled.by_uid == scan_target.expected(30)
+    assert compiled.by_uid[1003].files == 2
+
+
+def _scan_as(uid: int, root: Path, now: float) -> dict[str, list]:
+    """Both loops' error reports for a scan run as ``uid`` (in a forked child: root is
+    never refused, and the setuid must not outlive the child)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never return into pytest
+        status = 1
+        try:
+            os.close(read_end)
+            os.setgid(uid)
+            os.setuid(uid)
+            out = {}
+            for compiled in (True, False):
+                walker.COMPILED = compiled
+                result = scan_tree(str(root), ScanOptions(old_days=30, now=now))
+                out[str(compiled)] = [result.errors, result.error_samples,
+                                      {uid: usage.files for uid, usage in result.by_uid.items()}]
+            os.write(write_end, json.dumps(out).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the scan as another user failed"
+    return json.loads(data)
+
+
+def test_entries_that_cannot_be_examined_are_reported_the_same_way(
+    tmp_path: Path, scan_now: float
+) -> None:
+    """A directory that can be listed but not searched (mode r--): every lstat fails."""
+    root = tmp_path / "target"
+    for parent in (tmp_path, *tmp_path.parents):  # let the other user reach the target
+        os.chmod(parent, os.stat(parent).st_mode | 0o001)
+    root.mkdir(mode=0o755)
+    (root / "open").mkdir(mode=0o755)
+    (root / "open" / "seen.dat").write_bytes(b"x" * 10)
+    listed = root / "listed-only"
+    listed.mkdir()
+    for name in ("a.dat", "b.dat", "sub"):
+        (listed / name).write_bytes(b"y")
+    os.chmod(listed, 0o744)  # others: read (list) but not search
+    (root / "closed").mkdir(mode=0o700)
+    results = _scan_as(65534, root, scan_now)
+    assert results["True"] == results["False"]
+    errors, samples, files = results["True"]
+    assert errors == 4  # three entries that cannot be lstat'ed, one directory not opened
+    assert any("listed-only/a.dat: Permission denied" in sample for sample in samples)
+    assert any(sample.endswith("closed: Permission denied") for sample in samples)
+    assert files == {"0": 1}
