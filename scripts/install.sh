@@ -17,14 +17,14 @@ else
     bindir="$HOME/.local/bin"
 fi
 
-if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "install.sh: python3-venv is missing; as root run: apt-get install python3-venv" >&2
-        exit 2
-    fi
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+if [ "$(id -u)" -ne 0 ] && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    echo "install.sh: python3-venv is missing; as root run: apt-get install python3-venv" >&2
+    exit 2
 fi
+# shellcheck source=scripts/common.sh
+. scripts/common.sh
+ensure_venv_support
+if [ "$(id -u)" -eq 0 ]; then ensure_build_tools; fi
 
 python3 -m venv "$prefix"
 "$prefix/bin/python" -m pip install -q --upgrade pip >/dev/null

@@ -16,13 +16,8 @@ PG_PORT="${DKM_TEST_PG_PORT:-55432}"
 PG_DATA="$(mktemp -d /tmp/dkm-test-pg.XXXXXX)"
 VENV="${DKM_TEST_VENV:-.venv}"
 
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-
-apt_updated=""
-apt_install() {
-    if [ -z "$apt_updated" ]; then as_root apt-get update -qq; apt_updated=1; fi
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
+# shellcheck source=scripts/common.sh
+. scripts/common.sh
 
 # --- PostgreSQL server from Debian's packages -------------------------------
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
@@ -47,10 +42,8 @@ run_pg "$PG_BIN/pg_ctl -D $PG_DATA -l $PG_DATA/server.log -w -o \"-p $PG_PORT -k
 export DKM_TEST_PG_URL="postgresql://postgres@127.0.0.1:$PG_PORT/postgres"
 
 # --- Python environment ------------------------------------------------------
-if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
-    echo "== installing python3-venv (Debian package)"
-    apt_install python3-venv
-fi
+ensure_venv_support
+ensure_build_tools
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
