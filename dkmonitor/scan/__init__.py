@@ -6,17 +6,27 @@ The runner calls :func:`scan_tree`; everything else in this package is detail.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
 from collections.abc import Callable
 
 from dkmonitor.scan.parallel import ScanWorkerError, walk_in_parallel
 from dkmonitor.scan.stats import ScanOptions, ScanResult, Usage
+from dkmonitor.scan import walker
 from dkmonitor.scan.walker import WalkConfig, walk_in_process
 
 __all__ = ["ScanOptions", "ScanResult", "ScanWorkerError", "Usage", "scan_tree"]
 
 Progress = Callable[[int, int], None]
+log = logging.getLogger(__name__)
+
+
+def scanner_kind() -> str:
+    """Which per-entry loop scans run with (shown by ``dkmonitor --version``)."""
+    if walker.COMPILED:
+        return "compiled scanner"
+    return "pure-Python scanner (slower: install gcc and python3-dev, then reinstall)"
 
 
 def scan_tree(root: str, options: ScanOptions, progress: Progress | None = None) -> ScanResult:
@@ -35,6 +45,7 @@ def scan_tree(root: str, options: ScanOptions, progress: Progress | None = None)
     if not stat.S_ISDIR(root_stat.st_mode):
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), root)
     config = WalkConfig.build(root, root_stat.st_dev, options)
+    log.debug("scanning %s: %d worker(s), %s", root, options.workers, scanner_kind())
     if options.workers > 1:
         tally = walk_in_parallel(config, options.workers, progress)
     else:
