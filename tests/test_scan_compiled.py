@@ -9,7 +9,6 @@ the result against the tree builder's own oracle.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from dkmonitor.scan import ScanOptions, scan_tree, walker
 from dkmonitor.scan.age import DAY
 from dkmonitor.scan.stats import ScanResult
-from tests.fixtures.tree import UNKNOWN_UID, TreeBuilder
+from tests.fixtures.tree import UNKNOWN_UID, TreeBuilder, scan_as_unprivileged
 from tests.test_scan_parallel import build_mixed_tree
 
 pytestmark = pytest.mark.usefixtures("requires_root")
@@ -135,55 +134,29 @@ def test_non_utf8_directory_names_are_walked_into(
     assert compiled.by_uid[1003].files == 2
 
 
-def _scan_as(uid: int, root: Path, now: float) -> dict[str, list]:
-    """Both loops' error reports for a scan run as ``uid`` (in a forked child: root is
-    never refused, and the setuid must not outlive the child)."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: never return into pytest
-        status = 1
-        try:
-            os.close(read_end)
-            os.setgid(uid)
-            os.setuid(uid)
-            out = {}
-            for compiled in (True, False):
-                walker.COMPILED = compiled
-                result = scan_tree(str(root), ScanOptions(old_days=30, now=now))
-                out[str(compiled)] = [result.errors, result.error_samples,
-                                      {uid: usage.files for uid, usage in result.by_uid.items()}]
-            os.write(write_end, json.dumps(out).encode())
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        data = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, "the scan as another user failed"
-    return json.loads(data)
-
-
 def test_entries_that_cannot_be_examined_are_reported_the_same_way(
-    tmp_path: Path, scan_now: float
+    world_readable_tree: TreeBuilder, scan_now: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A directory that can be listed but not searched (mode r--): every lstat fails."""
-    root = tmp_path / "target"
-    for parent in (tmp_path, *tmp_path.parents):  # let the other user reach the target
-        os.chmod(parent, os.stat(parent).st_mode | 0o001)
-    root.mkdir(mode=0o755)
-    (root / "open").mkdir(mode=0o755)
-    (root / "open" / "seen.dat").write_bytes(b"x" * 10)
-    listed = root / "listed-only"
-    listed.mkdir()
+    """A directory that can be listed but not searched (mode r--): every lstat fails.
+
+    Root is never refused, so both scans run as nobody (in forked children,
+    which inherit the loop switch).
+    """
+    tree = world_readable_tree
+    tree.file("open/seen.dat", size=10)
     for name in ("a.dat", "b.dat", "sub"):
-        (listed / name).write_bytes(b"y")
-    os.chmod(listed, 0o744)  # others: read (list) but not search
-    (root / "closed").mkdir(mode=0o700)
-    results = _scan_as(65534, root, scan_now)
-    assert results["True"] == results["False"]
-    errors, samples, files = results["True"]
-    assert errors == 4  # three entries that cannot be lstat'ed, one directory not opened
-    assert any("listed-only/a.dat: Permission denied" in sample for sample in samples)
-    assert any(sample.endswith("closed: Permission denied") for sample in samples)
-    assert files == {"0": 1}
+        tree.file(f"listed-only/{name}", size=1)
+    tree.dir("closed")
+    tree.path("closed").chmod(0o700)
+    tree.path("listed-only").chmod(0o744)  # others: read (list) but not search
+    options = ScanOptions(old_days=30, now=scan_now)
+    compiled = scan_as_unprivileged(tree.root, options)
+    with monkeypatch.context() as patch:
+        patch.setattr(walker, "COMPILED", False)
+        python = scan_as_unprivileged(tree.root, options)
+    assert_same(compiled, python)
+    assert compiled.errors == 4  # three entries that cannot be lstat'ed, one closed directory
+    assert any("listed-only/a.dat: Permission denied" in sample
+               for sample in compiled.error_samples)
+    assert any(sample.endswith("closed: Permission denied") for sample in compiled.error_samples)
+    assert (compiled.total.files, compiled.total.bytes) == (1, 10)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 import shutil
 import subprocess
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,65 +13,10 @@ from pathlib import Path
 import pytest
 
 from dkmonitor.scan import ScanOptions, scan_tree
-from dkmonitor.scan.stats import ScanResult
 from dkmonitor.scan.walker import WalkConfig, walk_in_process
-from tests.fixtures.tree import TreeBuilder
+from tests.fixtures.tree import TreeBuilder, scan_as_unprivileged
 
 pytestmark = pytest.mark.usefixtures("requires_root")
-NOBODY = 65534
-
-
-def scan_as_unprivileged(root: Path, options: ScanOptions) -> ScanResult:
-    """Scan in a forked child that has dropped root for uid/gid 65534.
-
-    Root reads any directory (CAP_DAC_READ_SEARCH), so a mode-000 directory
-    is only unreadable to an ordinary user — the situation the scanner meets
-    when an admin runs it without root, or on root-squashed NFS. The child
-    sends its result (or its exception) back pickled through a pipe.
-    """
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: never return into pytest
-        status = 0
-        try:
-            os.close(read_end)
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            try:
-                outcome: object = scan_tree(str(root), options)
-            except Exception as exc:  # noqa: BLE001 - shipped to the parent
-                outcome = exc
-            with os.fdopen(write_end, "wb") as pipe:
-                pickle.dump(outcome, pipe)
-        except BaseException:
-            status = 1
-        finally:
-            os._exit(status)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        data = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    assert status == 0 and data, "the unprivileged scan did not report back"
-    outcome = pickle.loads(data)
-    if isinstance(outcome, Exception):
-        raise outcome
-    assert isinstance(outcome, ScanResult)
-    return outcome
-
-
-@pytest.fixture
-def world_readable_tree(scan_now: float) -> Iterator[TreeBuilder]:
-    """pytest's tmp_path is root-only (0700); an unprivileged scan needs a way in."""
-    base = Path(tempfile.mkdtemp(prefix="dkm-scan-"))
-    base.chmod(0o755)
-    root = base / "target"
-    root.mkdir()
-    yield TreeBuilder(root=root, now=scan_now)
-    for path in root.rglob("*"):
-        if path.is_dir() and not path.is_symlink():
-            path.chmod(0o755)
-    shutil.rmtree(base)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
