@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dkmonitor.scan import ScanOptions, scan_tree
+from dkmonitor.scan import ScanOptions, scan_tree, walker
 from dkmonitor.scan.walker import WalkConfig, walk_in_process
 from tests.fixtures.tree import TreeBuilder, scan_as_unprivileged
 
@@ -130,3 +130,36 @@ def test_mount_point_inside_target_is_not_crossed(
                                                     workers=workers, one_file_system=False))
     assert {uid: u.bytes for uid, u in crosses.by_uid.items()} == {1001: 5, 1002: 778}
     assert crosses.directories == 4
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_ancestor_swapped_for_a_symlink_does_not_lead_outside(
+    scan_target: TreeBuilder, tmp_path: Path, scan_now: float,
+    monkeypatch: pytest.MonkeyPatch, compiled: bool,
+) -> None:
+    """A user replaces a directory with a symlink after it was listed, before its
+    subdirectory is opened by path: O_NOFOLLOW guards only the last component,
+    so the identity check after opening must catch it."""
+    if compiled and not walker.COMPILED:
+        pytest.skip("the compiled scanner is not built here")
+    monkeypatch.setattr(walker, "COMPILED", compiled)
+    scan_target.file("a/b/mine.dat", size=10)
+    outside = tmp_path / "outside"
+    (outside / "b").mkdir(parents=True)
+    (outside / "b" / "not-in-target.dat").write_bytes(b"x" * 999)
+    victim = str(scan_target.path("a/b"))
+    real_open = os.open
+
+    def open_after_swap(path: str, flags: int, *args: int, **kwargs: int) -> int:
+        if path == victim and not scan_target.path("a").is_symlink():
+            scan_target.path("a").rename(scan_target.path("a-moved"))
+            scan_target.path("a").symlink_to(outside)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_after_swap)
+    result = scan_tree(str(scan_target.root), ScanOptions(old_days=90, now=scan_now))
+    monkeypatch.undo()
+    assert scan_target.path("a").is_symlink()  # the swap did happen mid-scan
+    assert result.total.files == 0 and result.total.bytes == 0
+    assert result.errors == 1
+    assert result.error_samples[0].endswith("a/b: replaced during the scan; skipped")

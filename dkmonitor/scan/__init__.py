@@ -11,9 +11,9 @@ import os
 import stat
 from collections.abc import Callable
 
+from dkmonitor.scan import walker
 from dkmonitor.scan.parallel import ScanWorkerError, walk_in_parallel
 from dkmonitor.scan.stats import ScanOptions, ScanResult, Usage
-from dkmonitor.scan import walker
 from dkmonitor.scan.walker import WalkConfig, walk_in_process
 
 __all__ = ["ScanOptions", "ScanResult", "ScanWorkerError", "Usage", "scan_tree"]

@@ -228,13 +228,15 @@ count_file(const struct stat *st, const struct params *p, PyObject *by_uid,
     return 0;
 }
 
-/* Appends name (decoded like os.fsdecode) to list, with errno if given. */
+/* Appends (name, st_dev, st_ino) of a subdirectory, or (name, errno) of an
+ * entry that could not be lstat'ed, to list. */
 static int
-append_name(PyObject *list, PyObject *name, int error)
+append_name(PyObject *list, PyObject *name, int error, const struct stat *st)
 {
-    if (error == 0)
-        return PyList_Append(list, name);
-    PyObject *item = Py_BuildValue("(Oi)", name, error);
+    PyObject *item = error
+        ? Py_BuildValue("(Oi)", name, error)
+        : Py_BuildValue("(OKK)", name, (unsigned long long)st->st_dev,
+                        (unsigned long long)st->st_ino);
     if (item == NULL)
         return -1;
     int failed = PyList_Append(list, item);
@@ -248,7 +250,7 @@ PyDoc_STRVAR(scan_dir_doc,
 "Read the open directory ``fd`` (not closed), lstat every entry and add its\n"
 "regular files to ``by_uid`` / ``linked`` as walker.Walker.walk does.\n"
 "``excluded`` is None or a callable taking an entry name (str) that returns\n"
-"true to skip it. Returns the names of subdirectories to walk, a list of\n"
+"true to skip it. Returns (name, st_dev, st_ino) of the subdirectories to walk, a list of\n"
 "(name, errno) for entries that could not be lstat'ed, and the errno of a\n"
 "failed readdir (0 when the directory was read to the end).");
 
@@ -322,7 +324,7 @@ scan_dir(PyObject *module, PyObject *args)
         if (keep_name) {
             if (name == NULL && (name = PyUnicode_DecodeFSDefault(raw)) == NULL)
                 goto error;
-            int failed = append_name(error ? failures : subdirs, name, error);
+            int failed = append_name(error ? failures : subdirs, name, error, &st);
             Py_DECREF(name);
             if (failed)
                 goto error;

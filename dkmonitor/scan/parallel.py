@@ -33,7 +33,7 @@ from multiprocessing.sharedctypes import RawArray, RawValue
 from typing import Any
 
 from dkmonitor.scan.tally import Tally
-from dkmonitor.scan.walker import TICK_SECONDS, WalkConfig, Walker
+from dkmonitor.scan.walker import TICK_SECONDS, Pending, WalkConfig, Walker
 
 _PR_SET_PDEATHSIG = 1
 _STOP_GRACE_SECONDS = 2.0
@@ -79,7 +79,7 @@ def _worker_main(
             counters[2 * index] = files
             counters[2 * index + 1] = size
 
-        def donate(paths: list[str]) -> None:
+        def donate(paths: list[Pending]) -> None:
             conn.send(("more", paths))
 
         walker = Walker(config, on_tick=on_tick, hungry=hungry, donate=donate)
@@ -170,7 +170,7 @@ def walk_in_parallel(
 def _distribute(
     pool: _Pool, config: WalkConfig, progress: Callable[[int, int], None] | None
 ) -> Tally:
-    pending: deque[str] = deque([config.root])
+    pending: deque[Pending] = deque([(config.root, 0, 0)])
     idle = list(range(len(pool.conns)))
     busy = {conn: index for index, conn in enumerate(pool.conns)}
     next_report = time.monotonic()  # report (0, 0) at once: the display starts at the start

@@ -55,6 +55,12 @@ TICK_SECONDS = 0.2
 # (a file deleted between readdir and lstat) deterministically.
 Scandir = Callable[[int], Any]
 
+# A directory waiting to be walked: its path and the (st_dev, st_ino) its
+# parent's lstat saw ((0, 0) for the root). Opening by path re-resolves every
+# ancestor; checking the identity after opening means an ancestor swapped for
+# a symlink mid-scan cannot lead the walk outside the target.
+Pending = tuple[str, int, int]
+
 
 class Flag(Protocol):
     """A shared integer (multiprocessing RawValue) a worker polls once per directory."""
@@ -120,7 +126,7 @@ class Walker:
         tally: Tally | None = None,
         on_tick: Callable[[Tally], None] | None = None,
         hungry: Flag | None = None,
-        donate: Callable[[list[str]], None] | None = None,
+        donate: Callable[[list[Pending]], None] | None = None,
         scandir: Scandir = os.scandir,
         compiled: bool | None = None,
     ) -> None:
@@ -139,7 +145,7 @@ class Walker:
         self._exclude_name = _matcher(p for p in config.exclude if "/" not in p)
         self._exclude_path = _matcher(p for p in config.exclude if "/" in p)
 
-    def walk(self, paths: list[str]) -> None:
+    def walk(self, paths: list[Pending]) -> None:
         """Walk every directory in ``paths`` and everything below it."""
         config = self.config
         tally = self.tally
@@ -148,6 +154,7 @@ class Walker:
         linked = tally.linked
         scandir = self._scandir
         open_dir = os.open
+        fstat = os.fstat
         close = os.close
         monotonic = time.monotonic
         root = config.root
@@ -187,7 +194,7 @@ class Walker:
                 on_tick(tally)
                 next_tick = monotonic() + TICK_SECONDS
 
-            path = stack.pop()
+            path, seen_dev, seen_ino = stack.pop()
             try:
                 fd = open_dir(path, _OPEN_ROOT if path == root else _OPEN_SUBDIR)
             except OSError as exc:
@@ -195,6 +202,11 @@ class Walker:
                 continue
             prefix = path + "/" if path != "/" else "/"
             try:
+                if seen_ino:
+                    opened = fstat(fd)
+                    if opened.st_ino != seen_ino or opened.st_dev != seen_dev:
+                        tally.note_error(f"{printable(path)}: replaced during the scan; skipped")
+                        continue
                 tally.directories += 1
                 if scan_dir is not None:
                     excluded = None
@@ -206,7 +218,7 @@ class Walker:
                     subdirs, failures, read_errno = scan_dir(
                         fd, by_uid, linked, root_dev, one_fs, basis_index, now_ns, now,
                         old_limit, excluded)
-                    stack.extend([prefix + name for name in subdirs])
+                    stack.extend([(prefix + name, dev, ino) for name, dev, ino in subdirs])
                     for name, error in failures:
                         tally.note_error(_error(prefix + name, OSError(error, os.strerror(error))))
                     if read_errno:
@@ -229,7 +241,7 @@ class Walker:
                         kind = st.st_mode & _S_IFMT
                         if kind != _S_IFREG:
                             if kind == _S_IFDIR and (not one_fs or st.st_dev == root_dev):
-                                stack.append(prefix + entry.name)
+                                stack.append((prefix + entry.name, st.st_dev, st.st_ino))
                             continue  # symlink, device, fifo, socket; or another filesystem
 
                         if by_used:
@@ -291,5 +303,5 @@ def walk_in_process(
             report(*tally.files_and_bytes())
 
     walker = Walker(config, on_tick=on_tick, scandir=scandir)
-    walker.walk([config.root])
+    walker.walk([(config.root, 0, 0)])
     return walker.tally
