@@ -18,9 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
-
+from dkmonitor.dburl import parse_url
 from dkmonitor.errors import ConfigError
 
 SYSTEM_CONFIG = Path("/etc/dkmonitor/settings.cfg")
@@ -126,8 +124,8 @@ def _database_url(raw: str) -> str:
     if not value:
         return ""  # the embedded SQLite default, filled in once the state dir is known
     try:
-        url = make_url(value)
-    except ArgumentError:
+        url = parse_url(value)
+    except ValueError:
         raise ValueError(
             "not a database URL; use sqlite:////path/to/file.db or "
             "postgresql://user:password@host/dbname"
@@ -256,11 +254,11 @@ class Settings:
 
 
 def mask_password(url: str) -> str:
+    """``url`` with its password shown as ``***``; unchanged when it does not parse."""
     try:
-        parsed: URL = make_url(url)
-    except ArgumentError:
+        return parse_url(url).render(hide_password=True)
+    except ValueError:
         return url
-    return parsed.render_as_string(hide_password=True)
 
 
 def find_config_file(explicit: str | None, environ: Mapping[str, str]) -> Path | None:
@@ -349,7 +347,7 @@ def settings_from_mapping(
         raise ConfigError(f"{where}: [email] smtp_ssl and smtp_starttls are exclusive; pick one")
 
     warnings: list[str] = []
-    if source is not None and (email["smtp_password"] or make_url(db["url"]).password):
+    if source is not None and (email["smtp_password"] or parse_url(db["url"]).password):
         warning = _secret_file_warning(source)
         if warning:
             warnings.append(warning)
