@@ -7,7 +7,6 @@ import logging
 import sys
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
 
 from dkmonitor import __version__
 from dkmonitor.cli.context import AppContext
@@ -65,6 +64,25 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool, quiet: bool)
     ctx.call_on_close(app.close)
 
 
+def _database_error(exc: Exception) -> str | None:
+    """The first line of a database error's message; None when ``exc`` is something else.
+
+    Only libraries already imported are asked: an error cannot come from one
+    that was never loaded, and ``view`` runs without SQLAlchemy (importing it
+    here would cost every command a quarter of a second).
+    """
+    for module_name, error_name in (
+        ("sqlalchemy.exc", "SQLAlchemyError"),
+        ("sqlite3", "Error"),
+        ("psycopg2", "Error"),
+    ):
+        module = sys.modules.get(module_name)
+        if module is not None and isinstance(exc, getattr(module, error_name)):
+            text = str(getattr(exc, "orig", None) or exc).strip()
+            return (text.splitlines() or [type(exc).__name__])[0]
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one line on stderr and the DESIGN.md exit status on any error."""
     try:
@@ -88,11 +106,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(1)
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        click.echo(f"dkmonitor: error: database: {reason}", err=True)
-        sys.exit(1)
-    except Exception as exc:  # a bug: one line for the person, the traceback for the log
+    except Exception as exc:
+        reason = _database_error(exc)
+        if reason is not None:
+            click.echo(f"dkmonitor: error: database: {reason}", err=True)
+            sys.exit(1)
+        # a bug: one line for the person, the traceback for the log
         log.error("internal error", exc_info=True, extra={"file_only": True})
         click.echo(f"dkmonitor: internal error: {type(exc).__name__}: {exc}", err=True)
         sys.exit(1)
