@@ -5,7 +5,9 @@ quick ones, a failed full scan newer than the last good one, users who come
 and go, two users with equal sizes) is stored through ``store_scan`` as a run
 would store it. The expected records are then worked out in plain Python
 from the same data and compared with what the queries return, on SQLite and
-on PostgreSQL, for each filter and several ``--history`` depths.
+on PostgreSQL, for each filter and several ``--history`` depths, and through
+both connections a view may read from: the driver's own (the fast path) and
+the engine's (after a migration).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -22,6 +25,7 @@ from sqlalchemy import inspect
 from dkmonitor.db.engine import Database
 from dkmonitor.db.migrate import _shipped_head, head_revision
 from dkmonitor.db.queries import JSON_KEYS, ViewRecord, system_records, user_records
+from dkmonitor.db.readonly import ReadConnection, connect_current
 from dkmonitor.db.store import ScanRecord, store_scan
 from dkmonitor.taskrun import UserUsageRow
 
@@ -123,6 +127,18 @@ def history_db(database: Database) -> Database:
     return database
 
 
+@pytest.fixture(params=["direct", "engine"])
+def reader(request, history_db: Database) -> Iterator[ReadConnection]:
+    """The stored history, read straight from the driver or through the engine."""
+    if request.param == "direct":
+        connection = connect_current(history_db.engine.url.render_as_string(hide_password=False))
+        assert connection is not None, "a migrated database takes the direct path"
+    else:
+        connection = history_db.reader()
+    with connection:
+        yield connection
+
+
 def _good_full_newest_first(host: str, path: str) -> list[ScanRecord]:
     scans = [
         s.record
@@ -202,9 +218,8 @@ def _expected_users(name: str | None, host: str | None, history: int) -> list[Vi
 @pytest.mark.parametrize(
     ("host", "path"), [(None, None), ("alpha", None), ("alpha", "/home"), ("beta", "/scratch")]
 )
-def test_system_records_match_brute_force(history_db, host, path, history):
-    with history_db.session() as session:
-        got = system_records(session, hostname=host, path=path, history=history)
+def test_system_records_match_brute_force(reader, host, path, history):
+    got = system_records(reader, hostname=host, path=path, history=history)
     assert got == _expected_systems(host, path, history)
     assert len(got) == min(history, DAYS) * sum(
         1 for h, p in PLACES if host in (None, h) and path in (None, p)
@@ -215,24 +230,21 @@ def test_system_records_match_brute_force(history_db, host, path, history):
 @pytest.mark.parametrize(
     ("name", "host"), [(None, None), ("bob", None), ("ann", "beta"), (None, "alpha"), ("dan", None)]
 )
-def test_user_records_match_brute_force(history_db, name, host, history):
-    with history_db.session() as session:
-        got = user_records(session, username=name, hostname=host, history=history)
+def test_user_records_match_brute_force(reader, name, host, history):
+    got = user_records(reader, username=name, hostname=host, history=history)
     assert got == _expected_users(name, host, history)
 
 
-def test_latest_view_skips_quick_and_failed_scans(history_db):
-    with history_db.session() as session:
-        (beta,) = system_records(session, hostname="beta")
+def test_latest_view_skips_quick_and_failed_scans(reader):
+    (beta,) = system_records(reader, hostname="beta")
     assert beta.scanned_at == START + timedelta(days=DAYS - 1, hours=2, minutes=2)
     assert beta.bytes != 1  # not the newer failed scan
     assert beta.previous_bytes is not None and beta.change_bytes == beta.bytes - beta.previous_bytes
 
 
-def test_change_since_previous_scan(history_db):
-    with history_db.session() as session:
-        latest = {(r.hostname, r.target_path): r for r in user_records(session, username="bob")}
-        deeper = user_records(session, username="bob", hostname="beta", history=3)
+def test_change_since_previous_scan(reader):
+    latest = {(r.hostname, r.target_path): r for r in user_records(reader, username="bob")}
+    deeper = user_records(reader, username="bob", hostname="beta", history=3)
     assert latest[("alpha", "/scratch")].change_bytes == 10_000  # grows 10 kB a day
     # bob is missing from beta's second-newest scan: no change for the newest, and
     # the scan before that is listed without him.
@@ -241,17 +253,15 @@ def test_change_since_previous_scan(history_db):
     assert deeper[1].change_bytes == 10_000
 
 
-def test_users_present_only_in_old_scans_are_not_in_the_latest_view(history_db):
-    with history_db.session() as session:
-        assert user_records(session, username="dan") == []
-        assert len(user_records(session, username="dan", history=DAYS)) == len(PLACES)
-        assert user_records(session, username="nobody") == []
-        assert system_records(session, hostname="gamma") == []
+def test_users_present_only_in_old_scans_are_not_in_the_latest_view(reader):
+    assert user_records(reader, username="dan") == []
+    assert len(user_records(reader, username="dan", history=DAYS)) == len(PLACES)
+    assert user_records(reader, username="nobody") == []
+    assert system_records(reader, hostname="gamma") == []
 
 
-def test_equal_sizes_are_ordered_by_name(history_db):
-    with history_db.session() as session:
-        records = user_records(session, hostname="alpha")
+def test_equal_sizes_are_ordered_by_name(reader):
+    records = user_records(reader, hostname="alpha")
     names = [r.username for r in records if r.target_path == "/home"]
     assert names == ["bob", "ann", "cat"]  # bob largest; ann and cat equal
     assert records[0].as_json().keys() == set(JSON_KEYS)

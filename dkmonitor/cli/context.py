@@ -1,14 +1,25 @@
-"""What every command needs: settings loaded lazily, a database opened once."""
+"""What every command needs: settings loaded lazily, a database opened once.
+
+SQLAlchemy is imported only when a command opens the database through it:
+``view`` usually reads through ``reader()`` without it, and importing it
+would cost that process a quarter of a second.
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import click
 
 from dkmonitor.config import Settings, load_settings
-from dkmonitor.db.engine import Database, open_database
+
+if TYPE_CHECKING:
+    from dkmonitor.db.engine import Database
+    from dkmonitor.db.readonly import ReadConnection
 
 
 @dataclass
@@ -33,8 +44,25 @@ class AppContext:
     def database(self, migrate: bool = True) -> Database:
         """The history database, migrated to head on first use."""
         if self._database is None:
+            from dkmonitor.db.engine import open_database
+
             self._database = open_database(self.settings.database.url, migrate=migrate)
         return self._database
+
+    @contextmanager
+    def reader(self) -> Iterator[ReadConnection]:
+        """A read-only DB-API connection for the view queries.
+
+        Straight from the driver when the schema is current; otherwise (a new
+        or older database) through ``database()``, which creates or migrates.
+        """
+        from dkmonitor.db.readonly import connect_current
+
+        connection = connect_current(self.settings.database.url)
+        if connection is None:
+            connection = self.database().reader()
+        with connection:
+            yield connection
 
     def close(self) -> None:
         if self._database is not None:

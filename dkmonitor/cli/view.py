@@ -90,8 +90,8 @@ def _emit(records: Sequence[ViewRecord], fmt: str, users: bool, empty: str) -> N
 @pass_app
 def users(app: AppContext, history: int, fmt: str) -> None:
     """Every user in the latest scan of every host and target."""
-    with app.database().session() as session:
-        records = user_records(session, history=history)
+    with app.reader() as reader:
+        records = user_records(reader, history=history)
     _emit(records, fmt, users=True, empty="no full scans stored yet")
 
 
@@ -101,8 +101,8 @@ def users(app: AppContext, history: int, fmt: str) -> None:
 @pass_app
 def systems(app: AppContext, history: int, fmt: str) -> None:
     """The latest scan of every host and target."""
-    with app.database().session() as session:
-        records = system_records(session, history=history)
+    with app.reader() as reader:
+        records = system_records(reader, history=history)
     _emit(records, fmt, users=False, empty="no full scans stored yet")
 
 
@@ -123,8 +123,8 @@ view_all.add_command(systems)
 @pass_app
 def user(app: AppContext, name: str, host: str | None, history: int, fmt: str) -> None:
     """User NAME's usage on every host and target (latest scan; --history N for more)."""
-    with app.database().session() as session:
-        records = user_records(session, username=name, hostname=host, history=history)
+    with app.reader() as reader:
+        records = user_records(reader, username=name, hostname=host, history=history)
     _emit(records, fmt, users=True, empty=f"no stored usage for user {name}")
 
 
@@ -136,6 +136,6 @@ def user(app: AppContext, name: str, host: str | None, history: int, fmt: str) -
 @pass_app
 def system(app: AppContext, host: str, path: str | None, history: int, fmt: str) -> None:
     """Host HOST's targets: totals of the latest scan (--history N for more)."""
-    with app.database().session() as session:
-        records = system_records(session, hostname=host, path=path, history=history)
+    with app.reader() as reader:
+        records = system_records(reader, hostname=host, path=path, history=history)
     _emit(records, fmt, users=False, empty=f"no stored scans for host {host}")

@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dkmonitor.config import mask_password
+from dkmonitor.db.readonly import ReadConnection
 from dkmonitor.errors import DatabaseUnavailable
 
 
@@ -47,6 +48,10 @@ class Database:
             raise
         finally:
             session.close()
+
+    def reader(self) -> ReadConnection:
+        """A pooled DB-API connection for the plain-SQL view queries (dkmonitor.db.queries)."""
+        return ReadConnection(self.engine.raw_connection(), self.engine.dialect.name)
 
     def dispose(self) -> None:
         self.engine.dispose()

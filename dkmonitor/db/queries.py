@@ -7,19 +7,21 @@ read backwards from an index on the full scans' keys (a LATERAL join on
 PostgreSQL, a correlated id list on SQLite), and user rows are then fetched
 by scan id: at a year of hourly history a view's queries take milliseconds
 (bench/history.py measures it).
+
+The SQL is plain text run on a DB-API connection (``ReadConnection``), not
+SQLAlchemy: importing SQLAlchemy cost a view process more than its queries
+and its output together. Only the columns' Python types need care: SQLite
+hands back the ``DateTime`` columns as the text SQLAlchemy stored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Row, Table, select, true
-from sqlalchemy.orm import Session
-
-from dkmonitor.db.models import Scan, UserStat
+from dkmonitor.db.readonly import ReadConnection
 
 JSON_KEYS = (
     "task",
@@ -69,38 +71,36 @@ class ViewRecord:
         return data
 
 
-# Core tables, not the mapped classes: touching a mapped attribute makes the ORM
-# configure every mapper (about 30 ms of CPU per process on the benchmark
-# machine), which plain column rows never need.
-_scans: Table = Scan.__table__  # type: ignore[assignment]
-_users: Table = UserStat.__table__  # type: ignore[assignment]
-
 _SCAN_COLUMNS = (
-    _scans.c.id,
-    _scans.c.task_name,
-    _scans.c.hostname,
-    _scans.c.target_path,
-    _scans.c.started_at,
-    _scans.c.files,
-    _scans.c.bytes,
-    _scans.c.allocated_bytes,
-    _scans.c.old_files,
-    _scans.c.old_bytes,
-    _scans.c.average_age_days,
-    _scans.c.disk_use_percent,
-    _scans.c.errors,
+    "id",
+    "task_name",
+    "hostname",
+    "target_path",
+    "started_at",
+    "files",
+    "bytes",
+    "allocated_bytes",
+    "old_files",
+    "old_bytes",
+    "average_age_days",
+    "disk_use_percent",
+    "errors",
 )
 _USER_COLUMNS = (
-    _users.c.scan_id,
-    _users.c.username,
-    _users.c.uid,
-    _users.c.files,
-    _users.c.bytes,
-    _users.c.allocated_bytes,
-    _users.c.old_files,
-    _users.c.old_bytes,
-    _users.c.average_age_days,
+    "scan_id",
+    "username",
+    "uid",
+    "files",
+    "bytes",
+    "allocated_bytes",
+    "old_files",
+    "old_bytes",
+    "average_age_days",
 )
+_GOOD_FULL = "{t}.kind = 'full' AND {t}.status = 'ok'"
+
+# Scan ids per statement: under SQLite's oldest limit on bound parameters (999).
+_IDS_PER_STATEMENT = 500
 
 
 class _Ranked(NamedTuple):
@@ -122,8 +122,47 @@ class _Ranked(NamedTuple):
     rank: int
 
 
+def _datetime(value: datetime | str) -> datetime:
+    """A stored time as the naive datetime SQLAlchemy gave back.
+
+    psycopg2 returns datetimes; SQLite stores SQLAlchemy's text form
+    (``2024-03-01 02:00:00.000000``), which ``fromisoformat`` reads.
+    """
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
+def _latest_scans_sql(backend: str, hostname: str | None, path: str | None) -> tuple[str, list]:
+    """The statement of ``_latest_scans`` for ``backend``, and its parameters but the limit."""
+    filters, params = "", []
+    if hostname is not None:
+        filters += " AND hostname = ?"
+        params.append(hostname)
+    if path is not None:
+        filters += " AND target_path = ?"
+        params.append(path)
+    place = (
+        f"(SELECT DISTINCT hostname, target_path FROM scans "
+        f"WHERE {_GOOD_FULL.format(t='scans')}{filters}) AS place"
+    )
+    newest = (
+        f"FROM scans AS newest WHERE {_GOOD_FULL.format(t='newest')} "
+        "AND newest.hostname = place.hostname AND newest.target_path = place.target_path "
+        "ORDER BY newest.started_at DESC LIMIT ?"
+    )
+    if backend == "sqlite":  # no LATERAL: a correlated id list
+        columns = ", ".join(f"scans.{c}" for c in _SCAN_COLUMNS)
+        sql = f"SELECT {columns} FROM {place} JOIN scans ON scans.id IN (SELECT newest.id {newest})"
+    else:
+        columns = ", ".join(f"newest.{c}" for c in _SCAN_COLUMNS)
+        sql = (
+            f"SELECT latest.* FROM {place} "
+            f"JOIN LATERAL (SELECT {columns} {newest}) AS latest ON true"
+        )
+    return sql, params
+
+
 def _latest_scans(
-    session: Session, hostname: str | None, path: str | None, history: int
+    reader: ReadConnection, hostname: str | None, path: str | None, history: int
 ) -> list[_Ranked]:
     """The newest ``history`` + 1 good full scans of each host/target (one extra for the change).
 
@@ -131,45 +170,18 @@ def _latest_scans(
     come from ``ix_scans_full_place_started`` alone, then each place's newest
     scans are read backwards from the same index: the cost follows the number
     of places and ``history``, not the length of the stored history (a year
-    of hourly quick scans holds 23 quick scans for every full one). Plain
-    rows, not ORM objects: building entities cost more than the query.
+    of hourly quick scans holds 23 quick scans for every full one).
     """
-    good = (_scans.c.kind == "full", _scans.c.status == "ok")
-    places = select(_scans.c.hostname, _scans.c.target_path).where(*good).distinct()
-    if hostname is not None:
-        places = places.where(_scans.c.hostname == hostname)
-    if path is not None:
-        places = places.where(_scans.c.target_path == path)
-    place = places.subquery("place")
-    newest = _scans.alias("newest")
-    in_place = (
-        select(newest.c.id)
-        .where(
-            newest.c.kind == "full",
-            newest.c.status == "ok",
-            newest.c.hostname == place.c.hostname,
-            newest.c.target_path == place.c.target_path,
-        )
-        .order_by(newest.c.started_at.desc())
-        .limit(history + 1)
-    )
-    if session.get_bind().dialect.name == "sqlite":  # no LATERAL: a correlated id list
-        query = (
-            select(*_SCAN_COLUMNS)
-            .select_from(place)
-            .join(_scans, _scans.c.id.in_(in_place.scalar_subquery()))
-        )
-    else:
-        latest = in_place.with_only_columns(
-            *(newest.c[column.key] for column in _SCAN_COLUMNS)
-        ).lateral("latest")
-        query = select(*latest.c).select_from(place).join(latest, true())
-    rows = session.connection().execute(query).all()
-    rows.sort(key=lambda row: (row.hostname, row.target_path, row.started_at), reverse=True)
+    sql, params = _latest_scans_sql(reader.backend, hostname, path)
+    rows = [
+        (*row[:4], _datetime(row[4]), *row[5:])
+        for row in reader.rows(sql, [*params, history + 1])
+    ]
+    rows.sort(key=lambda row: (row[2], row[3], row[4]), reverse=True)
     ranked = []
     rank, last = 0, None
     for row in rows:
-        here = (row.hostname, row.target_path)
+        here = (row[2], row[3])
         rank = rank + 1 if here == last else 1
         last = here
         ranked.append(_Ranked(*row, rank=rank))
@@ -177,10 +189,10 @@ def _latest_scans(
 
 
 def system_records(
-    session: Session, hostname: str | None = None, path: str | None = None, history: int = 1
+    reader: ReadConnection, hostname: str | None = None, path: str | None = None, history: int = 1
 ) -> list[ViewRecord]:
     by_place: dict[tuple[str, str], dict[int, _Ranked]] = {}
-    for scan in _latest_scans(session, hostname, path, history):
+    for scan in _latest_scans(reader, hostname, path, history):
         by_place.setdefault((scan.hostname, scan.target_path), {})[scan.rank] = scan
     records = []
     for (_host, _path), ranks in sorted(by_place.items()):
@@ -212,31 +224,32 @@ def system_records(
 
 
 def _user_rows(
-    session: Session, columns: tuple[Any, ...], scan_ids: list[int], username: str | None
-) -> Sequence[Row[Any]]:
-    if not scan_ids:
-        return []
-    query = select(*columns).where(_users.c.scan_id.in_(scan_ids))
-    if username is not None:
-        query = query.where(_users.c.username == username)
-    # Straight to the connection: plain rows need none of the ORM's result machinery.
-    return session.connection().execute(query).all()
+    reader: ReadConnection, columns: Sequence[str], scan_ids: list[int], username: str | None
+) -> Iterator[tuple[Any, ...]]:
+    """user_stats rows of these scans (of one user when ``username`` is given)."""
+    select = f"SELECT {', '.join(columns)} FROM user_stats WHERE scan_id IN "
+    for start in range(0, len(scan_ids), _IDS_PER_STATEMENT):
+        chunk = scan_ids[start : start + _IDS_PER_STATEMENT]
+        sql = select + "(" + ", ".join(["?"] * len(chunk)) + ")"
+        params: list[object] = list(chunk)
+        if username is not None:
+            sql += " AND username = ?"
+            params.append(username)
+        yield from reader.rows(sql, params)
 
 
 def user_records(
-    session: Session,
+    reader: ReadConnection,
     username: str | None = None,
     hostname: str | None = None,
     history: int = 1,
 ) -> list[ViewRecord]:
-    scans = {scan.id: scan for scan in _latest_scans(session, hostname, None, history)}
+    scans = {scan.id: scan for scan in _latest_scans(reader, hostname, None, history)}
     shown = [scan_id for scan_id, scan in scans.items() if scan.rank <= history]
     # The extra, oldest scan only lends its byte counts to the change column.
     extra = [scan_id for scan_id, scan in scans.items() if scan.rank > history]
-    stats = _user_rows(session, _USER_COLUMNS, shown, username)
-    earlier = _user_rows(
-        session, (_users.c.scan_id, _users.c.username, _users.c.bytes), extra, username
-    )
+    stats = list(_user_rows(reader, _USER_COLUMNS, shown, username))
+    earlier = _user_rows(reader, ("scan_id", "username", "bytes"), extra, username)
     # (host, target, rank) of each scan, for finding a user's row one scan earlier.
     place_rank = {scan_id: (s.hostname, s.target_path, s.rank) for scan_id, s in scans.items()}
     bytes_at: dict[tuple[str, str, int, str], int] = {}
@@ -273,7 +286,3 @@ def user_records(
         key=lambda r: (r.hostname, r.target_path, -r.scanned_at.timestamp(), -(r.bytes or 0))
     )
     return records
-
-
-def known_usernames(session: Session) -> Iterable[str]:
-    return session.scalars(select(_users.c.username).distinct())

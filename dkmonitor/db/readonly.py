@@ -1,0 +1,171 @@
+"""A plain DB-API connection for reading history, without SQLAlchemy.
+
+``dkmonitor view`` is typed by people and should answer at once; its queries
+take milliseconds, but importing SQLAlchemy took a quarter of a second of
+each process. When the schema is already at ``HEAD_REVISION`` — nearly
+always — ``connect_current`` opens the database with the driver alone
+(stdlib ``sqlite3``, or ``psycopg2``) and the view reads through it. A new
+or older database gets ``None`` back: the caller then takes the usual path
+(``open_database``, which creates and migrates) and reads through that
+engine's raw connection instead. The queries are the same either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+from dkmonitor.config import mask_password
+from dkmonitor.dburl import DatabaseURL, parse_url
+from dkmonitor.errors import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+
+# The newest migration in migrations/versions. Only this module trusts it, and
+# only to skip a migration check before reading; tests/test_view_fast_path.py
+# fails when it differs from alembic's head, so a new migration updates it.
+HEAD_REVISION = "0004"
+
+# Seconds: the same as the SQLAlchemy engines (dkmonitor.db.engine.make_engine).
+SQLITE_BUSY_TIMEOUT = 60
+PG_CONNECT_TIMEOUT = 10
+
+
+class ReadConnection:
+    """A DB-API connection and the backend it talks to, for read-only queries.
+
+    Statements are written once with ``?`` placeholders and turned into
+    psycopg2's ``%s`` here. Closing it closes (or, from an engine, returns
+    to the pool) the connection underneath.
+    """
+
+    def __init__(self, connection: Any, backend: str) -> None:
+        self.connection = connection
+        self.backend = backend  # "sqlite" or "postgresql"
+
+    def rows(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Every row of one statement, as plain tuples."""
+        if self.backend == "postgresql":
+            sql = sql.replace("?", "%s")
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(sql, tuple(params))
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> ReadConnection:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def connect_current(url: str) -> ReadConnection | None:
+    """A read connection when the schema is at head; None when it needs the usual path.
+
+    None also for anything this path does not handle (an in-memory or
+    missing SQLite file, URL options for SQLite): the usual path handles them
+    as it always did. A PostgreSQL server that cannot be reached raises
+    DatabaseUnavailable with the same message as ``open_database``.
+    """
+    parsed = parse_url(url)
+    if parsed.backend == "sqlite":
+        connection = _sqlite(parsed)
+    elif parsed.backend == "postgresql":
+        connection = _postgresql(parsed, url)
+    else:
+        return None
+    if connection is None:
+        return None
+    if not _at_head(connection):
+        connection.close()
+        log.debug("%s is not at revision %s: the usual way", mask_password(url), HEAD_REVISION)
+        return None
+    return connection
+
+
+def _sqlite(parsed: DatabaseURL) -> ReadConnection | None:
+    import sqlite3
+
+    if parsed.query or not parsed.database or parsed.database == ":memory:":
+        return None
+    path = os.path.abspath(parsed.database)
+    if not os.path.isfile(path):
+        return None  # the usual path creates it
+    # mode=rw never creates the file; a file the user may only read opens read-only.
+    uri = f"file:{quote(path)}?mode=rw"
+    try:
+        connection = sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT)
+    except sqlite3.Error as exc:
+        log.debug("cannot open %s directly (%s): opening it the usual way", path, exc)
+        return None
+    return ReadConnection(connection, "sqlite")
+
+
+def _postgresql(parsed: DatabaseURL, url: str) -> ReadConnection:
+    import psycopg2
+
+    # What SQLAlchemy's psycopg2 dialect passes: the URL's parts, its query as
+    # further keywords, and the engine's connect_args (connect_timeout) last.
+    names = {"host": "host", "port": "port", "username": "user", "password": "password"}
+    kwargs: dict[str, Any] = {
+        keyword: getattr(parsed, part) for part, keyword in names.items() if getattr(parsed, part)
+    }
+    if parsed.database:
+        kwargs["dbname"] = parsed.database
+    kwargs.update(parsed.query)
+    kwargs["connect_timeout"] = PG_CONNECT_TIMEOUT
+    try:
+        connection = psycopg2.connect(**kwargs)
+    except psycopg2.OperationalError as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DatabaseUnavailable(f"database {mask_password(url)}: {reason}") from None
+    connection.set_session(readonly=True)
+    return ReadConnection(connection, "postgresql")
+
+
+_HAS_VERSION_TABLE = {
+    "sqlite": "SELECT count(*) FROM sqlite_master "
+    "WHERE type = 'table' AND name = 'alembic_version'",
+    "postgresql": "SELECT count(to_regclass('alembic_version'))",
+}
+
+
+def _at_head(connection: ReadConnection) -> bool:
+    """True when ``alembic_version`` holds exactly the head revision.
+
+    Any driver error (not a database file, no permission) answers False: the
+    usual path then reports it as it always has.
+    """
+    errors = _driver_errors(connection.backend)
+    try:
+        if connection.rows(_HAS_VERSION_TABLE[connection.backend])[0][0] == 0:
+            return False
+        versions = [row[0] for row in connection.rows("SELECT version_num FROM alembic_version")]
+    except errors as exc:
+        log.debug("cannot read the schema revision directly: %s", exc)
+        return False
+    return versions == [HEAD_REVISION]
+
+
+def _driver_errors(backend: str) -> type[Exception]:
+    if backend == "sqlite":
+        import sqlite3
+
+        return sqlite3.Error
+    import psycopg2
+
+    return psycopg2.Error
