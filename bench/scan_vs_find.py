@@ -13,6 +13,8 @@ Modes:
         into a throw-away SQLite database;
   scan  ``scan_tree()`` alone, in a child python.
 ``--cold`` drops the page cache before every timed command (needs root).
+``--tty`` also times dkmonitor with its stderr on a pseudo-terminal, where it
+draws its progress line (files, bytes, rate), and prints what that costs.
 ``--latfs`` mounts the tree through ../shared/bench/latfs.c (a FUSE passthrough
 adding ``--lat-us`` to every metadata request, a stand-in for NFS/Lustre),
 remounting before every command so each one starts with cold FUSE caches.
@@ -26,11 +28,13 @@ import argparse
 import contextlib
 import json
 import os
+import pty
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -57,20 +61,46 @@ class Measurement:
     cpu_seconds: float  # user + system, workers included: what contention cannot hide
 
 
-def run_timed(command: list[str], cold: bool) -> Measurement:
-    """Wall time and peak RSS of one command (its whole process tree)."""
+def run_timed(command: list[str], cold: bool, tty: bool = False) -> Measurement:
+    """Wall time and peak RSS of one command (its whole process tree).
+
+    With ``tty`` its stderr is a pseudo-terminal, drained as a terminal would
+    be, so dkmonitor draws its progress line as it does for a person.
+    """
     if cold:
         drop_caches()
+    terminal = pty.openpty() if tty else None
     start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert process.stderr is not None
-    stderr = process.stderr.read()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                               stderr=terminal[1] if terminal else subprocess.PIPE)
+    if terminal is not None:
+        os.close(terminal[1])
+        chunks: list[bytes] = []
+        reader = threading.Thread(target=_drain, args=(terminal[0], chunks))
+        reader.start()
+        reader.join()
+        os.close(terminal[0])
+        stderr = b"".join(chunks)
+    else:
+        assert process.stderr is not None
+        stderr = process.stderr.read()
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - start
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         sys.exit(f"{' '.join(command)} failed ({process.returncode}):\n{stderr.decode()}")
     return Measurement(elapsed, usage.ru_maxrss, usage.ru_utime + usage.ru_stime)
+
+
+def _drain(fd: int, chunks: list[bytes]) -> None:
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the other side closed
+            return
+        if not chunk:
+            return
+        chunks.append(chunk)
 
 
 def drop_caches() -> None:
@@ -116,7 +146,8 @@ def dkmonitor_command(mode: str, root: Path, workers: int, old_days: float,
         f"[scan]\nworkers = {workers}\none_file_system = yes\n"
         f"[logging]\nlog_dir = {scratch}/log\n"
     )
-    return [sys.executable, "-m", "dkmonitor", "--config", str(config), "-q",
+    # not -q: on a terminal (--tty) the progress line is drawn; stdout goes to /dev/null
+    return [sys.executable, "-m", "dkmonitor", "--config", str(config),
             "run", "path", str(root), "--old-days", str(old_days)]
 
 
@@ -156,13 +187,13 @@ def measure(args: argparse.Namespace, root: Path, scratch: Path) -> None:
     binary_context = latfs_binary() if args.latfs else contextlib.nullcontext(None)
     with binary_context as binary:
 
-        def timed(template: list[str]) -> Measurement:
+        def timed(template: list[str], tty: bool = False) -> Measurement:
             if binary is None:
                 return run_timed([part.replace("{root}", str(root)) for part in template],
-                                 args.cold)
+                                 args.cold, tty)
             with latfs_mount(binary, root, scratch / "mnt", args.lat_us) as mounted:
                 return run_timed([part.replace("{root}", str(mounted)) for part in template],
-                                 args.cold)
+                                 args.cold, tty)
 
         where = f"latfs (+{args.lat_us} us per metadata op)" if binary else "local"
         cache = "cold" if args.cold else "warm"
@@ -174,14 +205,20 @@ def measure(args: argparse.Namespace, root: Path, scratch: Path) -> None:
         timed(find)  # warm-up (fills the cache when warm; checks both commands work)
         timed(ours)
         pairs: list[tuple[Measurement, Measurement]] = []
+        on_tty: list[float] = []
         for index in range(args.runs):
             theirs, mine = timed(find), timed(ours)
             pairs.append((theirs, mine))
+            shown = ""
+            if args.tty:
+                drawn = timed(ours, tty=True)
+                on_tty.append(drawn.seconds / mine.seconds)
+                shown = f"   on a terminal {drawn.seconds:7.3f} s"
             print(f"  run {index + 1}: find {theirs.seconds:7.3f} s   dkmonitor "
                   f"{mine.seconds:7.3f} s   ratio {mine.seconds / theirs.seconds:.3f}   "
                   f"peak RSS {mine.max_rss_kib / 1024:.1f} MiB   "
-                  f"CPU find {theirs.cpu_seconds:.2f} s, dkmonitor {mine.cpu_seconds:.2f} s",
-                  flush=True)
+                  f"CPU find {theirs.cpu_seconds:.2f} s, dkmonitor {mine.cpu_seconds:.2f} s"
+                  + shown, flush=True)
 
     find_median = statistics.median(p[0].seconds for p in pairs)
     ours_median = statistics.median(p[1].seconds for p in pairs)
@@ -191,6 +228,9 @@ def measure(args: argparse.Namespace, root: Path, scratch: Path) -> None:
           f"median ratio dkmonitor/find = {ratio:.3f} "
           f"({'faster' if ratio < 1 else 'slower'}: {1 / ratio:.2f}x find's speed); "
           f"dkmonitor peak RSS {peak:.1f} MiB; load {os.getloadavg()[0]:.2f}")
+    if on_tty:
+        print(f"progress line on a terminal: median cost "
+              f"{(statistics.median(on_tty) - 1) * 100:+.1f}% of the run's wall time")
 
 
 def count_files(root: Path) -> int:
@@ -213,6 +253,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cold", action="store_true", help="drop caches before each command")
     parser.add_argument("--latfs", action="store_true", help="go through the latfs FUSE mount")
     parser.add_argument("--lat-us", type=int, default=500)
+    parser.add_argument("--tty", action="store_true",
+                        help="also time dkmonitor drawing its progress line on a terminal")
     args = parser.parse_args(argv)
     if args.workers is None:
         args.workers = 32 if args.latfs else (os.cpu_count() or 1)
