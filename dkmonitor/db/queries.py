@@ -131,9 +131,12 @@ def _datetime(value: datetime | str) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
 
-def _latest_scans_sql(backend: str, hostname: str | None, path: str | None) -> tuple[str, list]:
+def _latest_scans_sql(
+    backend: str, hostname: str | None, path: str | None
+) -> tuple[str, list[object]]:
     """The statement of ``_latest_scans`` for ``backend``, and its parameters but the limit."""
-    filters, params = "", []
+    filters = ""
+    params: list[object] = []
     if hostname is not None:
         filters += " AND hostname = ?"
         params.append(hostname)
