@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import click
@@ -40,6 +42,12 @@ def view() -> None:
     """Show stored usage per user or per system."""
 
 
+@lru_cache(maxsize=4096)
+def _scanned(when: datetime) -> str:
+    """A scan's time for the table; cached, as `view users` shows each scan once per user."""
+    return when.strftime("%Y-%m-%d %H:%M")
+
+
 def _emit(records: Sequence[ViewRecord], fmt: str, users: bool, empty: str) -> None:
     if fmt == "json":
         click.echo(as_json([r.as_json() for r in records]))
@@ -68,7 +76,7 @@ def _emit(records: Sequence[ViewRecord], fmt: str, users: bool, empty: str) -> N
         + [
             r.hostname,
             r.target_path,
-            r.scanned_at.strftime("%Y-%m-%d %H:%M"),
+            _scanned(r.scanned_at),
             human_count(r.files),
             human_bytes(r.bytes),
             change(r.change_bytes),
