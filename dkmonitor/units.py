@@ -14,14 +14,18 @@ def human_bytes(count: float | None) -> str:
     value = abs(value)
     if value < 1024:
         return f"{sign}{int(value)} B"
-    for unit in _UNITS[1:]:
+    unit = _UNITS[-1]
+    for candidate in _UNITS[1:]:
         value /= 1024
-        digits = 0 if value >= 99.95 else (1 if value >= 9.995 else 2)
-        text = f"{value:.{digits}f}"
-        # step up when rounding reaches the next unit: 1048575 B is 1.00 MiB, not 1024 KiB
-        if float(text) < 1024 or unit == _UNITS[-1]:
-            return f"{sign}{text} {unit}"
-    raise AssertionError("unreachable")
+        # Step up when rounding would reach the next unit (1048575 B is 1.00 MiB, not
+        # 1024 KiB): from 1023.5 on, the whole-number text below rounds to "1024".
+        # Deciding on the number, not on formatted text, keeps this cheap: `view users`
+        # formats 15,000 sizes.
+        if value < 1023.5:
+            unit = candidate
+            break
+    digits = 0 if value >= 99.95 else (1 if value >= 9.995 else 2)
+    return f"{sign}{value:.{digits}f} {unit}"
 
 
 def human_count(count: int | None) -> str:
