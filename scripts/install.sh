@@ -31,4 +31,6 @@ python3 -m venv "$prefix"
 "$prefix/bin/python" -m pip install -q --upgrade .
 mkdir -p "$bindir"
 ln -sf "$prefix/bin/dkmonitor" "$bindir/dkmonitor"
-echo "installed dkmonitor $("$prefix/bin/dkmonitor" --version | awk '{print $NF}') in $prefix; command: $bindir/dkmonitor" >&2
+version="$("$prefix/bin/dkmonitor" --version)"
+echo "installed dkmonitor $(echo "$version" | head -n 1 | awk '{print $NF}') in $prefix" \
+    "($(echo "$version" | sed -n 's/^scanner: //p')); command: $bindir/dkmonitor" >&2

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+import dkmonitor
 from dkmonitor.scan import ScanOptions, scan_tree, walker
 from dkmonitor.scan.age import DAY
 from dkmonitor.scan.stats import ScanResult
@@ -160,3 +163,10 @@ def test_entries_that_cannot_be_examined_are_reported_the_same_way(
                for sample in compiled.error_samples)
     assert any(sample.endswith("closed: Permission denied") for sample in compiled.error_samples)
     assert (compiled.total.files, compiled.total.bytes) == (1, 10)
+
+
+def test_version_says_which_scanner_is_built() -> None:
+    done = subprocess.run([sys.executable, "-m", "dkmonitor", "--version"],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines() == ["dkmonitor, version " + dkmonitor.__version__,
+                                        "scanner: compiled"]

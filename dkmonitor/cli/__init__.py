@@ -55,13 +55,30 @@ class LazyGroup(click.Group):
 )
 @click.option("-v", "--verbose", is_flag=True, help="Say more (progress and INFO on stderr).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")
-@click.version_option(__version__, prog_name="dkmonitor")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, _param, value: _show_version(ctx, value),
+    help="Show the version and which scanner is built, then exit.",
+)
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, verbose: bool, quiet: bool) -> None:
     """Audit shared storage: per-user usage history, mail, safe cleaning."""
     app = AppContext(config_path=config_path, verbosity=-1 if quiet else (1 if verbose else 0))
     ctx.obj = app
     ctx.call_on_close(app.close)
+
+
+def _show_version(ctx: click.Context, wanted: bool) -> None:
+    """Version, and whether the compiled scanner was built (it decides scan speed)."""
+    if not wanted or ctx.resilient_parsing:
+        return
+    from dkmonitor.scan import scanner_kind
+
+    click.echo(f"dkmonitor, version {__version__}\nscanner: {scanner_kind()}")
+    ctx.exit()
 
 
 def _database_error(exc: Exception) -> str | None:

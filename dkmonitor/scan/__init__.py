@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 def scanner_kind() -> str:
     """Which per-entry loop scans run with (shown by ``dkmonitor --version``)."""
     if walker.COMPILED:
-        return "compiled scanner"
-    return "pure-Python scanner (slower: install gcc and python3-dev, then reinstall)"
+        return "compiled"
+    return "pure Python (slower: install gcc and python3-dev, then reinstall dkmonitor)"
 
 
 def scan_tree(root: str, options: ScanOptions, progress: Progress | None = None) -> ScanResult:
@@ -45,7 +45,7 @@ def scan_tree(root: str, options: ScanOptions, progress: Progress | None = None)
     if not stat.S_ISDIR(root_stat.st_mode):
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), root)
     config = WalkConfig.build(root, root_stat.st_dev, options)
-    log.debug("scanning %s: %d worker(s), %s", root, options.workers, scanner_kind())
+    log.debug("scanning %s: %d worker(s), scanner %s", root, options.workers, scanner_kind())
     if options.workers > 1:
         tally = walk_in_parallel(config, options.workers, progress)
     else:
