@@ -4,8 +4,9 @@ The per-entry loop is where a full scan spends its time (millions of
 iterations). It exists twice, with identical results (tests/test_scan_compiled.py):
 
 * ``dkmonitor.scan._dirscan`` (C, built at install time when a compiler is
-  there): used by default; about 2.5x less CPU per file than the best
-  CPython loop, which is what lets two workers beat GNU find on two cores;
+  there): used by default. It leaves the walk to the kernel's own cost
+  (getdents, one fstatat per entry): at 1M files a 2-worker scan takes
+  ~0.5x find's time, against ~0.7x with the Python loop;
 * the Python loop below: the reference and the fallback, written for
   CPython's sake (locals instead of attribute lookups, no function call per
   file, counters in lists, ``DirEntry.stat(follow_symlinks=False)`` as the
