@@ -315,3 +315,42 @@ def test_fifo_swapped_in_before_the_copy_is_never_opened_blocking(clean_tree):
     finally:
         signal.alarm(0)
         os.close(fd)
+
+
+def _sparse_file(path: Path, size: int, extents: list[tuple[int, bytes]], age_days: float) -> None:
+    make_file(path, content=b"", age_days=age_days)
+    with open(path, "r+b") as handle:
+        handle.truncate(size)
+        for offset, data in extents:
+            handle.seek(offset)
+            handle.write(data)
+    when = time.time() - age_days * 86400
+    os.utime(path, (when, when))
+
+
+def test_cross_fs_move_keeps_sparse_files_sparse(clean_tree, clean_db, tmpfs):
+    """64 MiB images with 192 KiB written must fit a 16 MiB archive, byte-identical."""
+    target, reloc = clean_tree["target"], tmpfs(clean_tree["reloc"], "16m")
+    mib = 1 << 20
+    layouts = {
+        "image.dat": [(0, os.urandom(65536)), (32 * mib, os.urandom(65536))],  # trailing hole
+        "tail.dat": [(64 * mib - 65536, os.urandom(65536))],  # leading hole, data at the end
+        "empty.dat": [],  # nothing but a hole
+    }
+    for name, extents in layouts.items():
+        _sparse_file(target / name, 64 * mib, extents, age_days=300)
+    before = {name: os.lstat(target / name) for name in layouts}
+    expected = {name: read_noatime(target / name) for name in layouts}
+
+    summary = clean_step(clean_db, make_settings(), make_run(make_task(target, relocation=reloc)))
+
+    assert summary.error is None
+    for name in layouts:
+        moved = mirror(reloc, target / name)
+        assert not (target / name).exists()
+        assert read_noatime(moved) == expected[name]
+        after = os.lstat(moved)
+        assert after.st_size == 64 * mib
+        assert after.st_blocks * 512 <= 1 * mib  # holes stayed holes
+        assert_same_metadata(moved, before[name])
+    assert sorted(r.outcome for r in journal(clean_db)) == ["done"] * 3

@@ -236,10 +236,10 @@ def copy_file(
     placed = False
     try:
         try:
-            copied = _copy_data(src_fd, out)
+            _copy_data(src_fd, out, src_st.st_size)
             os.fsync(out)
-            if copied != src_st.st_size or os.fstat(out).st_size != src_st.st_size:
-                raise OSError(errno.EIO, f"copied {copied} of {src_st.st_size} bytes")
+            if os.fstat(out).st_size != src_st.st_size:
+                raise OSError(errno.EIO, f"the copy is not {src_st.st_size} bytes long")
             _copy_metadata(src_fd, src_st, out)
             os.fsync(out)
         finally:
@@ -264,17 +264,44 @@ def copy_file(
         raise
 
 
-def _copy_data(src_fd: int, out_fd: int) -> int:
-    copied = 0
-    while True:
-        chunk = os.read(src_fd, COPY_CHUNK)
+def _copy_data(src_fd: int, out_fd: int, size: int) -> None:
+    """Copy the first ``size`` bytes: the written extents as data, the holes as holes.
+
+    Scratch holds sparse files (VM images, core dumps, preallocated output); a
+    byte-for-byte copy would allocate their whole apparent size on the archive,
+    and one 1 TiB image with 1 GiB written could fill it. SEEK_DATA/SEEK_HOLE
+    find the extents; ``ftruncate`` gives the copy its length. A source that
+    shrinks meanwhile raises EIO (and one that is written to is caught by the
+    caller's size/mtime recheck).
+    """
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(src_fd, offset, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # only a hole from here to the end
+                break
+            if exc.errno != errno.EINVAL:
+                raise
+            start, end = offset, size  # no hole support here: all of it is data
+        else:
+            end = min(os.lseek(src_fd, start, os.SEEK_HOLE), size)
+        _copy_range(src_fd, out_fd, start, end)
+        offset = end
+    os.ftruncate(out_fd, size)
+
+
+def _copy_range(src_fd: int, out_fd: int, start: int, end: int) -> None:
+    position = start
+    while position < end:
+        chunk = os.pread(src_fd, min(COPY_CHUNK, end - position), position)
         if not chunk:
-            return copied
+            raise OSError(errno.EIO, "the file shrank while it was being copied")
         view = memoryview(chunk)
         while view:
-            written = os.write(out_fd, view)
+            written = os.pwrite(out_fd, view, position)
             view = view[written:]
-            copied += written
+            position += written
 
 
 def _copy_metadata(src_fd: int, src_st: os.stat_result, out_fd: int) -> None:
