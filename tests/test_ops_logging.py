@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -117,3 +120,41 @@ def test_password_never_shown_with_a_wrong_port(dkm_factory, pg_url, tmp_path):
     for form in (PASSWORD, "p%40ss", "p@ss", "w/rd", "w%2Frd"):
         assert form not in text  # ...its password never
     assert "***" in text
+
+
+_LOG_WRITER = """
+import logging, sys
+from dkmonitor.cli.logsetup import SharedRotatingFileHandler
+handler = SharedRotatingFileHandler(sys.argv[1], max_bytes=4000, backup_count=10000)
+handler.setFormatter(logging.Formatter("%(message)s"))
+log = logging.getLogger("writer")
+log.addHandler(handler)
+log.setLevel(logging.INFO)
+for index in range(int(sys.argv[3])):
+    log.info("%s %06d %s", sys.argv[2], index, "x" * 40)
+"""
+
+
+def test_processes_sharing_the_log_lose_no_line_when_it_rotates(tmp_path):
+    """Four processes (think: quick runs overlapping a long full run) writing one
+    small log: every line ends up in exactly one file, in each writer's order."""
+    log_file = tmp_path / "dkmonitor.log"
+    writers, lines_each = 4, 1500
+    processes = [
+        subprocess.Popen([sys.executable, "-c", _LOG_WRITER, str(log_file), f"w{n}",
+                          str(lines_each)])
+        for n in range(writers)
+    ]
+    assert [process.wait(timeout=120) for process in processes] == [0] * writers
+    files = [p for p in tmp_path.glob("dkmonitor.log*") if not p.name.endswith(".lock")]
+    assert len(files) > 20  # it did rotate, many times, with everyone writing
+    # oldest first: dkmonitor.log.N ... dkmonitor.log.1, dkmonitor.log
+    files.sort(key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0)
+    lines = [line for path in files for line in path.read_text().splitlines()]
+    expected = {f"w{n} {index:06d} {'x' * 40}" for n in range(writers)
+                for index in range(lines_each)}
+    assert len(lines) == len(expected) and set(lines) == expected
+    for n in range(writers):  # each writer's lines stay in order across the files
+        own = [line for line in lines if line.startswith(f"w{n} ")]
+        assert own == sorted(own)
+    assert all(path.stat().st_size <= 4000 for path in files)

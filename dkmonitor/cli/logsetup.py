@@ -2,11 +2,14 @@
 
 The log file gets every event at the configured level. stderr gets warnings
 and errors only (so cron mails just what needs attention), INFO with -v, and
-errors only with -q.
+errors only with -q. Several dkmonitor processes share the file (an hourly
+quick run starts while the nightly full run is still writing), so rotation
+is coordinated between them (:class:`SharedRotatingFileHandler`).
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import logging.handlers
 import os
@@ -35,6 +38,55 @@ class _HostField(logging.Filter):
         return True
 
 
+class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A size-rotated log file that several processes can write at once.
+
+    With the stock handler each process rotates on its own count of bytes and
+    renames files that another process still has open: lines land in the wrong
+    file, and a second rotation can push them past ``backupCount`` and out.
+    Here each record is written under an flock on ``<log>.lock``: the writer
+    first follows a rotation another process made (the path now names another
+    inode: reopen it, as WatchedFileHandler does), then rotates if the file
+    is full, then writes. Records are rare (a few per task), the lock is cheap.
+    """
+
+    def __init__(self, filename: str, max_bytes: int, backup_count: int) -> None:
+        super().__init__(filename, maxBytes=max_bytes, backupCount=backup_count,
+                         encoding="utf-8")
+        self._lock_fd = os.open(f"{self.baseFilename}.lock",
+                                os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o640)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        except OSError:
+            self.handleError(record)
+            return
+        try:
+            self._follow_rotation()
+            super().emit(record)  # rotates first when this record would overflow
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _follow_rotation(self) -> None:
+        if self.stream is None:
+            return
+        try:
+            on_disk = os.stat(self.baseFilename)
+        except FileNotFoundError:
+            on_disk = None
+        mine = os.fstat(self.stream.fileno())
+        if on_disk is None or (on_disk.st_dev, on_disk.st_ino) != (mine.st_dev, mine.st_ino):
+            self.stream.close()
+            self.stream = self._open()
+
+    def close(self) -> None:
+        super().close()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+
 def configure_logging(settings: Settings, verbosity: int) -> None:
     root = logging.getLogger("dkmonitor")
     root.setLevel(logging.DEBUG)
@@ -53,11 +105,10 @@ def configure_logging(settings: Settings, verbosity: int) -> None:
     log_dir = settings.logging.log_dir
     try:
         os.makedirs(log_dir, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(
+        handler = SharedRotatingFileHandler(
             os.path.join(log_dir, "dkmonitor.log"),
-            maxBytes=settings.logging.max_bytes,
-            backupCount=settings.logging.backup_count,
-            encoding="utf-8",
+            max_bytes=settings.logging.max_bytes,
+            backup_count=settings.logging.backup_count,
         )
     except OSError as exc:
         root.warning("cannot write the log in %s (%s); logging to stderr only", log_dir, exc)
