@@ -135,6 +135,10 @@ def test_status_of_a_missing_sqlite_database_does_not_create_it(dkm_sqlite):
     assert "does not exist yet" in result.stdout
     listed = dkm_sqlite("database", "list")
     assert listed.returncode == 0 and "does not exist yet" in listed.stdout
+    as_json = dkm_sqlite("database", "status", "--format", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    report = json.loads(as_json.stdout)
+    assert (report["exists"], report["scans"], report["revision"]) == (False, 0, None)
     assert not db_file.exists()
 
 
@@ -165,6 +169,17 @@ def test_status_and_list_of_a_populated_database(dkm):
     assert abs(oldest - (NOW - timedelta(days=100))) < timedelta(seconds=2)
     assert abs(newest - (NOW - timedelta(days=1))) < timedelta(seconds=2)
     assert fields["spool"].startswith("0 run(s) waiting")
+
+    as_json = dkm("database", "status", "--format", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    report = json.loads(as_json.stdout)
+    assert report["database"] == fields["database"]
+    assert (report["exists"], report["revision"], report["head"]) == (
+        True, head_revision(), head_revision())
+    assert (report["pending"], report["scans"], report["hosts"]) == ([], 3, 1)
+    assert report["size_bytes"] > 0 and report["spooled_runs"] == 0
+    assert report["oldest_scan"] == oldest.isoformat(timespec="seconds") + "Z"
+    assert report["newest_scan"] == newest.isoformat(timespec="seconds") + "Z"
 
     listed = dkm("database", "list")
     assert listed.returncode == 0, listed.stderr

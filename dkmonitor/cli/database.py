@@ -48,13 +48,36 @@ def list_(app: AppContext) -> None:
     click.echo(table(["table", "rows"], [[n, str(c)] for n, c in status.tables.items()]))
 
 
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat(timespec="seconds") + "Z" if moment else None
+
+
 @database.command("status")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              help="text for people; json for monitoring and scripts.")
 @pass_app
-def status(app: AppContext) -> None:
+def status(app: AppContext, fmt: str) -> None:
     """Where the database is, its schema revision and size, the scans it holds."""
     settings = app.settings
     info = maintenance.inspect_database(settings.database.url)
     waiting = len(spool.spooled_files(settings.state_dir))
+    if fmt == "json":
+        click.echo(json.dumps({
+            "database": info.url,
+            "backend": info.backend,
+            "exists": info.exists,
+            "revision": info.revision,
+            "head": info.head,
+            "pending": list(info.pending),
+            "size_bytes": info.size_bytes,
+            "scans": info.scans,
+            "hosts": info.hosts,
+            "oldest_scan": _iso(info.oldest_scan),
+            "newest_scan": _iso(info.newest_scan),
+            "spooled_runs": waiting,
+            "spool_dir": str(spool.spool_dir(settings.state_dir)),
+        }, indent=2))
+        return
     lines = [f"database:  {info.url}"]
     if not info.exists:
         lines.append(
