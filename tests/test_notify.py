@@ -379,6 +379,43 @@ def test_login_is_used_when_configured(database, tmp_path, smtp_server_factory):
     assert len(server.received) == 3
 
 
+@pytest.mark.parametrize("tls", ["starttls", "ssl"])
+def test_tls_delivery_verifies_the_server_against_the_configured_ca(
+    database, tmp_path, smtp_server_factory, tls_certificate, tls
+):
+    server = smtp_server_factory(tls=tls, certificate=tls_certificate)
+    flag = {"smtp_starttls": "yes"} if tls == "starttls" else {"smtp_ssl": "yes"}
+    trusted = make_settings(tmp_path, smtp_port=server.port,
+                            smtp_ca_file=tls_certificate.cert, **flag)
+    assert notify_step(database, trusted, make_run(), None).sent == 3
+    assert len(server.received) == 3 and all(r.encrypted for r in server.received)
+
+    # The same self-signed server against the system's CAs: refused, nothing sent.
+    untrusted = make_settings(tmp_path, smtp_port=server.port, notify_interval_hours=0.0001,
+                              **flag)
+    age_log(database, 1)
+    report = notify_step(database, untrusted, make_run(), None)
+    assert report.failed == 3 and report.sent == 0
+    assert "certificate verify failed" in report.errors[0]
+    assert len(server.received) == 3
+
+
+def test_starttls_required_by_the_server_but_not_configured_fails_cleanly(
+    database, tmp_path, smtp_server_factory, tls_certificate
+):
+    server = smtp_server_factory(tls="starttls", certificate=tls_certificate)
+    report = notify_step(database, make_settings(tmp_path, smtp_port=server.port),
+                         make_run(), None)
+    assert report.failed == 3 and server.received == []
+    assert "STARTTLS" in report.errors[0]
+
+
+def test_a_missing_ca_file_is_a_configuration_error(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        make_settings(tmp_path, smtp_starttls="yes", smtp_ca_file=tmp_path / "nope.pem")
+    assert "smtp_ca_file" in str(caught.value) and "nope.pem" in str(caught.value)
+
+
 # ------------------------------------------------------------------ safety
 
 

@@ -108,13 +108,18 @@ class SmtpMailer(_Closing):
         self._used = False
         self.dead: str | None = None  # why the server is unusable, once it is
 
+    def _tls_context(self) -> ssl.SSLContext:
+        """Certificates and host names are always verified: against the system's CAs,
+        or against ``smtp_ca_file`` for a relay with a site-internal CA."""
+        return ssl.create_default_context(cafile=self.email.smtp_ca_file)
+
     def _connect(self) -> smtplib.SMTP:
         email = self.email
         try:
             if email.smtp_ssl:
                 smtp: smtplib.SMTP = smtplib.SMTP_SSL(
                     email.smtp_host, email.smtp_port, local_hostname=self.local_hostname,
-                    timeout=email.smtp_timeout, context=ssl.create_default_context(),
+                    timeout=email.smtp_timeout, context=self._tls_context(),
                 )
             else:
                 smtp = smtplib.SMTP(
@@ -124,7 +129,7 @@ class SmtpMailer(_Closing):
             try:
                 smtp.ehlo()
                 if email.smtp_starttls:
-                    smtp.starttls(context=ssl.create_default_context())
+                    smtp.starttls(context=self._tls_context())
                     smtp.ehlo()
                 if email.smtp_username:
                     smtp.login(email.smtp_username, email.smtp_password)
