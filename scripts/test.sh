@@ -44,6 +44,8 @@ export DKM_TEST_PG_URL="postgresql://postgres@127.0.0.1:$PG_PORT/postgres"
 # --- Python environment ------------------------------------------------------
 ensure_venv_support
 ensure_build_tools
+# the TLS mail tests make a self-signed certificate with it
+if ! command -v openssl >/dev/null 2>&1; then apt_install openssl; fi
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
