@@ -170,3 +170,19 @@ def test_version_says_which_scanner_is_built() -> None:
                           capture_output=True, text=True, check=True)
     assert done.stdout.splitlines() == ["dkmonitor, version " + dkmonitor.__version__,
                                         "scanner: compiled"]
+
+
+def test_a_directory_with_more_owners_than_the_loop_tracks_at_once(
+    scan_target: TreeBuilder, scan_now: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compiled loop keeps up to 32 owners per directory before flushing to
+    the dicts: 75 owners in one directory (and a nested one) must add up the same."""
+    for index in range(150):
+        scan_target.file(f"shared/f{index}.dat", uid=2000 + index % 75, size=index + 1,
+                         atime_days=index % 60)
+        scan_target.file(f"shared/deeper/g{index}.dat", uid=2000 + (index * 7) % 75,
+                         size=3 * index, atime_days=index % 45)
+    compiled, python = scan_both(scan_target.root, monkeypatch, old_days=30, now=scan_now)
+    assert_same(compiled, python)
+    assert compiled.by_uid == scan_target.expected(30)
+    assert len(compiled.by_uid) == 75
