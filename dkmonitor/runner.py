@@ -36,7 +36,7 @@ from dkmonitor.taskrun import CleanSummary, TaskRun, UserUsageRow
 from dkmonitor.taskspec import TaskSpec
 
 if TYPE_CHECKING:
-    from dkmonitor.notify.step import NotifyReport
+    from dkmonitor.notify.step import AdminMail, NotifyReport
 
 log = logging.getLogger(__name__)
 
@@ -362,6 +362,24 @@ class Runner:
                 log.error("could not record the failure of task %s: %s", task.name, exc)
         return outcome
 
+    def _log_admin_mail(self, sent: AdminMail) -> None:
+        """The mail log holds every mail attempted, the administrators' summary too
+        (task ``*``: it is about the whole run). Not when the database is down:
+        that is usually what the mail is about, and the log file has it."""
+        if self.database is None:
+            return
+        from dkmonitor.notify import maillog
+
+        try:
+            with self.database.session() as session:
+                maillog.record(
+                    session, scan_id=None, task_name="*", hostname=self.settings.hostname,
+                    username="", address=sent.recipients, kind="admin", subject=sent.subject,
+                    body=sent.body, error=sent.error, created_at=utcnow(),
+                )
+        except SQLAlchemyError as exc:
+            log.warning("could not write the administrators' mail to the mail log: %s", exc)
+
     def finish(self) -> RunReport:
         """Mail the administrators about failures; close the database."""
         failures = []
@@ -383,11 +401,13 @@ class Runner:
         if failures and self.settings.email.enabled and not self.dry_run:
             from dkmonitor.notify.step import mail_admins
 
-            error = mail_admins(self.settings, self.settings.hostname, failures + unmailed)
-            if error:
-                log.error(error)
-                self.report.messages.append(error)
-                self.report.failed = True
+            sent = mail_admins(self.settings, self.settings.hostname, failures + unmailed)
+            if sent is not None:
+                self._log_admin_mail(sent)
+                if sent.error:
+                    log.error(sent.error)
+                    self.report.messages.append(sent.error)
+                    self.report.failed = True
         auto_purge(None if self.dry_run else self.database, self.settings, self.report.outcomes)
         if self.database is not None:
             self.database.dispose()

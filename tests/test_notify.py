@@ -499,8 +499,10 @@ def test_mail_admins_sends_one_summary(tmp_path, smtp_server):
     settings = make_settings(tmp_path, smtp_port=smtp_server.port,
                              admin_addresses="root@example.edu, ops@example.edu")
     failures = ["task scratch: target /scratch is missing", "uid 4000123 has no passwd entry"]
-    assert mail_admins(settings, HOSTNAME, failures) is None
+    sent = mail_admins(settings, HOSTNAME, failures)
+    assert sent is not None and sent.error is None
     [mail] = smtp_server.received
+    assert (sent.subject, sent.body) == (mail.message["Subject"], mail.message.get_content())
     assert set(mail.rcpt_tos) == {"root@example.edu", "ops@example.edu"}
     assert mail.message["Subject"] == "[dkmonitor] node7: run failed (2 problems)"
     body = mail.message.get_content()
@@ -510,8 +512,9 @@ def test_mail_admins_sends_one_summary(tmp_path, smtp_server):
 
 def test_mail_admins_reports_its_own_failure(tmp_path, dead_smtp_port):
     settings = make_settings(tmp_path, smtp_port=dead_smtp_port, admin_addresses="root@x.org")
-    line = mail_admins(settings, HOSTNAME, ["something broke"])
-    assert line and line.startswith("mail to administrators (root@x.org) not delivered")
+    sent = mail_admins(settings, HOSTNAME, ["something broke"])
+    assert sent is not None and sent.error is not None
+    assert sent.error.startswith("mail to administrators (root@x.org) not delivered")
 
 
 def test_mail_admins_without_admins_or_failures_does_nothing(tmp_path, smtp_server):

@@ -13,8 +13,10 @@ import socket
 import time
 
 import pytest
+from sqlalchemy import select
 
 from dkmonitor.db.engine import open_database
+from dkmonitor.db.models import Notification
 from tests.fixtures.notify import age_log, log_rows
 
 DAY = 86400
@@ -198,3 +200,14 @@ def test_missing_target_mails_the_administrators(
     assert str(GHOST) in body  # owners who could not be mailed are listed
     # the other task still ran and mailed its users
     assert any(f"{OLD.pw_name}@example.edu" in m.rcpt_tos for m in smtp_server.received)
+    # and the summary is in the mail log like every other mail
+    database = open_database(sqlite_url)
+    try:
+        with database.session() as session:
+            (logged,) = session.scalars(
+                select(Notification).where(Notification.kind == "admin")).all()
+            assert (logged.task_name, logged.delivered, logged.error) == ("*", True, None)
+            assert logged.address == "root@example.edu, storage@example.edu"
+            assert logged.body == body and logged.subject == admin.message["Subject"]
+    finally:
+        database.dispose()

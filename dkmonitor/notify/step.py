@@ -320,17 +320,28 @@ def _db_reason(exc: SQLAlchemyError) -> str:
     return clean_text(str(original or exc).strip().splitlines()[0])
 
 
+@dataclass(frozen=True)
+class AdminMail:
+    """A summary mail to the administrators as attempted; ``error`` None: delivered."""
+
+    recipients: str
+    subject: str
+    body: str
+    error: str | None
+
+
 def mail_admins(
     settings: Settings,
     hostname: str,
     failures: list[str],
     *,
     mailer: Mailer | None = None,
-) -> str | None:
-    """One summary mail of a failed run to ``admin_addresses``; an error line if it failed.
+) -> AdminMail | None:
+    """One summary mail of a failed run to ``admin_addresses``, and how it went.
 
     Nothing is sent (and None returned) when mail is off, no administrator is
-    configured, or there is nothing to report.
+    configured, or there is nothing to report. The caller writes the attempt
+    to the mail log (it holds the database; this function does not need one).
     """
     email = settings.email
     if not email.enabled or not email.admin_addresses or not failures:
@@ -355,6 +366,7 @@ def mail_admins(
             active.send(message)
     except (HeaderError, DeliveryError) as exc:
         reason = exc.reason if isinstance(exc, DeliveryError) else str(exc)
-        return f"mail to administrators ({clean_text(recipients)}) not delivered: {reason}"
+        error = f"mail to administrators ({clean_text(recipients)}) not delivered: {reason}"
+        return AdminMail(recipients, subject, body, error)
     log.info("mailed the administrators (%s): %d problems", recipients, count)
-    return None
+    return AdminMail(recipients, subject, body, None)
