@@ -13,8 +13,8 @@ iterations). It exists twice, with identical results (tests/test_scan_compiled.p
   single ``lstat``, made with ``fstatat`` relative to the open directory fd).
 
 Either way the kernel never re-resolves long paths per file, and pending
-directories are a plain stack of path strings, so memory is bounded by the
-tree's breadth, not its size.
+directories are a plain stack of (path, st_dev, st_ino), so memory is bounded
+by the tree's breadth, not its size.
 
 Names are ``str`` decoded with ``surrogateescape`` (what ``os.scandir`` on a
 file descriptor yields), so non-UTF-8 names round-trip to the filesystem
@@ -113,6 +113,11 @@ def _error(path: str, exc: OSError) -> str:
     return f"{printable(path)}: {exc.strerror or exc}"
 
 
+def _errno_error(path: str, number: int) -> str:
+    """The same line as :func:`_error`, from the bare errno the compiled loop reports."""
+    return f"{printable(path)}: {os.strerror(number)}"
+
+
 class Walker:
     """Walks directories into a :class:`Tally`.
 
@@ -129,7 +134,6 @@ class Walker:
         hungry: Flag | None = None,
         donate: Callable[[list[Pending]], None] | None = None,
         scandir: Scandir = os.scandir,
-        compiled: bool | None = None,
     ) -> None:
         self.config = config
         self.tally = tally if tally is not None else Tally()
@@ -138,13 +142,19 @@ class Walker:
         self.donate = donate
         self._scandir = scandir
         # A substituted scandir (the tests' race seam) needs the Python loop.
-        if compiled is None:
-            compiled = COMPILED and scandir is os.scandir
-        elif compiled and not COMPILED:
-            raise RuntimeError("the compiled scanner (dkmonitor.scan._dirscan) is not built")
-        self.compiled = compiled
+        self.compiled = COMPILED and scandir is os.scandir
         self._exclude_name = _matcher(p for p in config.exclude if "/" not in p)
         self._exclude_path = _matcher(p for p in config.exclude if "/" in p)
+
+    def _exclusion(self, prefix: str) -> Callable[[str], bool]:
+        """The compiled loop's test for an entry name in the directory ``prefix``."""
+        by_name, by_path = self._exclude_name, self._exclude_path
+
+        def excluded(name: str) -> bool:
+            return bool((by_name is not None and by_name(name))
+                        or (by_path is not None and by_path(prefix + name)))
+
+        return excluded
 
     def walk(self, paths: list[Pending]) -> None:
         """Walk every directory in ``paths`` and everything below it."""
@@ -210,21 +220,14 @@ class Walker:
                         continue
                 tally.directories += 1
                 if scan_dir is not None:
-                    excluded = None
-                    if excluding:
-                        def excluded(name: str, prefix: str = prefix) -> bool:
-                            return bool(
-                                (exclude_name is not None and exclude_name(name))
-                                or (exclude_path is not None and exclude_path(prefix + name)))
                     subdirs, failures, read_errno = scan_dir(
                         fd, by_uid, linked, root_dev, one_fs, basis_index, now_ns, now,
-                        old_limit, excluded)
+                        old_limit, self._exclusion(prefix) if excluding else None)
                     stack.extend([(prefix + name, dev, ino) for name, dev, ino in subdirs])
-                    for name, error in failures:
-                        tally.note_error(_error(prefix + name, OSError(error, os.strerror(error))))
+                    for name, number in failures:
+                        tally.note_error(_errno_error(prefix + name, number))
                     if read_errno:
-                        tally.note_error(
-                            _error(path, OSError(read_errno, os.strerror(read_errno))))
+                        tally.note_error(_errno_error(path, read_errno))
                     continue
                 with scandir(fd) as entries:
                     for entry in entries:
