@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from dkmonitor.units import iso_utc
+
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
 DEFAULT_MAX_AGE_HOURS = 26.0  # a nightly full run, plus slack for a slow night
@@ -97,7 +99,7 @@ class Verdict:
             "status": self.state_name,
             "exit_code": self.state,
             "summary": self.summary,
-            "checked_at": self.checked_at.isoformat(timespec="seconds") + "Z"
+            "checked_at": iso_utc(self.checked_at)
             if self.checked_at
             else None,
             "problems": [

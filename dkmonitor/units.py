@@ -1,6 +1,8 @@
-"""Human-readable sizes and durations, for tables and mail."""
+"""Human-readable sizes, counts and times, for tables, mail and JSON."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 
@@ -30,3 +32,8 @@ def human_bytes(count: float | None) -> str:
 
 def human_count(count: int | None) -> str:
     return "-" if count is None else f"{count:,}"
+
+
+def iso_utc(moment: datetime) -> str:
+    """A stored (naive, UTC) time as JSON shows it: ``2025-01-01T02:00:00Z``."""
+    return moment.isoformat(timespec="seconds") + "Z"

@@ -22,7 +22,7 @@ from dkmonitor.db.engine import open_database
 from dkmonitor.db.export import EXPORT_KEYS, export_records
 from dkmonitor.db.migrate import head_revision
 from dkmonitor.errors import DkmError
-from dkmonitor.units import human_bytes
+from dkmonitor.units import human_bytes, iso_utc
 
 
 @click.group()
@@ -48,10 +48,6 @@ def list_(app: AppContext) -> None:
     click.echo(table(["table", "rows"], [[n, str(c)] for n, c in status.tables.items()]))
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat(timespec="seconds") + "Z" if moment else None
-
-
 @database.command("status")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               help="text for people; json for monitoring and scripts.")
@@ -72,8 +68,8 @@ def status(app: AppContext, fmt: str) -> None:
             "size_bytes": info.size_bytes,
             "scans": info.scans,
             "hosts": info.hosts,
-            "oldest_scan": _iso(info.oldest_scan),
-            "newest_scan": _iso(info.newest_scan),
+            "oldest_scan": iso_utc(info.oldest_scan) if info.oldest_scan else None,
+            "newest_scan": iso_utc(info.newest_scan) if info.newest_scan else None,
             "spooled_runs": waiting,
             "spool_dir": str(spool.spool_dir(settings.state_dir)),
         }, indent=2))

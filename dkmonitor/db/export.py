@@ -19,14 +19,11 @@ from sqlalchemy.orm import Session
 
 from dkmonitor.db.models import Scan, UserStat
 from dkmonitor.db.queries import JSON_KEYS
+from dkmonitor.units import iso_utc
 
 EXPORT_KEYS = ("run_id", "kind", "status", *JSON_KEYS)
 
 _BATCH = 500
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="seconds") + "Z"
 
 
 def export_records(session: Session, since: datetime | None = None) -> Iterator[dict[str, Any]]:
@@ -85,7 +82,7 @@ def export_records(session: Session, since: datetime | None = None) -> Iterator[
                 **common,
                 "username": None,
                 "uid": None,
-                "scanned_at": _iso(row.started_at),
+                "scanned_at": iso_utc(row.started_at),
                 "files": row.files,
                 "bytes": row.bytes,
                 "allocated_bytes": row.allocated_bytes,
@@ -101,7 +98,7 @@ def export_records(session: Session, since: datetime | None = None) -> Iterator[
             **common,
             "username": row.u_username,
             "uid": row.u_uid,
-            "scanned_at": _iso(row.started_at),
+            "scanned_at": iso_utc(row.started_at),
             "files": row.u_files,
             "bytes": row.u_bytes,
             "allocated_bytes": row.u_allocated_bytes,

@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from dkmonitor.db.readonly import ReadConnection
+from dkmonitor.units import iso_utc
 
 JSON_KEYS = (
     "task",
@@ -67,7 +68,7 @@ class ViewRecord:
 
     def as_json(self) -> dict[str, Any]:
         data = {key: getattr(self, key) for key in JSON_KEYS}
-        data["scanned_at"] = self.scanned_at.isoformat(timespec="seconds") + "Z"
+        data["scanned_at"] = iso_utc(self.scanned_at)
         return data
 
 
