@@ -10,6 +10,7 @@ logs read exactly as before; ``tests/test_dburl.py`` compares the two.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote, quote_plus, unquote
@@ -52,6 +53,12 @@ class DatabaseURL:
     def backend(self) -> str:
         """``sqlite`` or ``postgresql``, whatever driver follows the ``+``."""
         return self.drivername.split("+", 1)[0]
+
+    def sqlite_file(self) -> str | None:
+        """The absolute path of a file-backed SQLite database, else None."""
+        if self.backend != "sqlite" or not self.database or self.database == ":memory:":
+            return None
+        return os.path.abspath(self.database)
 
     def render(self, hide_password: bool = True) -> str:
         """The URL as SQLAlchemy's ``render_as_string`` writes it (password as ``***``)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import click
@@ -28,7 +28,6 @@ class AppContext:
     verbosity: int  # -1 quiet, 0 normal, 1 verbose
     _settings: Settings | None = None
     _database: Database | None = None
-    _shown_warnings: bool = field(default=False)
 
     @property
     def settings(self) -> Settings:

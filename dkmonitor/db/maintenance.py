@@ -27,7 +27,6 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -35,6 +34,7 @@ from dkmonitor.config import Settings, mask_password
 from dkmonitor.db.engine import Database, make_engine
 from dkmonitor.db.migrate import current_revision, head_revision, pending_revisions
 from dkmonitor.db.models import Action, Base, Notification, Scan, Task, UserStat, utcnow
+from dkmonitor.dburl import parse_url
 from dkmonitor.errors import DatabaseUnavailable, DkmError
 
 log = logging.getLogger(__name__)
@@ -68,12 +68,7 @@ class DatabaseStatus:
 
 def sqlite_file(url: str) -> str | None:
     """The file of a file-backed SQLite URL, else None."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database:
-        return None
-    if parsed.database == ":memory:":
-        return None
-    return os.path.abspath(parsed.database)
+    return parse_url(url).sqlite_file()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -89,7 +84,7 @@ def inspect_database(url: str) -> DatabaseStatus:
     other connection failure raises DatabaseUnavailable.
     """
     safe = mask_password(url)
-    backend = make_url(url).get_backend_name()
+    backend = parse_url(url).backend
     path = sqlite_file(url)
     if path is not None and not os.path.exists(path):
         return DatabaseStatus(url=safe, backend=backend, exists=False)

@@ -100,9 +100,9 @@ def connect_current(url: str) -> ReadConnection | None:
 def _sqlite(parsed: DatabaseURL) -> ReadConnection | None:
     import sqlite3
 
-    if parsed.query or not parsed.database or parsed.database == ":memory:":
+    path = parsed.sqlite_file()
+    if parsed.query or path is None:
         return None
-    path = os.path.abspath(parsed.database)
     if not os.path.isfile(path):
         return None  # the usual path creates it
     # mode=rw never creates the file; a file the user may only read opens read-only.
