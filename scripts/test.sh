@@ -12,7 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PG_PORT="${DKM_TEST_PG_PORT:-55432}"
+# A free port unless one is given, so two runs at once do not collide.
+PG_PORT="${DKM_TEST_PG_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 PG_DATA="$(mktemp -d /tmp/dkm-test-pg.XXXXXX)"
 VENV="${DKM_TEST_VENV:-.venv}"
 
@@ -30,7 +31,8 @@ PG_BIN="$(pg_bin)"
 # initdb refuses to run as root: the server runs as the postgres user.
 chown postgres: "$PG_DATA"
 chmod 700 "$PG_DATA"
-run_pg() { if [ "$(id -u)" -eq 0 ]; then su postgres -s /bin/sh -c "$*"; else "$@"; fi; }
+# Run from / : postgres cannot enter a checkout under /root, and su would say so.
+run_pg() { if [ "$(id -u)" -eq 0 ]; then (cd / && su postgres -s /bin/sh -c "$*"); else "$@"; fi; }
 cleanup() {
     run_pg "$PG_BIN/pg_ctl -D $PG_DATA -m immediate stop" >/dev/null 2>&1 || true
     rm -rf "$PG_DATA"
@@ -38,7 +40,11 @@ cleanup() {
 trap cleanup EXIT
 echo "== starting PostgreSQL on 127.0.0.1:$PG_PORT"
 run_pg "$PG_BIN/initdb -D $PG_DATA -A trust -U postgres --no-sync" >/dev/null
-run_pg "$PG_BIN/pg_ctl -D $PG_DATA -l $PG_DATA/server.log -w -o \"-p $PG_PORT -k $PG_DATA -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200\" start" >/dev/null
+if ! run_pg "$PG_BIN/pg_ctl -D $PG_DATA -l $PG_DATA/server.log -w -o \"-p $PG_PORT -k $PG_DATA -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200\" start" >/dev/null; then
+    echo "test.sh: PostgreSQL did not start on port $PG_PORT; its log:" >&2
+    cat "$PG_DATA/server.log" >&2 || true
+    exit 1
+fi
 export DKM_TEST_PG_URL="postgresql://postgres@127.0.0.1:$PG_PORT/postgres"
 
 # --- Python environment ------------------------------------------------------
