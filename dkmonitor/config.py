@@ -5,12 +5,18 @@ default; anything else in the file is an error naming the file and key, so a
 typo (``smtp_hots``) fails loudly instead of being silently ignored.
 With no file at all, the defaults give an embedded SQLite database in the
 state directory and no mail.
+
+As root (cron's usual user) the file must be owned by root and writable by
+nobody else, and neither ``$HOME`` nor ``~`` decides anything: ``sudo -E``
+keeps a user's HOME, and root must not read that user's settings or put its
+state there. Root's home comes from the passwd database.
 """
 
 from __future__ import annotations
 
 import configparser
 import os
+import pwd
 import socket
 import stat
 from collections.abc import Callable, Mapping
@@ -18,194 +24,89 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dkmonitor.dburl import parse_url
+from dkmonitor import config_values as v
+from dkmonitor.dburl import DatabaseURL, mask_password, parse_url
 from dkmonitor.errors import ConfigError
+from dkmonitor.safefs import make_private_dir
+
+__all__ = ["Settings", "load_settings", "mask_password", "settings_from_mapping"]
 
 SYSTEM_CONFIG = Path("/etc/dkmonitor/settings.cfg")
-SUPPORTED_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg2")
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+ROOT_STATE_DIR = Path("/var/lib/dkmonitor")
+
+
+def _home() -> Path:
+    """The user's home; root's own from the passwd database, whatever $HOME says (sudo -E)."""
+    if os.geteuid() == 0:
+        return Path(pwd.getpwuid(0).pw_dir)
+    return Path.home()
 
 
 def default_state_dir() -> Path:
     """/var/lib/dkmonitor for root, ~/.dkmonitor for everybody else."""
     if os.geteuid() == 0:
-        return Path("/var/lib/dkmonitor")
-    return Path.home() / ".dkmonitor"
-
-
-# ---------------------------------------------------------------- value parsers
-# Each takes the raw string and returns the typed value or raises ValueError
-# with a short explanation of what is expected.
-
-
-def _bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "yes", "true", "on"):
-        return True
-    if value in ("0", "no", "false", "off"):
-        return False
-    raise ValueError("expected yes or no")
-
-
-def _int_at_least(low: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            raise ValueError("expected a whole number") from None
-        if value < low:
-            raise ValueError(f"expected a whole number >= {low}")
-        return value
-
-    return parse
-
-
-def _positive_float(raw: str) -> float:
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        raise ValueError("expected a number") from None
-    if not value > 0:
-        raise ValueError("expected a number > 0")
-    return value
-
-
-def _percent(raw: str) -> float:
-    value = _positive_float(raw)
-    if value > 100:
-        raise ValueError("expected a percentage between 0 and 100")
-    return value
-
-
-def _port(raw: str) -> int:
-    value = _int_at_least(1)(raw)
-    if value > 65535:
-        raise ValueError("expected a port number 1-65535")
-    return value
-
-
-def _text(raw: str) -> str:
-    return raw.strip()
-
-
-def _optional_path(raw: str) -> str | None:
-    value = raw.strip()
-    return os.path.expanduser(value) if value else None
-
-
-def _optional_file(raw: str) -> str | None:
-    """A path that must name a readable file now (a CA bundle): say so at load time,
-    not at 3 a.m. when the first mail of a run fails."""
-    path = _optional_path(raw)
-    if path is not None and not os.access(path, os.R_OK):
-        raise ValueError(f"{path}: not a readable file")
-    if path is not None and not os.path.isfile(path):
-        raise ValueError(f"{path}: not a file")
-    return path
-
-
-def _address_list(raw: str) -> tuple[str, ...]:
-    items = [item.strip() for item in raw.replace("\n", ",").split(",")]
-    return tuple(item for item in items if item)
-
-
-def _lines(raw: str) -> tuple[str, ...]:
-    return tuple(line.strip() for line in raw.splitlines() if line.strip())
-
-
-def _workers(raw: str) -> int:
-    value = raw.strip().lower()
-    if value in ("", "auto"):
-        return os.cpu_count() or 1
-    parsed = _int_at_least(1)(value)
-    if parsed > 256:
-        raise ValueError("expected auto or a number of workers 1-256")
-    return parsed
-
-
-def _level(raw: str) -> str:
-    value = raw.strip().upper()
-    if value not in LOG_LEVELS:
-        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
-    return value
-
-
-def _database_url(raw: str) -> str:
-    value = raw.strip()
-    if not value:
-        return ""  # the embedded SQLite default, filled in once the state dir is known
-    try:
-        url = parse_url(value)
-    except ValueError:
-        raise ValueError(
-            "not a database URL; use sqlite:////path/to/file.db or "
-            "postgresql://user:password@host/dbname"
-        ) from None
-    if url.drivername not in SUPPORTED_DRIVERS:
-        raise ValueError(f"unsupported database {url.drivername!r}; use sqlite or postgresql")
-    if url.drivername.startswith("postgresql") and not url.database:
-        raise ValueError("the postgresql URL names no database (…/dbname)")
-    return value
+        return ROOT_STATE_DIR
+    return _home() / ".dkmonitor"
 
 
 # section -> key -> (parser, default raw value). Defaults go through the parser
 # too, so they are checked the same way as the file's values.
 SCHEMA: dict[str, dict[str, tuple[Callable[[str], Any], str]]] = {
     "general": {
-        "state_dir": (_optional_path, ""),
-        "hostname": (_text, ""),
+        "state_dir": (v.optional_path, ""),
+        "hostname": (v.text, ""),
     },
     "database": {
-        "url": (_database_url, ""),
-        "purge_after_days": (_int_at_least(0), "0"),
+        "url": (v.database_url, ""),
+        "purge_after_days": (v.int_between(0, 36500), "0"),
     },
     "email": {
-        "enabled": (_bool, "no"),
-        "smtp_host": (_text, "localhost"),
-        "smtp_port": (_port, "25"),
-        "smtp_starttls": (_bool, "no"),
-        "smtp_ssl": (_bool, "no"),
-        "smtp_ca_file": (_optional_file, ""),
-        "smtp_timeout": (_positive_float, "30"),
-        "smtp_username": (_text, ""),
-        "smtp_password": (_text, ""),
-        "from_address": (_text, "dkmonitor@localhost"),
-        "user_postfix": (_text, ""),
-        "admin_addresses": (_address_list, ""),
-        "outbox_dir": (_optional_path, ""),
-        "notify_interval_hours": (_positive_float, "24"),
-        "template_dir": (_optional_path, ""),
-        "address_map": (_optional_path, ""),
+        "enabled": (v.parse_bool, "no"),
+        "smtp_host": (v.text, "localhost"),
+        "smtp_port": (v.port, "25"),
+        "smtp_starttls": (v.parse_bool, "no"),
+        "smtp_ssl": (v.parse_bool, "no"),
+        "smtp_ca_file": (v.optional_file, ""),
+        "smtp_timeout": (v.float_up_to(3600), "30"),
+        "smtp_username": (v.text, ""),
+        "smtp_password": (v.text, ""),
+        "from_address": (v.text, "dkmonitor@localhost"),
+        "user_postfix": (v.text, ""),
+        "admin_addresses": (v.address_list, ""),
+        "outbox_dir": (v.optional_path, ""),
+        "notify_interval_hours": (v.float_up_to(24 * 366 * 10), "24"),
+        "template_dir": (v.optional_path, ""),
+        "address_map": (v.optional_path, ""),
     },
     "scan": {
-        "workers": (_workers, "auto"),
-        "one_file_system": (_bool, "yes"),
-        "exclude": (_lines, ""),
+        "workers": (v.workers, "auto"),
+        "one_file_system": (v.parse_bool, "yes"),
+        "exclude": (v.lines, ""),
     },
     "clean": {
-        "max_files_per_run": (_int_at_least(0), "0"),
-        "max_bytes_per_run": (_int_at_least(0), "0"),
-        "max_failure_percent": (_percent, "10"),
-        "min_actions_before_breaker": (_int_at_least(1), "20"),
+        "max_files_per_run": (v.int_between(0, 10**12), "0"),
+        "max_bytes_per_run": (v.int_between(0, 10**18), "0"),
+        "max_failure_percent": (v.percent, "10"),
+        "min_actions_before_breaker": (v.int_between(1, 10**9), "20"),
     },
     "logging": {
-        "log_dir": (_optional_path, ""),
-        "level": (_level, "INFO"),
-        "max_bytes": (_int_at_least(1024), "10485760"),
-        "backup_count": (_int_at_least(0), "5"),
+        "log_dir": (v.optional_path, ""),
+        "level": (v.level, "INFO"),
+        "max_bytes": (v.int_between(1024, 2**40), "10485760"),
+        "backup_count": (v.int_between(0, 1000), "5"),
     },
 }
 
 
 @dataclass(frozen=True)
 class DatabaseSettings:
-    url: str
+    url: DatabaseURL  # parsed once; str() masks the password
     purge_after_days: int
 
     @property
     def safe_url(self) -> str:
         """The URL with any password masked, for display and logs."""
-        return mask_password(self.url)
+        return str(self.url)
 
 
 @dataclass(frozen=True)
@@ -218,7 +119,7 @@ class EmailSettings:
     smtp_ca_file: str | None
     smtp_timeout: float
     smtp_username: str
-    smtp_password: str
+    smtp_password: str = field(repr=False)
     from_address: str
     user_postfix: str
     admin_addresses: tuple[str, ...]
@@ -266,30 +167,22 @@ class Settings:
     warnings: tuple[str, ...] = field(default=())  # for the CLI to show once
 
 
-def mask_password(url: str) -> str:
-    """``url`` with its password shown as ``***``; unchanged when it does not parse."""
-    try:
-        return parse_url(url).render(hide_password=True)
-    except ValueError:
-        return url
-
-
 def find_config_file(explicit: str | None, environ: Mapping[str, str]) -> Path | None:
     """The search order of DESIGN.md; an explicitly named file must exist."""
     if explicit:
-        path = Path(explicit).expanduser()
+        path = Path(v.expand_user(explicit))
         if not path.is_file():
             raise ConfigError(f"{path}: no such settings file (given with --config)")
         return path
     env = environ.get("DKM_CONF")
     if env:
-        path = Path(env).expanduser()
+        path = Path(v.expand_user(env))
         if path.is_dir():
             path = path / "settings.cfg"
         if not path.is_file():
             raise ConfigError(f"{path}: no such settings file (named by $DKM_CONF)")
         return path
-    for candidate in (SYSTEM_CONFIG, Path.home() / ".dkmonitor" / "settings.cfg"):
+    for candidate in (SYSTEM_CONFIG, _home() / ".dkmonitor" / "settings.cfg"):
         if candidate.is_file():
             return candidate
     return None
@@ -311,6 +204,7 @@ def _read_ini(path: Path) -> dict[str, dict[str, str]]:
     parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"))
     try:
         with open(path, encoding="utf-8") as handle:
+            _check_owner(path, os.fstat(handle.fileno()))
             parser.read_file(handle)
     except (configparser.Error, UnicodeDecodeError) as exc:
         first = str(exc).splitlines()[0]
@@ -318,6 +212,27 @@ def _read_ini(path: Path) -> dict[str, dict[str, str]]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read settings file: {exc.strerror}") from None
     return {section: dict(parser.items(section, raw=True)) for section in parser.sections()}
+
+
+def _check_owner(path: Path, info: os.stat_result) -> None:
+    """As root, only a file that root owns and nobody else can change is obeyed.
+
+    It names the database, the mail server, where logs and mail are written:
+    whoever can edit it steers what root does. Checked on the open file, so a
+    swapped path cannot slip past.
+    """
+    if os.geteuid() != 0:
+        return
+    if info.st_uid != 0:
+        raise ConfigError(
+            f"{path}: settings file not owned by root (uid {info.st_uid}); refusing it "
+            f"when running as root: chown root {path}"
+        )
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ConfigError(
+            f"{path}: settings file writable by group or others; refusing it when running "
+            f"as root: chmod go-w {path}"
+        )
 
 
 def settings_from_mapping(
@@ -339,20 +254,28 @@ def settings_from_mapping(
                     f"{where}: unknown key '{key}' in [{section}]; "
                     f"known keys: {', '.join(SCHEMA[section])}"
                 )
-    for section, keys in SCHEMA.items():
+    for section, declared in SCHEMA.items():
         values[section] = {}
-        for key, (parse, default) in keys.items():
+        for key, (parse, default) in declared.items():
             text = raw.get(section, {}).get(key, default)
             try:
                 values[section][key] = parse(text)
             except ValueError as exc:
-                raise ConfigError(f"{where}: [{section}] {key} = {text.strip()!r}: {exc}") from None
+                shown = "***" if "password" in key else mask_password(text.strip())
+                raise ConfigError(f"{where}: [{section}] {key} = {shown!r}: {exc}") from None
 
     general = values["general"]
     state_dir = Path(general["state_dir"]) if general["state_dir"] else default_state_dir()
+    if state_dir.exists() and not state_dir.is_dir():
+        raise ConfigError(
+            f"{where}: [general] state_dir = {state_dir}: not a directory; "
+            "name a directory (it is created when missing)"
+        )
     db = values["database"]
-    if not db["url"]:
-        db["url"] = f"sqlite:///{state_dir / 'dkmonitor.db'}"
+    if db["url"] is None:
+        db["url"] = parse_url(f"sqlite:///{state_dir / 'dkmonitor.db'}")
+    else:
+        _check_sqlite_dir(db["url"], state_dir, where)
     log = values["logging"]
     log["log_dir"] = environ.get("DKM_LOG") or log["log_dir"] or str(state_dir / "log")
     email = values["email"]
@@ -360,7 +283,7 @@ def settings_from_mapping(
         raise ConfigError(f"{where}: [email] smtp_ssl and smtp_starttls are exclusive; pick one")
 
     warnings: list[str] = []
-    if source is not None and (email["smtp_password"] or parse_url(db["url"]).password):
+    if source is not None and (email["smtp_password"] or db["url"].password):
         warning = _secret_file_warning(source)
         if warning:
             warnings.append(warning)
@@ -389,3 +312,40 @@ def _secret_file_warning(source: Path) -> str | None:
             f"run: chmod 600 {source}"
         )
     return None
+
+
+def _check_sqlite_dir(url: DatabaseURL, state_dir: Path, where: str) -> None:
+    """A SQLite file's directory must exist: a typo must not create a tree somewhere.
+
+    The state directory is the exception: dkmonitor creates it (0700).
+    """
+    path = url.sqlite_file()
+    if path is None:
+        return
+    directory = Path(path).parent
+    if directory == Path(os.path.abspath(state_dir)) or directory.is_dir():
+        return
+    raise ConfigError(
+        f"{where}: [database] url = {str(url)!r}: directory {directory} does not exist; "
+        "create it, or fix the path (sqlite:////absolute/path/file.db)"
+    )
+
+
+def prepare_state_dir(settings: Settings) -> Path:
+    """Create the state directory (0700, tightened if we own it) before a run uses it.
+
+    A directory that cannot be created or written (a read-only file system,
+    no permission) is a configuration error naming the key, found before any
+    task starts rather than as a crash halfway through one.
+    """
+    path = settings.state_dir
+    where = f"{settings.source}: [general] state_dir" if settings.source else "state directory"
+    try:
+        make_private_dir(path, tighten=True)
+    except OSError as exc:
+        raise ConfigError(f"{where} = {path}: cannot create it: {exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        readonly = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+        reason = "read-only file system" if readonly else "not writable by this user"
+        raise ConfigError(f"{where} = {path}: {reason}; name a writable directory")
+    return path

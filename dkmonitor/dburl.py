@@ -6,13 +6,19 @@ split a URL costs about a quarter of a second per process. This module
 parses the same syntax as SQLAlchemy's ``make_url`` (same pattern, same
 unquoting) and renders it back the same way, so masked URLs in messages and
 logs read exactly as before; ``tests/test_dburl.py`` compares the two.
+
+A ``DatabaseURL`` is parsed once, when the settings are loaded, and handed
+around as a value. Its ``str()`` and ``repr()`` mask the password, so a URL
+that ends up in a message or a log line by accident never shows the secret;
+only ``render(hide_password=False)`` (for the driver) spells it out.
+``postgres://`` (which libpq accepts) is read as ``postgresql://``.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote, quote_plus, unquote
 
 # SQLAlchemy's URL pattern (sqlalchemy.engine.url._parse_url), unchanged.
@@ -36,6 +42,13 @@ _PATTERN = re.compile(
     re.X,
 )
 
+# Spellings libpq and other tools accept for the same backend.
+_ALIASES = {"postgres": "postgresql"}
+
+# The password of something shaped like a URL with credentials, for text that
+# does not parse (``scheme://user:secret@...``): masked all the same.
+_CREDENTIALS = re.compile(r"(?P<head>[\w+.-]+://[^:/@\s]*:)(?P<secret>\S*)@")
+
 
 @dataclass(frozen=True)
 class DatabaseURL:
@@ -43,7 +56,7 @@ class DatabaseURL:
 
     drivername: str
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     host: str | None = None
     port: int | None = None
     database: str | None = None
@@ -59,6 +72,20 @@ class DatabaseURL:
         if self.backend != "sqlite" or not self.database or self.database == ":memory:":
             return None
         return os.path.abspath(self.database)
+
+    def __str__(self) -> str:
+        return self.render(hide_password=True)
+
+    def __repr__(self) -> str:
+        return f"DatabaseURL({self.render(hide_password=True)!r})"
+
+    def scrub(self, text: str) -> str:
+        """``text`` (a driver's message, say) with this URL's password masked anywhere in it."""
+        if not self.password:
+            return text
+        for secret in {self.password, quote(self.password, safe=" +"), quote_plus(self.password)}:
+            text = text.replace(secret, "***")
+        return text
 
     def render(self, hide_password: bool = True) -> str:
         """The URL as SQLAlchemy's ``render_as_string`` writes it (password as ``***``)."""
@@ -92,8 +119,10 @@ def parse_url(text: str) -> DatabaseURL:
             raise ValueError(f"not a port number: {parts['port']!r}")
         port = int(parts["port"])
     query = tuple(parse_qsl(parts["query"])) if parts["query"] is not None else ()
+    name = parts["name"]
+    backend, plus, driver = name.partition("+")
     return DatabaseURL(
-        drivername=parts["name"],
+        drivername=_ALIASES.get(backend, backend) + plus + driver,
         username=_unquoted(parts["username"]),
         password=_unquoted(parts["password"]),
         host=parts["ipv4host"] or parts["ipv6host"],
@@ -105,3 +134,18 @@ def parse_url(text: str) -> DatabaseURL:
 
 def _unquoted(value: str | None) -> str | None:
     return None if value is None else unquote(value)
+
+
+def as_url(value: str | DatabaseURL) -> DatabaseURL:
+    """A DatabaseURL from either a URL's text or an already parsed value."""
+    return value if isinstance(value, DatabaseURL) else parse_url(value)
+
+
+def mask_password(url: str | DatabaseURL) -> str:
+    """``url`` with any password shown as ``***``, even when it does not parse."""
+    if isinstance(url, DatabaseURL):
+        return str(url)
+    try:
+        return str(parse_url(url))
+    except ValueError:
+        return _CREDENTIALS.sub(r"\g<head>***@", url)

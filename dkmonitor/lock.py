@@ -3,7 +3,8 @@
 ``fcntl.flock`` on a file in the local state directory: the kernel drops the
 lock when the holder exits, however it dies, so a stale lock file never
 blocks a later run. The holder's pid is written into the file only to make
-the "already running" line useful.
+the "already running" line useful. Lock files are created 0600 in a 0700
+directory, never through a symlink (dkmonitor.safefs).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
+
+from dkmonitor.safefs import open_checked_dir, open_private
 
 
 class AlreadyRunning(Exception):
@@ -34,8 +37,11 @@ def task_lock(state_dir: Path, name: str) -> Iterator[None]:
     Raises AlreadyRunning at once (never waits) when another process holds it.
     """
     path = lock_path(state_dir, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    dir_fd = open_checked_dir(path.parent)
+    try:
+        fd = open_private(path.name, os.O_RDWR | os.O_CREAT, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
-from dkmonitor.config import Settings
+from dkmonitor.config import Settings, prepare_state_dir
 from dkmonitor.db import spool, taskcache
+from dkmonitor.db.backends import error_line, is_unavailable
 from dkmonitor.db.engine import Database, open_database
 from dkmonitor.db.maintenance import auto_purge
 from dkmonitor.db.models import utcnow
@@ -99,6 +100,7 @@ class Runner:
     # ------------------------------------------------------------ database
     def connect(self) -> Database | None:
         """Open the database and replay the spool; None (and a note) when it is down."""
+        prepare_state_dir(self.settings)
         try:
             self.database = open_database(self.settings.database.url)
         except DatabaseUnavailable as exc:
@@ -330,8 +332,14 @@ class Runner:
             try:
                 with self.database.session() as session:
                     return store_scan(session, record)
-            except OperationalError as exc:
-                log.error("storing task %s failed (%s); spooling", record.task_name, exc.orig)
+            except SQLAlchemyError as exc:
+                if not is_unavailable(exc):
+                    raise
+                log.error(
+                    "storing task %s failed (%s); spooling",
+                    record.task_name,
+                    error_line(exc, self.settings.database.url),
+                )
         path = spool.spool_record(self.settings.state_dir, record)
         outcome.status = "spooled"
         outcome.message = (

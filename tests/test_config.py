@@ -15,8 +15,8 @@ def test_no_file_gives_embedded_sqlite_and_no_mail(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("DKM_CONF", raising=False)
     settings = settings_from_mapping({}, None, environ={})
-    assert settings.database.url.startswith("sqlite:///")
-    assert settings.database.url.endswith("/dkmonitor.db")
+    assert str(settings.database.url).startswith("sqlite:///")
+    assert settings.database.url.sqlite_file() == str(settings.state_dir / "dkmonitor.db")
     expected_state = Path("/var/lib/dkmonitor") if os.geteuid() == 0 else tmp_path / ".dkmonitor"
     assert settings.state_dir == expected_state
     assert settings.email.enabled is False
@@ -55,6 +55,20 @@ def test_dkm_log_overrides_log_dir(tmp_path):
         ("email", "smtp_port", "99999", "port"),
         ("email", "enabled", "perhaps", "yes or no"),
         ("email", "notify_interval_hours", "-1", "> 0"),
+        ("email", "notify_interval_hours", "inf", "at most"),
+        ("email", "notify_interval_hours", "1e308", "at most"),
+        ("email", "notify_interval_hours", "nan", "> 0"),
+        ("email", "smtp_timeout", "inf", "at most"),
+        ("email", "smtp_timeout", "-inf", "> 0"),
+        ("database", "purge_after_days", "99999999999999", "from 0 to"),
+        ("database", "url", "sqlite://tmp/x.db", "four slashes"),
+        ("database", "url", "sqlite://user@/x.db", "four slashes"),
+        ("clean", "max_files_per_run", "1" + "0" * 30, "from 0 to"),
+        ("clean", "max_bytes_per_run", "-1", "from 0 to"),
+        ("clean", "max_failure_percent", "nan", "percentage"),
+        ("clean", "min_actions_before_breaker", "1e3", "whole number"),
+        ("logging", "max_bytes", "9" * 5000, "whole number"),
+        ("logging", "backup_count", "100000", "from 0 to"),
         ("scan", "workers", "many", "whole number"),
         ("logging", "level", "LOUD", "one of"),
     ],

@@ -84,20 +84,12 @@ def _show_version(ctx: click.Context, wanted: bool) -> None:
 def _database_error(exc: Exception) -> str | None:
     """The first line of a database error's message; None when ``exc`` is something else.
 
-    Only libraries already imported are asked: an error cannot come from one
-    that was never loaded, and ``view`` runs without SQLAlchemy (importing it
-    here would cost every command a quarter of a second).
+    dkmonitor.db.backends knows each backend's error classes and asks only the
+    drivers already imported (``view`` runs without SQLAlchemy).
     """
-    for module_name, error_name in (
-        ("sqlalchemy.exc", "SQLAlchemyError"),
-        ("sqlite3", "Error"),
-        ("psycopg2", "Error"),
-    ):
-        module = sys.modules.get(module_name)
-        if module is not None and isinstance(exc, getattr(module, error_name)):
-            text = str(getattr(exc, "orig", None) or exc).strip()
-            return (text.splitlines() or [type(exc).__name__])[0]
-    return None
+    from dkmonitor.db.backends import error_line, is_database_error
+
+    return error_line(exc) if is_database_error(exc) else None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,16 +5,24 @@ and errors only (so cron mails just what needs attention), INFO with -v, and
 errors only with -q. Several dkmonitor processes share the file (an hourly
 quick run starts while the nightly full run is still writing), so rotation
 is coordinated between them (:class:`SharedRotatingFileHandler`).
+
+The log names private paths and users, so as root it is 0600 in a 0700
+directory, created without following symlinks in a directory nobody but root
+can change (dkmonitor.safefs); a log directory that fails that check is
+refused with a warning and the log goes to stderr only. The passwords of the
+settings are masked in every line, whichever handler writes it.
 """
 
 from __future__ import annotations
 
 import fcntl
+import io
 import logging
 import logging.handlers
 import os
 
 from dkmonitor.config import Settings
+from dkmonitor.safefs import open_checked_dir, open_private
 
 _FORMAT = "%(asctime)s %(hostname)s %(levelname)s [%(process)d] %(name)s: %(message)s"
 
@@ -38,6 +46,27 @@ class _HostField(logging.Filter):
         return True
 
 
+class _Redact(logging.Filter):
+    """Mask the settings' secrets in a record, should one slip into a message."""
+
+    def __init__(self, secrets: tuple[str, ...]) -> None:
+        super().__init__()
+        self.secrets = tuple(secret for secret in secrets if secret)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            if any(secret in message for secret in self.secrets):
+                for secret in self.secrets:
+                    message = message.replace(secret, "***")
+                record.msg, record.args = message, None
+        return True
+
+
+def _secrets(settings: Settings) -> tuple[str, ...]:
+    return (settings.database.url.password or "", settings.email.smtp_password)
+
+
 class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
     """A size-rotated log file that several processes can write at once.
 
@@ -53,8 +82,12 @@ class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
     def __init__(self, filename: str, max_bytes: int, backup_count: int) -> None:
         super().__init__(filename, maxBytes=max_bytes, backupCount=backup_count,
                          encoding="utf-8")
-        self._lock_fd = os.open(f"{self.baseFilename}.lock",
-                                os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self._lock_fd = open_private(f"{self.baseFilename}.lock", os.O_WRONLY | os.O_CREAT)
+
+    def _open(self) -> io.TextIOWrapper:
+        """The log file, 0600, never through a symlink, never someone else's file."""
+        fd = open_private(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        return open(fd, "a", encoding=self.encoding, errors=self.errors)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -100,20 +133,27 @@ def configure_logging(settings: Settings, verbosity: int) -> None:
     console.setFormatter(_OneLine())
     # tracebacks of internal errors go to the log file; the person gets one line
     console.addFilter(lambda record: not getattr(record, "file_only", False))
+    redact = _Redact(_secrets(settings))
+    console.addFilter(redact)
     root.addHandler(console)
 
     log_dir = settings.logging.log_dir
     try:
-        os.makedirs(log_dir, exist_ok=True)
+        os.close(open_checked_dir(log_dir))  # created 0700; as root: nobody else can change it
         handler = SharedRotatingFileHandler(
             os.path.join(log_dir, "dkmonitor.log"),
             max_bytes=settings.logging.max_bytes,
             backup_count=settings.logging.backup_count,
         )
     except OSError as exc:
-        root.warning("cannot write the log in %s (%s); logging to stderr only", log_dir, exc)
+        root.warning(
+            "cannot write the log in %s (%s); logging to stderr only",
+            log_dir,
+            exc.strerror or exc,
+        )
         return
     handler.setLevel(settings.logging.level)
     handler.setFormatter(logging.Formatter(_FORMAT))
     handler.addFilter(_HostField(settings.hostname))
+    handler.addFilter(redact)
     root.addHandler(handler)

@@ -30,7 +30,7 @@ def _format_option(func: Callable[..., Any]) -> Callable[..., Any]:
 def _history_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--history",
-        type=click.IntRange(min=1),
+        type=click.IntRange(min=1, max=100_000),  # bounded: SQLite's LIMIT is a 64-bit int
         default=1,
         metavar="N",
         help="Show the last N scans of each host/target.",

@@ -1,10 +1,14 @@
 """Opening the history database: engine, sessions, schema kept at head.
 
-``open_database`` is what every command uses. It creates the SQLite file's
-directory, brings the schema to the newest migration (so an upgraded
-dkmonitor never runs against an old schema) and hands back a ``Database``
-whose ``session()`` commits on success and rolls back on any error: a run's
-rows land all together or not at all.
+``open_database`` is what every command uses. It brings the schema to the
+newest migration (so an upgraded dkmonitor never runs against an old schema)
+and hands back a ``Database`` whose ``session()`` commits on success and
+rolls back on any error: a run's rows land all together or not at all.
+A new SQLite file is created 0600 before SQLite opens it (its -wal and -shm
+files take the same mode), in a directory created 0700 when it is missing —
+the settings loader has already refused a URL naming a missing directory
+other than the state directory. What differs per backend is read from
+``dkmonitor.db.backends``.
 """
 
 from __future__ import annotations
@@ -16,22 +20,26 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from dkmonitor.config import mask_password
+from dkmonitor.db.backends import backend_for, is_unavailable, unavailable_message
 from dkmonitor.db.readonly import ReadConnection
+from dkmonitor.dburl import DatabaseURL, as_url
 from dkmonitor.errors import DatabaseUnavailable
+from dkmonitor.safefs import PRIVATE_FILE, make_private_dir
 
 
 @dataclass
 class Database:
     engine: Engine
     sessions: sessionmaker[Session]
+    parsed_url: DatabaseURL
 
     @property
     def url(self) -> str:
-        return mask_password(self.engine.url.render_as_string(hide_password=False))
+        """The URL for messages: password masked."""
+        return str(self.parsed_url)
 
     @property
     def is_sqlite(self) -> bool:
@@ -57,23 +65,34 @@ class Database:
         self.engine.dispose()
 
 
-def driver_url(url: str) -> URL:
-    """``postgresql://`` means psycopg2 (our dependency) whatever SQLAlchemy's default."""
-    parsed = make_url(url)
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg2")
-    return parsed
+def driver_url(url: str | DatabaseURL) -> URL:
+    """SQLAlchemy's URL, naming the driver we depend on (psycopg2 for postgresql)."""
+    parsed = as_url(url)
+    backend = backend_for(parsed)
+    return make_url(parsed.render(hide_password=False)).set(drivername=backend.sqlalchemy_driver)
 
 
-def make_engine(url: str) -> Engine:
-    parsed = driver_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(parsed.database)), exist_ok=True)
-        engine = create_engine(parsed, connect_args={"timeout": 60})
+def _create_sqlite_file(path: str) -> None:
+    """A missing database file is created 0600 (SQLite would use 0644 under umask 022)."""
+    make_private_dir(os.path.dirname(path))
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     PRIVATE_FILE)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+def make_engine(url: str | DatabaseURL) -> Engine:
+    parsed = as_url(url)
+    backend = backend_for(parsed)
+    path = parsed.sqlite_file()
+    if path is not None:
+        _create_sqlite_file(path)
+    engine = create_engine(driver_url(parsed), **backend.engine_options)
+    if backend.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    return engine
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -85,23 +104,30 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.close()
 
 
-def open_database(url: str, *, migrate: bool = True) -> Database:
+def open_database(url: str | DatabaseURL, *, migrate: bool = True) -> Database:
     """Connect, and unless told otherwise bring the schema to head.
 
-    Raises DatabaseUnavailable when the server cannot be reached, so the
-    runner can spool instead of losing the scan.
+    Raises DatabaseUnavailable when the server cannot be reached or the
+    SQLite file cannot be used (locked, corrupted), so the runner can spool
+    instead of losing the scan.
     """
     from dkmonitor.db.migrate import upgrade_to_head
 
-    engine = make_engine(url)
+    parsed = as_url(url)
+    try:
+        engine = make_engine(parsed)
+    except OSError as exc:
+        raise DatabaseUnavailable(f"database {parsed}: {exc.strerror or exc}") from None
     try:
         if migrate:
             upgrade_to_head(engine)
         else:
             with engine.connect():
                 pass
-    except OperationalError as exc:
+    except SQLAlchemyError as exc:
         engine.dispose()
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise DatabaseUnavailable(f"database {mask_password(url)}: {reason}") from None
-    return Database(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
+        if not is_unavailable(exc):
+            raise
+        raise DatabaseUnavailable(unavailable_message(parsed, exc)) from None
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    return Database(engine=engine, sessions=sessions, parsed_url=parsed)

@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -27,15 +27,24 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from dkmonitor.config import Settings, mask_password
+from dkmonitor.db.backends import (
+    Backend,
+    backend_for,
+    error_line,
+    is_unavailable,
+    unavailable_message,
+)
 from dkmonitor.db.engine import Database, make_engine
 from dkmonitor.db.migrate import current_revision, head_revision, pending_revisions
 from dkmonitor.db.models import Action, Base, Notification, Scan, Task, UserStat, utcnow
-from dkmonitor.dburl import parse_url
+from dkmonitor.dburl import DatabaseURL, as_url
 from dkmonitor.errors import DatabaseUnavailable, DkmError
+
+if TYPE_CHECKING:
+    from dkmonitor.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -66,49 +75,48 @@ class DatabaseStatus:
     tables: dict[str, int] = field(default_factory=dict)
 
 
-def sqlite_file(url: str) -> str | None:
+def sqlite_file(url: str | DatabaseURL) -> str | None:
     """The file of a file-backed SQLite URL, else None."""
-    return parse_url(url).sqlite_file()
+    return as_url(url).sqlite_file()
 
 
-def _first_line(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None)
-    return (str(orig or exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
-def inspect_database(url: str) -> DatabaseStatus:
+def inspect_database(url: str | DatabaseURL) -> DatabaseStatus:
     """Read-only look at the database behind ``url``.
 
     A missing SQLite file, or a PostgreSQL database that the server says does
     not exist, gives ``exists=False`` (no file or database is created); any
     other connection failure raises DatabaseUnavailable.
     """
-    safe = mask_password(url)
-    backend = parse_url(url).backend
-    path = sqlite_file(url)
+    parsed = as_url(url)
+    safe = str(parsed)
+    backend = backend_for(parsed)
+    path = parsed.sqlite_file()
     if path is not None and not os.path.exists(path):
-        return DatabaseStatus(url=safe, backend=backend, exists=False)
-    engine = make_engine(url)
+        return DatabaseStatus(url=safe, backend=backend.name, exists=False)
+    engine = make_engine(parsed)
     try:
         with engine.connect() as conn:
             return _status(conn, safe, backend, path)
-    except OperationalError as exc:
-        reason = _first_line(exc)
-        if backend == "postgresql" and "does not exist" in reason:
-            return DatabaseStatus(url=safe, backend=backend, exists=False)
-        raise DatabaseUnavailable(f"database {safe}: {reason}") from None
+    except SQLAlchemyError as exc:
+        if not is_unavailable(exc):
+            raise
+        if backend.name == "postgresql" and "does not exist" in error_line(exc):
+            return DatabaseStatus(url=safe, backend=backend.name, exists=False)
+        raise DatabaseUnavailable(unavailable_message(parsed, exc)) from None
     finally:
         engine.dispose()
 
 
-def _status(conn: Connection, safe: str, backend: str, path: str | None) -> DatabaseStatus:
+def _status(conn: Connection, safe: str, backend: Backend, path: str | None) -> DatabaseStatus:
     names = set(inspect(conn).get_table_names())
     revision = current_revision(conn) if VERSION_TABLE in names else None
     pending = tuple(pending_revisions(conn))
-    if path is not None:
+    if backend.size_query is not None:
+        size = conn.execute(text(backend.size_query)).scalar_one()
+    elif path is not None:
         size = sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
     else:
-        size = conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one()
+        size = 0  # in memory
     counts = _counts(conn, names)
     oldest = newest = None
     hosts = 0
@@ -122,7 +130,7 @@ def _status(conn: Connection, safe: str, backend: str, path: str | None) -> Data
         ).one()
     return DatabaseStatus(
         url=safe,
-        backend=backend,
+        backend=backend.name,
         exists=True,
         revision=revision,
         head=head_revision(),
@@ -159,6 +167,11 @@ def table_counts(database: Database) -> dict[str, int]:
 # ---------------------------------------------------------------- removing rows
 
 
+def _rowcount(result: Any) -> int:
+    """Rows a DELETE/UPDATE touched (a CursorResult's rowcount; typed loosely by SQLAlchemy)."""
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def _cutoff(days: int, now: datetime | None = None) -> datetime:
     return (now or utcnow()) - timedelta(days=days)
 
@@ -181,9 +194,10 @@ def _delete_scans(session: Session, where: ColumnElement[bool]) -> int:
     ids = select(Scan.id).where(where).scalar_subquery()
     session.execute(delete(UserStat).where(UserStat.scan_id.in_(ids)))
     for model in (Notification, Action):
-        session.execute(model.__table__.update().where(model.scan_id.in_(ids)).values(scan_id=None))
+        table = cast(Table, model.__table__)
+        session.execute(table.update().where(table.c.scan_id.in_(ids)).values(scan_id=None))
     result = session.execute(delete(Scan).where(where))
-    return int(result.rowcount or 0)
+    return _rowcount(result)
 
 
 def purge_history(
@@ -233,17 +247,17 @@ def clean_tables(
         elif name == "user_stats":
             old = select(Scan.id).where(Scan.started_at < cutoff).scalar_subquery()
             result = session.execute(delete(UserStat).where(UserStat.scan_id.in_(old)))
-            removed["user_stats"] = removed.get("user_stats", 0) + int(result.rowcount or 0)
+            removed["user_stats"] = removed.get("user_stats", 0) + _rowcount(result)
         elif name in ("notifications", "actions"):
             model = Notification if name == "notifications" else Action
             result = session.execute(delete(model).where(model.created_at < cutoff))
-            removed[name] = int(result.rowcount or 0)
+            removed[name] = _rowcount(result)
         else:  # tasks
             recent = select(Scan.task_name).where(Scan.started_at >= cutoff)
             result = session.execute(
                 delete(Task).where(Task.updated_at < cutoff, Task.name.not_in(recent))
             )
-            removed["tasks"] = int(result.rowcount or 0)
+            removed["tasks"] = _rowcount(result)
     return removed
 
 
@@ -258,7 +272,7 @@ def empty_table(session: Session, name: str) -> int:
         return _delete_scans(session, Scan.id.is_not(None))
     model = {"user_stats": UserStat, "notifications": Notification, "actions": Action}.get(name)
     result = session.execute(delete(model if model is not None else Task))
-    return int(result.rowcount or 0)
+    return _rowcount(result)
 
 
 def drop_all(database: Database) -> list[str]:
@@ -299,7 +313,7 @@ def auto_purge(database: Database | None, settings: Settings, outcomes: Iterable
             "purging scans of %s older than %d days failed: %s",
             settings.hostname,
             days,
-            _first_line(exc),
+            error_line(exc, database.parsed_url),
         )
         return 0
     if removed:

@@ -2,8 +2,9 @@
 
 The alembic scripts ship inside the package (``dkmonitor.migrations``) so a
 plain ``pip install .`` can migrate; they are found with importlib.resources.
-On PostgreSQL an advisory lock serialises upgrades, so several hosts starting
-at once after an upgrade of dkmonitor do not race to create the same tables.
+A backend's upgrade lock (on PostgreSQL an advisory lock; see
+dkmonitor.db.backends) serialises upgrades, so several hosts starting at once
+after an upgrade of dkmonitor do not race to create the same tables.
 
 Every command opens the database through ``upgrade_to_head``, and nearly
 always the schema is already current. Importing alembic (which drags in mako
@@ -23,12 +24,10 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, inspect, text
 
+from dkmonitor.db.backends import BACKENDS
+
 if TYPE_CHECKING:
     from alembic.config import Config
-
-# Any constant works; it only has to be the same for every dkmonitor process.
-_UPGRADE_LOCK_KEY = 0x646B6D6F6E  # "dkmon"
-
 
 # `revision = "0004"`, also with a type annotation as newer alembic templates write it
 _REVISION = re.compile(r"^revision(?:\s*:[^=\n]+)?\s*=\s*[\"'](\w+)[\"']\s*$", re.MULTILINE)
@@ -111,9 +110,10 @@ def upgrade_to_head(engine: Engine) -> list[str]:
     with engine.connect() as probe:
         if current_revision(probe) == head:
             return []
+    lock = BACKENDS[engine.dialect.name].upgrade_lock
     with engine.connect() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _UPGRADE_LOCK_KEY})
+        if lock is not None:
+            connection.execute(text(lock[0]))
             connection.commit()
         try:
             applied = pending_revisions(connection)
@@ -122,8 +122,6 @@ def upgrade_to_head(engine: Engine) -> list[str]:
                 connection.commit()
             return applied
         finally:
-            if connection.dialect.name == "postgresql":
-                connection.execute(
-                    text("SELECT pg_advisory_unlock(:key)"), {"key": _UPGRADE_LOCK_KEY}
-                )
+            if lock is not None:
+                connection.execute(text(lock[1]))
                 connection.commit()

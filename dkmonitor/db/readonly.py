@@ -19,8 +19,17 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
-from dkmonitor.config import mask_password
-from dkmonitor.dburl import DatabaseURL, parse_url
+from dkmonitor.db.backends import (
+    BACKENDS,
+    SQLITE_BUSY_TIMEOUT,
+    backend_for,
+    dbapi_kwargs,
+    driver_module,
+    is_unavailable,
+    placeholders,
+    unavailable_message,
+)
+from dkmonitor.dburl import DatabaseURL, as_url
 from dkmonitor.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -29,10 +38,6 @@ log = logging.getLogger(__name__)
 # only to skip a migration check before reading; tests/test_view_fast_path.py
 # fails when it differs from alembic's head, so a new migration updates it.
 HEAD_REVISION = "0004"
-
-# Seconds: the same as the SQLAlchemy engines (dkmonitor.db.engine.make_engine).
-SQLITE_BUSY_TIMEOUT = 60
-PG_CONNECT_TIMEOUT = 10
 
 
 class ReadConnection:
@@ -49,8 +54,7 @@ class ReadConnection:
 
     def rows(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         """Every row of one statement, as plain tuples."""
-        if self.backend == "postgresql":
-            sql = sql.replace("?", "%s")
+        sql = placeholders(sql, BACKENDS[self.backend])
         cursor = self.connection.cursor()
         try:
             cursor.execute(sql, tuple(params))
@@ -73,7 +77,7 @@ class ReadConnection:
         self.close()
 
 
-def connect_current(url: str) -> ReadConnection | None:
+def connect_current(url: str | DatabaseURL) -> ReadConnection | None:
     """A read connection when the schema is at head; None when it needs the usual path.
 
     None also for anything this path does not handle (an in-memory or
@@ -81,18 +85,17 @@ def connect_current(url: str) -> ReadConnection | None:
     as it always did. A PostgreSQL server that cannot be reached raises
     DatabaseUnavailable with the same message as ``open_database``.
     """
-    parsed = parse_url(url)
-    if parsed.backend == "sqlite":
-        connection = _sqlite(parsed)
-    elif parsed.backend == "postgresql":
-        connection = _postgresql(parsed, url)
-    else:
+    parsed = as_url(url)
+    try:
+        backend = backend_for(parsed).name
+    except ValueError:
         return None
+    connection = _sqlite(parsed) if backend == "sqlite" else _postgresql(parsed)
     if connection is None:
         return None
     if not _at_head(connection):
         connection.close()
-        log.debug("%s is not at revision %s: the usual way", mask_password(url), HEAD_REVISION)
+        log.debug("%s is not at revision %s: the usual way", parsed, HEAD_REVISION)
         return None
     return connection
 
@@ -115,33 +118,16 @@ def _sqlite(parsed: DatabaseURL) -> ReadConnection | None:
     return ReadConnection(connection, "sqlite")
 
 
-def _postgresql(parsed: DatabaseURL, url: str) -> ReadConnection:
-    import psycopg2
-
-    # What SQLAlchemy's psycopg2 dialect passes: the URL's parts, its query as
-    # further keywords, and the engine's connect_args (connect_timeout) last.
-    names = {"host": "host", "port": "port", "username": "user", "password": "password"}
-    kwargs: dict[str, Any] = {
-        keyword: getattr(parsed, part) for part, keyword in names.items() if getattr(parsed, part)
-    }
-    if parsed.database:
-        kwargs["dbname"] = parsed.database
-    kwargs.update(parsed.query)
-    kwargs["connect_timeout"] = PG_CONNECT_TIMEOUT
+def _postgresql(parsed: DatabaseURL) -> ReadConnection:
+    psycopg2 = driver_module(BACKENDS["postgresql"])
     try:
-        connection = psycopg2.connect(**kwargs)
-    except psycopg2.OperationalError as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise DatabaseUnavailable(f"database {mask_password(url)}: {reason}") from None
+        connection = psycopg2.connect(**dbapi_kwargs(parsed))
+    except psycopg2.Error as exc:
+        if not is_unavailable(exc):
+            raise
+        raise DatabaseUnavailable(unavailable_message(parsed, exc)) from None
     connection.set_session(readonly=True)
     return ReadConnection(connection, "postgresql")
-
-
-_HAS_VERSION_TABLE = {
-    "sqlite": "SELECT count(*) FROM sqlite_master "
-    "WHERE type = 'table' AND name = 'alembic_version'",
-    "postgresql": "SELECT count(to_regclass('alembic_version'))",
-}
 
 
 def _at_head(connection: ReadConnection) -> bool:
@@ -150,9 +136,10 @@ def _at_head(connection: ReadConnection) -> bool:
     Any driver error (not a database file, no permission) answers False: the
     usual path then reports it as it always has.
     """
-    errors = _driver_errors(connection.backend)
+    backend = BACKENDS[connection.backend]
+    errors = driver_module(backend).Error
     try:
-        if connection.rows(_HAS_VERSION_TABLE[connection.backend])[0][0] == 0:
+        if connection.rows(backend.has_version_table)[0][0] == 0:
             return False
         versions = [row[0] for row in connection.rows("SELECT version_num FROM alembic_version")]
     except errors as exc:
@@ -160,12 +147,3 @@ def _at_head(connection: ReadConnection) -> bool:
         return False
     return versions == [HEAD_REVISION]
 
-
-def _driver_errors(backend: str) -> type[Exception]:
-    if backend == "sqlite":
-        import sqlite3
-
-        return sqlite3.Error
-    import psycopg2
-
-    return psycopg2.Error

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from dkmonitor.db.backends import error_line, is_unavailable
 from dkmonitor.db.engine import Database
 from dkmonitor.db.store import ScanRecord, store_scan
 from dkmonitor.lock import AlreadyRunning, task_lock
+from dkmonitor.safefs import write_private_file
 
 log = logging.getLogger(__name__)
 
@@ -28,17 +29,10 @@ def spool_dir(state_dir: Path) -> Path:
 
 
 def spool_record(state_dir: Path, record: ScanRecord) -> Path:
-    directory = spool_dir(state_dir)
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write one record to the spool (0600: it names users and paths)."""
     stamp = record.started_at.strftime("%Y%m%dT%H%M%S%f")
-    final = directory / f"{stamp}-{record.run_id}.json"
-    temp = directory / f".{final.name}.tmp"
-    with open(temp, "w", encoding="utf-8") as handle:
-        json.dump(record.to_json(), handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, final)
-    return final
+    data = json.dumps(record.to_json()).encode("utf-8")
+    return write_private_file(spool_dir(state_dir), f"{stamp}-{record.run_id}.json", data)
 
 
 def spooled_files(state_dir: Path) -> list[Path]:
@@ -82,8 +76,13 @@ def _replay(database: Database, state_dir: Path) -> int:
                 store_scan(session, record)
         except IntegrityError:  # the same run_id committed by someone else in between
             log.info("spooled run %s was already stored", record.run_id)
-        except OperationalError as exc:
-            log.error("replaying the spool stopped, database unreachable again: %s", exc.orig)
+        except SQLAlchemyError as exc:
+            if not is_unavailable(exc):
+                raise
+            log.error(
+                "replaying the spool stopped, database unreachable again: %s",
+                error_line(exc, database.parsed_url),
+            )
             break
         path.unlink(missing_ok=True)
         replayed += 1

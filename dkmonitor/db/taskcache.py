@@ -1,11 +1,14 @@
-"""A local copy of this host's tasks, so a run can go on while the database is down."""
+"""A local copy of this host's tasks, so a run can go on while the database is down.
+
+Written 0600 through dkmonitor.safefs: task targets name private paths.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from dkmonitor.safefs import write_private_file
 from dkmonitor.taskspec import TaskSpec
 
 
@@ -15,10 +18,8 @@ def cache_path(state_dir: Path) -> Path:
 
 def save_tasks(state_dir: Path, tasks: list[TaskSpec]) -> None:
     path = cache_path(state_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps([task.as_dict() for task in tasks], indent=1), encoding="utf-8")
-    os.replace(temp, path)
+    text = json.dumps([task.as_dict() for task in tasks], indent=1)
+    write_private_file(path.parent, path.name, text.encode("utf-8"))
 
 
 def load_tasks(state_dir: Path) -> list[TaskSpec] | None:

@@ -11,11 +11,9 @@ seconds per user on a dead server.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import smtplib
 import ssl
-import tempfile
 import uuid
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -26,6 +24,7 @@ from typing import Protocol, Self
 
 from dkmonitor.config import EmailSettings
 from dkmonitor.notify.message import clean_text
+from dkmonitor.safefs import write_private_file
 
 log = logging.getLogger(__name__)
 
@@ -236,16 +235,8 @@ class OutboxMailer(_Closing):
 
     def send(self, message: EmailMessage) -> None:
         name = f"{message_stamp()}-{uuid.uuid4().hex[:12]}.eml"
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            handle, temp = tempfile.mkstemp(dir=self.directory, prefix=".", suffix=".tmp")
-            try:
-                with os.fdopen(handle, "wb") as out:
-                    out.write(message.as_bytes(policy=DEFAULT_POLICY))
-                os.replace(temp, self.directory / name)
-            except BaseException:
-                Path(temp).unlink(missing_ok=True)
-                raise
+        try:  # 0600 in a checked 0700 directory, never through a symlink (safefs)
+            write_private_file(self.directory, name, message.as_bytes(policy=DEFAULT_POLICY))
         except OSError as exc:
             raise DeliveryError(
                 f"outbox {self.directory}: cannot write {name}: {exc.strerror or exc}"
