@@ -133,6 +133,20 @@ def test_existing_state_dir_is_tightened(umask022, open_base):
     assert mode(state) == 0o700
 
 
+def test_older_world_readable_database_is_tightened(umask022, open_base):
+    state = open_base / "state"
+    state.mkdir(mode=0o700)
+    db = state / "dkmonitor.db"
+    conf = open_base / "settings.cfg"
+    conf.write_text(f"[general]\nstate_dir = {state}\n")
+    assert dkm(conf, "task", "list", env={"DKM_LOG": str(open_base / "l")}).returncode == 0
+    for path in state.glob("dkmonitor.db*"):
+        path.chmod(0o644)  # as an older dkmonitor left it
+    assert dkm(conf, "task", "list", env={"DKM_LOG": str(open_base / "l")}).returncode == 0
+    assert mode(db) == 0o600
+    assert all(mode(path) == 0o600 for path in state.glob("dkmonitor.db*"))
+
+
 def test_new_sqlite_database_elsewhere_is_private(umask022, open_base):
     conf = open_base / "settings.cfg"
     conf.write_text(

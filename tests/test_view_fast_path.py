@@ -150,7 +150,9 @@ def test_not_a_database_file_is_reported_by_the_usual_path(dkm_sqlite):
     (dkm_sqlite.state_dir / "dkmonitor.db").write_text("not a database\n" * 100)
     shown = dkm_sqlite("view", "users")
     assert shown.returncode == 1
-    assert shown.stderr.startswith("dkmonitor: error: database: file is not a database")
+    # a corrupted file is an unusable database (issue 10 item 14): named, never a traceback
+    assert shown.stderr.startswith("dkmonitor: error: database sqlite:///")
+    assert shown.stderr.strip().endswith(": file is not a database")
 
 
 @pytest.mark.postgres

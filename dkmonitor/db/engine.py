@@ -14,6 +14,7 @@ other than the state directory. What differs per backend is read from
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -73,14 +74,28 @@ def driver_url(url: str | DatabaseURL) -> URL:
 
 
 def _create_sqlite_file(path: str) -> None:
-    """A missing database file is created 0600 (SQLite would use 0644 under umask 022)."""
+    """A missing database file is created 0600 (SQLite would use 0644 under umask 022).
+
+    As root, an existing file of root's (and its -wal, -shm) left readable by
+    others by an older dkmonitor is brought to 0600: it names every user's paths.
+    """
     make_private_dir(os.path.dirname(path))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     PRIVATE_FILE)
+        os.close(os.open(path, flags, PRIVATE_FILE))
     except FileExistsError:
+        if os.geteuid() == 0:
+            for name in (path, f"{path}-wal", f"{path}-shm"):
+                _tighten(name)
+
+
+def _tighten(path: str) -> None:
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
         return
-    os.close(fd)
+    if stat.S_ISREG(info.st_mode) and info.st_uid == 0 and info.st_mode & 0o077:
+        os.chmod(path, PRIVATE_FILE)  # a regular file of root's, in a directory we checked
 
 
 def make_engine(url: str | DatabaseURL) -> Engine:
