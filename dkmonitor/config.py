@@ -27,7 +27,7 @@ from typing import Any
 from dkmonitor import config_values as v
 from dkmonitor.dburl import DatabaseURL, mask_password, parse_url
 from dkmonitor.errors import ConfigError
-from dkmonitor.safefs import make_private_dir
+from dkmonitor.safefs import make_private_dir, unsafe_reason
 
 __all__ = ["Settings", "load_settings", "mask_password", "settings_from_mapping"]
 
@@ -335,8 +335,9 @@ def prepare_state_dir(settings: Settings) -> Path:
     """Create the state directory (0700, tightened if we own it) before a run uses it.
 
     A directory that cannot be created or written (a read-only file system,
-    no permission) is a configuration error naming the key, found before any
-    task starts rather than as a crash halfway through one.
+    no permission), or as root one that others could change, is a
+    configuration error naming the key, found before any task starts rather
+    than as a crash halfway through one.
     """
     path = settings.state_dir
     where = f"{settings.source}: [general] state_dir" if settings.source else "state directory"
@@ -344,6 +345,9 @@ def prepare_state_dir(settings: Settings) -> Path:
         make_private_dir(path, tighten=True)
     except OSError as exc:
         raise ConfigError(f"{where} = {path}: cannot create it: {exc.strerror or exc}") from None
+    reason = unsafe_reason(path)
+    if reason is not None:  # as root: locks and spool must be root's alone
+        raise ConfigError(f"{where} = {path}: unsafe directory: {reason}")
     if not os.access(path, os.W_OK | os.X_OK):
         readonly = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
         reason = "read-only file system" if readonly else "not writable by this user"

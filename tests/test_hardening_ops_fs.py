@@ -147,6 +147,18 @@ def test_older_world_readable_database_is_tightened(umask022, open_base):
     assert all(mode(path) == 0o600 for path in state.glob("dkmonitor.db*"))
 
 
+def test_state_dir_others_can_change_is_refused(open_base, sticky_base, local_user):
+    code = f"import os\nos.mkdir({str(sticky_base / 'state')!r}, 0o700)\n"
+    assert as_user(local_user, code).returncode == 0
+    conf = open_base / "settings.cfg"
+    conf.write_text(f"[general]\nstate_dir = {sticky_base / 'state'}\n"
+                    f"[database]\nurl = sqlite:///{open_base / 'h.db'}\n")  # fmt: skip
+    done = dkm(conf, "run", "quick", env={"DKM_LOG": str(open_base / "l")})
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "[general] state_dir" in lines[0] and "unsafe" in lines[0]
+
+
 def test_new_sqlite_database_elsewhere_is_private(umask022, open_base):
     conf = open_base / "settings.cfg"
     conf.write_text(
