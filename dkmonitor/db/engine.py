@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -69,8 +69,19 @@ class Database:
 def driver_url(url: str | DatabaseURL) -> URL:
     """SQLAlchemy's URL, naming the driver we depend on (psycopg2 for postgresql)."""
     parsed = as_url(url)
-    backend = backend_for(parsed)
-    return make_url(parsed.render(hide_password=False)).set(drivername=backend.sqlalchemy_driver)
+    query: dict[str, list[str]] = {}
+    for key, value in parsed.query:
+        query.setdefault(key, []).append(value)
+    return URL.create(  # from the parts already parsed: no second parse of the text
+        backend_for(parsed).sqlalchemy_driver,
+        username=parsed.username,
+        password=parsed.password,
+        host=parsed.host,
+        port=parsed.port,
+        database=parsed.database,
+        query={key: values[0] if len(values) == 1 else tuple(values)
+               for key, values in query.items()},
+    )
 
 
 def _create_sqlite_file(path: str) -> None:
