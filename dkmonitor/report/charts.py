@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import re
-import unicodedata
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,7 +28,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from dkmonitor.report.forecast import FORECAST, Forecast  # noqa: E402
 
-RC: dict[str, Any] = {
+RC: dict[Any, Any] = {
     "svg.fonttype": "path",
     "text.parse_math": False,
     "font.size": 9,
@@ -49,9 +48,13 @@ _COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 
 
 def chart_label(text: str) -> str:
-    """A name as a chart may show it: printable, one line, not too long."""
+    """A name as a chart shows it: one line, not too long, control characters spelt out.
+
+    The same spelling as the pages' (``\\x1b``), so a name reads the same in both.
+    """
     cleaned = "".join(
-        ch if unicodedata.category(ch)[0] not in "CZ" or ch == " " else "?" for ch in text
+        ch if ch.isprintable() else ch.encode("unicode_escape", "backslashreplace").decode("ascii")
+        for ch in text
     )
     if len(cleaned) > LABEL_CHARS:
         cleaned = cleaned[: LABEL_CHARS - 1] + "\u2026"
@@ -61,9 +64,23 @@ def chart_label(text: str) -> str:
 def to_svg(figure: Figure) -> str:
     """The figure as an ``<svg>`` element to inline (no prolog, no comments)."""
     buffer = io.StringIO()
-    figure.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
+    # Fixed margins (``_margins``), not bbox_inches="tight": that draws every chart twice.
+    figure.savefig(buffer, format="svg", metadata={"Date": None})
     text = _PROLOG.sub("", buffer.getvalue(), count=1)
     return _COMMENT.sub("", text).strip()
+
+
+def _margins(figure: Figure, left: float, bottom: float, top: float = 0.12) -> None:
+    """Place the axes by margins in inches (room for tick labels, axis label, legend)."""
+    width, height = figure.get_size_inches()
+    figure.subplots_adjust(
+        left=left / width, right=1 - 0.25 / width, bottom=bottom / height, top=1 - top / height
+    )
+
+
+def _date_numbers(times: Sequence[datetime]) -> list[float]:
+    """Times as matplotlib's date numbers (days since its epoch)."""
+    return [float(mdates.date2num(when)) for when in times]  # type: ignore[no-untyped-call]
 
 
 def _thin(times: Sequence[datetime], values: Sequence[float]) -> tuple[list[Any], list[float]]:
@@ -94,10 +111,12 @@ def disk_use_chart(
 ) -> str:
     """Disk use over time, the thresholds, and the fitted line out to its forecast."""
     with matplotlib.rc_context(RC):
-        figure = Figure(figsize=(8.0, 3.2))
+        figure = Figure(figsize=(8.0, 3.4))
+        _margins(figure, left=0.6, bottom=0.75)
         axes = figure.add_subplot()
         xs, ys = _thin(times, percents)
-        axes.plot(xs, ys, color=BLUE, linewidth=1.2, label="disk use")
+        # matplotlib's own date numbers (days): no per-point datetime conversion at draw time
+        axes.plot(_date_numbers(xs), ys, color=BLUE, linewidth=1.2, label="disk use")
         if fit.slope is not None and fit.start is not None and fit.end is not None:
             # Out to the furthest forecast date, but not so far that the
             # history shrinks to a sliver: at most twice its span (and a year).
@@ -107,8 +126,8 @@ def disk_use_chart(
             until = max(until, fit.end + fit.window / 4)
             line = [fit.start, until]
             axes.plot(
-                line,
-                [fit.at(t) for t in line],
+                _date_numbers(line),
+                [fit.at(t) or 0.0 for t in line],
                 color=ORANGE,
                 linestyle="--",
                 linewidth=1.2,
@@ -120,11 +139,12 @@ def disk_use_chart(
         axes.axhline(100.0, color=GREY, linewidth=0.8)
         axes.set_ylim(0, 105)
         axes.set_ylabel("disk use (%)")
-        locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
+        locator = mdates.AutoDateLocator(minticks=3, maxticks=8)  # type: ignore[no-untyped-call]
         axes.xaxis.set_major_locator(locator)
-        axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        formatter = mdates.ConciseDateFormatter(locator)  # type: ignore[no-untyped-call]
+        axes.xaxis.set_major_formatter(formatter)
         # Below the axes: inside, it would hide the very readings it explains.
-        axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=5, fontsize=8)
+        figure.legend(loc="lower center", ncol=5, fontsize=8, frameon=False)
         return to_svg(figure)
 
 
@@ -142,13 +162,16 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], xlabel: str) -> st
     """Horizontal bars of byte counts, largest on top; labels are user names (hostile)."""
     scale, unit = _unit(values)
     with matplotlib.rc_context(RC):
-        height = 0.6 + 0.24 * max(len(labels), 1)
+        shown = [chart_label(label) for label in labels]
+        height = 0.65 + 0.24 * max(len(labels), 1)
         figure = Figure(figsize=(8.0, height))
+        longest = max((len(label) for label in shown), default=1)
+        _margins(figure, left=min(0.25 + 0.075 * longest, 2.4), bottom=0.5, top=0.08)
         axes = figure.add_subplot()
         positions = list(range(len(labels)))
         colours = [BLUE if value >= 0 else RED for value in values]
         axes.barh(positions, [v / scale for v in values], color=colours, height=0.7)
-        axes.set_yticks(positions, [chart_label(label) for label in labels])
+        axes.set_yticks(positions, shown)
         axes.invert_yaxis()
         axes.set_xlabel(f"{xlabel} ({unit})")
         axes.grid(axis="y", visible=False)
@@ -160,6 +183,7 @@ def histogram_chart(labels: Sequence[str], values: Sequence[float], ylabel: str)
     scale, unit = _unit(values)
     with matplotlib.rc_context(RC):
         figure = Figure(figsize=(8.0, 2.8))
+        _margins(figure, left=0.7, bottom=0.85)
         axes = figure.add_subplot()
         positions = list(range(len(labels)))
         axes.bar(positions, [v / scale for v in values], color=BLUE, width=0.8)

@@ -112,7 +112,8 @@ def _place_context(place: PlaceData, fit: Forecast) -> dict[str, Any]:
     for change in place.growth:
         growers = [c for c in change.changes if c[2] > 0][:TOP]
         growth.append({"days": change.days, "since": change.since, "rows": growers})
-    week = next((g for g in growth if g["days"] == 7 and g["rows"]), None)
+    week = next((g for g in place.growth if g.days == 7), None)
+    week_rows = [c for c in week.changes if c[2] > 0][:TOP] if week is not None else []
     histograms = [
         {
             "title": histogram.title,
@@ -142,9 +143,9 @@ def _place_context(place: PlaceData, fit: Forecast) -> dict[str, Any]:
         else None,
         "growth": growth,
         "growth_svg": charts.bar_chart(
-            [row[0] for row in week["rows"]], [row[2] for row in week["rows"]], "growth in 7 days"
+            [row[0] for row in week_rows], [row[2] for row in week_rows], "growth in 7 days"
         )
-        if week
+        if week_rows
         else None,
         "histograms": histograms,
         "share": _shares(place),
