@@ -20,6 +20,15 @@ from sqlalchemy.orm import Session
 
 from dkmonitor.db.engine import open_database
 from dkmonitor.db.models import Scan, Task, UserStat
+from dkmonitor.report.data import (
+    Bucket,
+    Growth,
+    Histogram,
+    PlaceData,
+    ReportData,
+    TopDirectory,
+    UserRow,
+)
 from tests.fixtures.tree import NOBODY, UNKNOWN_UID
 
 START = datetime(2025, 1, 1, 12, 0)  # noon: the forecast dates are far from midnight
@@ -118,9 +127,11 @@ def read_pages(out: Path) -> tuple[str, dict[str, str]]:
 
 
 def section(page: str, heading: str) -> str:
-    """The HTML from ``heading`` up to the next heading of any level."""
+    """The HTML from ``heading`` (``<h2>..``, ``<h3>..``) to the next heading as high."""
     start = page.index(heading)
-    end = re.compile(r"<h[123]>").search(page, start + len(heading))
+    level = int(heading[2])
+    pattern = re.compile("|".join(f"<h{n}>" for n in range(1, level + 1)))
+    end = pattern.search(page, start + len(heading))
     return page[start : end.start() if end else len(page)]
 
 
@@ -261,3 +272,65 @@ def test_cron_offers_a_nightly_report_line(dkm_sqlite, tmp_path):
     again = dkm_sqlite("cron", "--install", "--report", str(out), "--crontab-file", str(crontab))
     assert again.stdout.count("already in") == 3
     assert crontab.read_text().splitlines() == lines
+
+
+def optional_report() -> ReportData:
+    """A place with every OPTIONAL part recorded, as the later schema will give them."""
+    times = [START + timedelta(days=d) for d in range(30)]
+    users = [
+        UserRow("ann", 2000, 10, 5 * GIB, 5 * GIB, 1, GIB, 12.0, inodes=123_456, directories=789),
+        UserRow(SCRIPT, 2001, 1, GIB, GIB, 0, 0, 1.0, inodes=3, directories=2),
+    ]
+    sizes = ("< 4 KiB", "< 64 KiB", "< 1 MiB", "< 16 MiB", ">= 16 MiB")
+    ages = ("< 7 d", "< 30 d", "< 90 d", "< 180 d", "< 365 d", "< 730 d", ">= 730 d")
+    return ReportData(
+        [
+            PlaceData(
+                hostname="gamma",
+                target_path="/proj",
+                task_name="proj",
+                warning=70.0,
+                critical=85.0,
+                times=times,
+                percents=[30.0 + d for d in range(30)],
+                scan_id=1,
+                scanned_at=times[-1],
+                disk_total=100 * GIB,
+                users=users,
+                growth=[Growth(days, None) for days in (1, 7, 30)],
+                has_inodes=True,
+                histograms=[
+                    Histogram(
+                        "File sizes", tuple(Bucket(b, 10 * i, i * GIB) for i, b in enumerate(sizes))
+                    ),
+                    Histogram(
+                        "File ages", tuple(Bucket(b, i, i << 20) for i, b in enumerate(ages))
+                    ),
+                ],
+                top_by_bytes=[TopDirectory(f"/proj/{SCRIPT}/data", 5 * GIB, GIB)],
+                top_by_old_bytes=[TopDirectory('/proj/old & "quoted"', 2 * GIB, 2 * GIB)],
+            )
+        ],
+        None,
+    )
+
+
+def test_optional_parts_render_when_recorded(tmp_path):
+    from dkmonitor.report.render import write_report
+
+    written = write_report(optional_report(), tmp_path / "out")
+    assert written.pages == 1
+    _index, pages = read_pages(tmp_path / "out")
+    (page,) = pages.values()
+    assert "not recorded yet" not in page.lower()
+    assert page.count("<svg") == 4  # disk use, top users, the two histograms
+    sizes = section(page, "<h3>File sizes</h3>")
+    assert "<td>&lt; 4 KiB</td>" in sizes and "<td>&gt;= 16 MiB</td>" in sizes
+    assert "4.00 GiB" in sizes  # the fifth bucket: 4 GiB
+    top = section(page, "<h2>Top directories</h2>")
+    assert "/proj/&lt;script&gt;alert(1)&lt;/script&gt;/data" in top
+    assert "/proj/old &amp; &#34;quoted&#34;" in top
+    users = section(page, "<h2>Every user</h2>")
+    assert '<th class="num">inodes</th>' in users and "123,456" in users and "789" in users
+    assert "No full scan about 7 days before the last one" in page
+    assert "<script" not in page

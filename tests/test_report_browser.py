@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_report import read_pages, store_history
+from tests.test_report import optional_report, read_pages, store_history
 
 websocket = pytest.importorskip("websocket")
 
@@ -174,12 +174,8 @@ def problems(events: list[dict[str, Any]], page: Path) -> list[str]:
     return found
 
 
-def test_every_page_loads_offline_cleanly_with_drawn_charts(dkm_factory, sqlite_url, browser):
-    store_history(sqlite_url)
-    dkm = dkm_factory(sqlite_url)
-    out = Path(dkm.state_dir) / "report"
-    made = dkm("report", "--output", str(out))
-    assert made.returncode == 0, made.stderr
+def check_pages(browser: DevTools, out: Path) -> int:
+    """Load index.html and every page it links to; the number of charts seen."""
     _index, pages = read_pages(out)
     SCREENSHOTS.mkdir(exist_ok=True)
     charts_seen = 0
@@ -204,4 +200,21 @@ def test_every_page_loads_offline_cleanly_with_drawn_charts(dkm_factory, sqlite_
         )
         (SCREENSHOTS / f"{Path(name).stem}.png").write_bytes(base64.b64decode(shot["data"]))
         browser.events.clear()
-    assert charts_seen >= 4  # alpha: disk use, top users, growth; beta: disk use
+    return charts_seen
+
+
+def test_every_page_loads_offline_cleanly_with_drawn_charts(dkm_factory, sqlite_url, browser):
+    store_history(sqlite_url)
+    dkm = dkm_factory(sqlite_url)
+    out = Path(dkm.state_dir) / "report"
+    made = dkm("report", "--output", str(out))
+    assert made.returncode == 0, made.stderr
+    # alpha: disk use, top users, growth; beta: disk use
+    assert check_pages(browser, out) == 4
+
+
+def test_histograms_and_top_directories_draw_too(tmp_path, browser):
+    from dkmonitor.report.render import write_report
+
+    write_report(optional_report(), tmp_path / "optional")
+    assert check_pages(browser, tmp_path / "optional") == 4  # disk, top users, 2 histograms
