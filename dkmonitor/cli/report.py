@@ -42,7 +42,7 @@ INSTALL_HINT = (
     type=click.IntRange(min=1, max=36500),
     default=365,
     show_default=True,
-    help="Days of disk use drawn in the charts.",
+    help="Days of disk use drawn in the charts (at least the forecast window).",
 )
 @pass_app
 def report(app: AppContext, output: Path, window_days: int, history_days: int) -> None:
@@ -66,7 +66,7 @@ def report(app: AppContext, output: Path, window_days: int, history_days: int) -
         raise DkmError(f"report: --output {output} exists and is not a directory")
     began = time.monotonic()
     with app.reader() as reader:
-        data = load(reader, history_days)
+        data = load(reader, max(history_days, window_days))  # the fit needs its whole window
     try:
         written = write_report(data, output, window_days)
     except OSError as exc:

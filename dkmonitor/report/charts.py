@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import re
+import warnings
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -64,8 +65,13 @@ def chart_label(text: str) -> str:
 def to_svg(figure: Figure) -> str:
     """The figure as an ``<svg>`` element to inline (no prolog, no comments)."""
     buffer = io.StringIO()
-    # Fixed margins (``_margins``), not bbox_inches="tight": that draws every chart twice.
-    figure.savefig(buffer, format="svg", metadata={"Date": None})
+    with warnings.catch_warnings():
+        # A name in a script the bundled font lacks (CJK, emoji) is drawn as
+        # boxes; the table beside the chart has it right. Not worth a line on
+        # stderr, which cron would mail every night.
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        # Fixed margins (``_margins``), not bbox_inches="tight": that draws every chart twice.
+        figure.savefig(buffer, format="svg", metadata={"Date": None})
     text = _PROLOG.sub("", buffer.getvalue(), count=1)
     return _COMMENT.sub("", text).strip()
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dkmonitor.db.readonly import ReadConnection
@@ -114,8 +114,15 @@ class ReportData:
 
 
 def _datetime(value: datetime | str) -> datetime:
-    """A stored time: psycopg2 gives datetimes, SQLite the text SQLAlchemy wrote."""
-    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    """A stored time as naive UTC: psycopg2 gives datetimes, SQLite the text SQLAlchemy wrote.
+
+    An aware value (a ``timestamp with time zone`` column) is turned into naive
+    UTC too, so the report's arithmetic never mixes the two kinds.
+    """
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
 
 
 def load(reader: ReadConnection, history_days: int | None = 365) -> ReportData:
