@@ -12,6 +12,8 @@ gives the same numbers, only slower (``dkmonitor --version`` says which).
 """
 from setuptools import Extension, setup
 
+REPORT = ["matplotlib>=3.7", "jinja2>=3.1"]
+
 setup(
     name="dkmonitor",
     version="0.1.0",
@@ -25,6 +27,7 @@ setup(
         "dkmonitor.notify",
         "dkmonitor.clean",
         "dkmonitor.templates",
+        "dkmonitor.report",
         "dkmonitor.migrations",
         "dkmonitor.migrations.versions",
     ],
@@ -34,6 +37,7 @@ setup(
     },
     package_data={
         "dkmonitor.templates": ["*.txt"],
+        "dkmonitor.report": ["templates/*.html.j2"],
         "dkmonitor.migrations": ["script.py.mako"],
     },
     install_requires=[
@@ -44,7 +48,17 @@ setup(
         "termcolor>=2.0",
     ],
     extras_require={
-        "test": ["pytest>=7", "aiosmtpd>=1.4", "ruff", "setuptools>=64", "wheel"],
+        # `dkmonitor report`: charts (matplotlib, inline SVG) and pages (Jinja2)
+        "report": REPORT,
+        "test": [
+            "pytest>=7",
+            "aiosmtpd>=1.4",
+            "ruff",
+            "setuptools>=64",
+            "wheel",
+            "websocket-client>=1.6",  # drives headless chromium in tests/test_report_browser.py
+            *REPORT,
+        ],
     },
     ext_modules=[
         Extension(

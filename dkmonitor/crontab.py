@@ -28,7 +28,7 @@ from dkmonitor.errors import DkmError
 
 @dataclass(frozen=True)
 class CronLine:
-    kind: str  # quick | full
+    kind: str  # quick | full | report
     config: str | None
     text: str
 
@@ -60,6 +60,19 @@ def cron_lines(executable: list[str], config: str | None, hostname: str) -> list
     ]
 
 
+def report_line(executable: list[str], config: str | None, hostname: str, output: str) -> CronLine:
+    """The nightly ``report --output DIR`` line: two hours after the nightly full run.
+
+    Kept apart from ``cron_lines``: it is offered only on request (``cron --report DIR``).
+    """
+    splay = _splay(hostname)
+    hour = (1 + (splay // 60) % 4 + 2) % 24  # the full run's hour + 2
+    minute = (splay % 60 + 30) % 60  # the full run's minute
+    command = executable + (["--config", config] if config else [])
+    words = " ".join(_cron_quote(word) for word in [*command, "report", "--output", output])
+    return CronLine("report", config, f"{minute} {hour} * * * {words}")
+
+
 def _parse_entry(line: str) -> tuple[str, str | None] | None:
     """(kind, config) of a crontab line that runs `dkmonitor ... run quick|full`, else None."""
     stripped = line.strip()
@@ -78,18 +91,22 @@ def _parse_entry(line: str) -> tuple[str, str | None] | None:
     except ValueError:
         return None
     runs_dkmonitor = any(os.path.basename(word) == "dkmonitor" for word in words)
-    if not runs_dkmonitor or "run" not in words:
+    if runs_dkmonitor and "report" in words and "run" not in words:
+        kind = "report"
+    elif not runs_dkmonitor or "run" not in words:
         return None
-    after = words[words.index("run") + 1 :]
-    if not after or after[0] not in ("quick", "full"):
-        return None
+    else:
+        after = words[words.index("run") + 1 :]
+        if not after or after[0] not in ("quick", "full"):
+            return None
+        kind = after[0]
     config = None
     for index, word in enumerate(words):
         if word == "--config" and index + 1 < len(words):
             config = words[index + 1]
         elif word.startswith("--config="):
             config = word.split("=", 1)[1]
-    return after[0], config
+    return kind, config
 
 
 @dataclass(frozen=True)

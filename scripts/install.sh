@@ -28,7 +28,8 @@ if [ "$(id -u)" -eq 0 ]; then ensure_build_tools; fi
 
 python3 -m venv "$prefix"
 "$prefix/bin/python" -m pip install -q --upgrade pip >/dev/null
-"$prefix/bin/python" -m pip install -q --upgrade .
+# with the `report` extra: matplotlib and Jinja2 for `dkmonitor report` (HTML)
+"$prefix/bin/python" -m pip install -q --upgrade '.[report]'
 mkdir -p "$bindir"
 ln -sf "$prefix/bin/dkmonitor" "$bindir/dkmonitor"
 version="$("$prefix/bin/dkmonitor" --version)"

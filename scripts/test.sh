@@ -52,6 +52,11 @@ ensure_venv_support
 ensure_build_tools
 # the TLS mail tests make a self-signed certificate with it
 if ! command -v openssl >/dev/null 2>&1; then apt_install openssl; fi
+# the HTML report is checked in a real headless browser (tests/test_report_browser.py)
+if ! command -v chromium >/dev/null 2>&1; then
+    echo "== installing chromium (Debian package) for the report's browser test"
+    apt_install chromium
+fi
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi

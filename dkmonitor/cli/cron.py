@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from dkmonitor.cli.context import AppContext, pass_app
-from dkmonitor.crontab import cron_lines, install
+from dkmonitor.crontab import cron_lines, install, report_line
 
 
 def _executable() -> list[str]:
@@ -36,8 +36,16 @@ def _executable() -> list[str]:
     metavar="FILE",
     help="Read and change this crontab file instead of your crontab (crontab -l / -).",
 )
+@click.option(
+    "--report",
+    "report_dir",
+    metavar="DIR",
+    help="Also a nightly `dkmonitor report --output DIR` line (the HTML report).",
+)
 @pass_app
-def cron(app: AppContext, do_install: bool, crontab_file: Path | None) -> None:
+def cron(
+    app: AppContext, do_install: bool, crontab_file: Path | None, report_dir: str | None
+) -> None:
     """Print the crontab lines for this host: quick hourly, full nightly.
 
     The lines name the absolute path of this dkmonitor and, when one is in use,
@@ -49,6 +57,9 @@ def cron(app: AppContext, do_install: bool, crontab_file: Path | None) -> None:
     settings = app.settings
     config = str(settings.source.resolve()) if settings.source is not None else None
     lines = cron_lines(_executable(), config, settings.hostname)
+    if report_dir is not None:
+        output = os.path.abspath(report_dir)  # cron starts in the home directory
+        lines.append(report_line(_executable(), config, settings.hostname, output))
     if not do_install:
         for line in lines:
             click.echo(line.text)
