@@ -66,8 +66,6 @@ class ByteStream(Protocol):
 
     def read(self, size: int = -1, /) -> bytes: ...
 
-    def __iter__(self) -> Iterator[bytes]: ...
-
 
 def printable(path: bytes) -> str:
     """A path safe to log and store as UTF-8 (undecodable bytes as \\xNN), as the walker does."""
@@ -126,17 +124,64 @@ def open_list(path: str, use_module: bool = True) -> Iterator[ByteStream]:
     module = _zstandard() if use_module else None
     if module is not None:
         with open(path, "rb") as raw:
-            with module.ZstdDecompressor().stream_reader(raw, read_across_frames=True) as reader:
-                yield reader
+            yield _ZstdReader(module, raw)
         return
     with subprocess.Popen(["zstd", "-dcq", "--", path], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE) as process:
-        assert process.stdout is not None
-        yield process.stdout
-        process.stdout.close()
-        stderr = process.stderr.read() if process.stderr is not None else b""
-        if process.wait() != 0:
-            raise EOFError(f"zstd: {stderr.decode(errors='replace').strip()}")
+        yield _ZstdPipe(process)
+
+
+class _ZstdReader:
+    """A .zst list through the zstandard module, frame after frame.
+
+    Its stream reader ends quietly when a file is cut in the middle of a frame;
+    a decompression object says whether the frame was complete (``eof``).
+    """
+
+    def __init__(self, module: Any, raw: ByteStream) -> None:
+        self.module = module
+        self.raw = raw
+        self.frame = module.ZstdDecompressor().decompressobj()
+        self.in_frame = False
+
+    def read(self, size: int = -1, /) -> bytes:
+        while True:
+            chunk = self.raw.read(_CHUNK)
+            if not chunk:
+                if self.in_frame:
+                    raise EOFError("zstd: the compressed list ends in the middle of a frame")
+                return b""
+            try:
+                data = self._feed(chunk)
+            except self.module.ZstdError as exc:
+                raise EOFError(f"zstd: {exc}") from exc
+            if data:
+                return data
+
+    def _feed(self, chunk: bytes) -> bytes:
+        out = []
+        while chunk:
+            if self.frame.eof:
+                self.frame = self.module.ZstdDecompressor().decompressobj()
+            out.append(self.frame.decompress(chunk))
+            self.in_frame = not self.frame.eof
+            chunk = self.frame.unused_data if self.frame.eof else b""
+        return b"".join(out)
+
+
+class _ZstdPipe:
+    """``zstd -dc``'s output; its failure (a cut or corrupt file) raised at the end of it."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+
+    def read(self, size: int = -1, /) -> bytes:
+        assert self.process.stdout is not None and self.process.stderr is not None
+        data = self.process.stdout.read(size)
+        if not data and self.process.wait() != 0:
+            message = self.process.stderr.read().decode(errors="replace").strip()
+            raise EOFError(f"zstd: {message.rsplit(': ', 1)[-1] or 'failed'}")
+        return data
 
 
 class Records:
