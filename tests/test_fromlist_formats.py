@@ -42,7 +42,8 @@ def build_tree(root: Path, now: int, newline_names: bool = True) -> Path:
         with open(path, "wb") as handle:
             handle.write(b"x" * size)
         os.chown(path, uid, 100)
-        os.utime(path, ns=(int(now - atime_days * DAY) * 10**9, int(now - mtime_days * DAY) * 10**9))
+        os.utime(path, ns=(int(now - atime_days * DAY) * 10**9,
+                           int(now - mtime_days * DAY) * 10**9))
         return path
 
     add(b"a/old.dat", 1000, 1001, 200, 300)
@@ -109,7 +110,7 @@ def lfs_list(root: Path, out: Path) -> Path:
 
 def gpfs_time(ns: int) -> str:
     """VARCHAR(timestamp) of the policy engine: 'YYYY-MM-DD HH:MM:SS.ffffff', UTC."""
-    moment = datetime.datetime.fromtimestamp(ns // 10**9, tz=datetime.timezone.utc)
+    moment = datetime.datetime.fromtimestamp(ns // 10**9, tz=datetime.UTC)
     return f"{moment:%Y-%m-%d %H:%M:%S}.{ns % 10**9 // 1000:06d}"
 
 
