@@ -44,7 +44,9 @@ setup(
         "termcolor>=2.0",
     ],
     extras_require={
-        "test": ["pytest>=7", "aiosmtpd>=1.4", "ruff", "setuptools>=64", "wheel"],
+        "test": ["pytest>=7", "aiosmtpd>=1.4", "ruff", "setuptools>=64", "wheel", "zstandard"],
+        # .zst lists for run full --from-list (else the zstd command is used when present)
+        "zstd": ["zstandard"],
     },
     ext_modules=[
         Extension(

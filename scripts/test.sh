@@ -52,6 +52,8 @@ ensure_venv_support
 ensure_build_tools
 # the TLS mail tests make a self-signed certificate with it
 if ! command -v openssl >/dev/null 2>&1; then apt_install openssl; fi
+# --from-list tests: .zst lists read through the zstd command too
+if ! command -v zstd >/dev/null 2>&1; then apt_install zstd; fi
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi

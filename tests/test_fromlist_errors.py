@@ -162,3 +162,37 @@ def test_a_name_with_a_newline_in_an_lfs_list_costs_one_error(tmp_path, now):
     assert listed.errors == 1
     assert "malformed record" in listed.error_samples[0]
     assert listed.by_uid == scan_tree(str(root), options).by_uid
+
+
+@pytest.mark.parametrize("text, ns", [
+    (b"1796016202.4530975200", 1796016202_453097520),
+    (b"1796016202", 1796016202_000000000),
+    (b"12.5", 12_500000000),
+    (b"-1.5000000000", -1_500000000),
+])
+def test_find_and_lfs_timestamps(text, ns):
+    from dkmonitor.scan.listformats import epoch_ns
+
+    assert epoch_ns(text) == ns
+
+
+def test_gpfs_timestamps_with_either_separator_and_any_precision(tmp_path, now):
+    """'2026-01-15 12:00:00.5' and '2026-01-15@12:00:00' (mmapplypolicy's message form)."""
+    root = tmp_path / "target"
+    root.mkdir()
+    (root / "f").write_bytes(b"x")
+    st = os.lstat(root / "f")
+    listing = tmp_path / "list"
+    lines = []
+    for number, stamp in enumerate(("2020-02-29 23:59:59.5", "2020-02-29@23:59:59",
+                                    "2020-02-29 23:59:59.123456789")):
+        show = f"0|1|{st.st_blocks // 2}|1|-rw-r--r--|{stamp}|{stamp}|{stamp}"
+        lines.append(f"{number} 1 0  {show.replace(' ', '%20')} -- {root}/f{number}\n")
+    listing.write_text("".join(lines))
+    base = 1583020799  # 2020-02-29 23:59:59 UTC
+    options = ScanOptions(old_days=1, now=float(base + 10))
+    listed = read(listing, "gpfs", root, options)
+    assert listed.errors == 0, listed.error_samples
+    usage = listed.by_uid[0]
+    assert usage.files == 3 and usage.old_files == 0
+    assert usage.age_seconds == pytest.approx(9.5 + 10 + (10 - 0.123456789))

@@ -29,23 +29,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dkmonitor.scan import tally as tally_columns
-from dkmonitor.scan.age import DAY, is_old
+from dkmonitor.scan.age import AGE_BASES, DAY, is_old
 from dkmonitor.scan.listformats import (
-    ATIME,
-    BLOCKS,
-    CTIME,
     DEV,
     FIELD_LISTS,
     FORMATS,
-    INO,
-    KIND,
     KINDS,
-    MTIME,
-    NLINK,
     PATH,
-    SIZE,
     TERMINATORS,
-    UID,
     epoch_ns,
 )
 from dkmonitor.scan.stats import ScanOptions, ScanResult
@@ -56,9 +47,6 @@ Progress = Callable[[int, int], None]
 _CHUNK = 1 << 20
 # Within this many ns of the old/not-old boundary, ask age.is_old itself (as the walker does).
 _BOUNDARY_SLACK_NS = 10_000
-# The time fields each age basis reads (a second field of 0: none).
-_TIME_FIELDS = {"used": (ATIME, MTIME), "atime": (ATIME, 0), "mtime": (MTIME, 0),
-                "ctime": (CTIME, 0)}
 
 
 class ByteStream(Protocol):
@@ -315,8 +303,7 @@ class _Loop:
     old_below: int
     young_above: int
     boundary: Callable[[int], bool]
-    first: int
-    second: int
+    basis: str
     by_uid: dict[bytes, list[int]]
     number: int = 0
 
@@ -330,7 +317,7 @@ def _ingest(
     Owners are keyed by the uid's bytes while reading (a dict lookup is cheaper
     than ``int()``) and folded into the tally at the end.
     """
-    if options.age_basis not in _TIME_FIELDS:
+    if options.age_basis not in AGE_BASES:
         raise ListError(f"unknown age basis {options.age_basis!r}")
     root_b = os.fsencode(root)
     cut_ns = int((options.now - options.old_days * DAY) * 1e9)
@@ -339,11 +326,12 @@ def _ingest(
         target=_Target(root_b, root_b.rstrip(b"/") + b"/",
                        options.one_file_system and source.list_format == "find",
                        _excluder(root, options)),
-        field_list=FIELD_LISTS.get(source.list_format), tally=tally,
+        field_list=(FIELD_LISTS[source.list_format](options.age_basis)
+                    if source.list_format in FIELD_LISTS else None),
+        tally=tally,
         now_ns=int(options.now * 1e9), old_below=cut_ns - _BOUNDARY_SLACK_NS,
         young_above=cut_ns + _BOUNDARY_SLACK_NS, boundary=_boundary_test(options),
-        first=_TIME_FIELDS[options.age_basis][0], second=_TIME_FIELDS[options.age_basis][1],
-        by_uid={},
+        basis=options.age_basis, by_uid={},
     )
     for batch in records:
         _read_batch(loop, batch)
@@ -358,56 +346,54 @@ def _read_batch(loop: _Loop, batch: list[bytes]) -> None:
     """The per-record loop: the hot path, so locals only and no call per plain file."""
     target, field_list, tally, linked = loop.target, loop.field_list, loop.tally, loop.tally.linked
     root_b, prefix, checked = target.root, target.prefix, target.checked
-    by_uid, first, second, now_ns = loop.by_uid, loop.first, loop.second, loop.now_ns
+    by_uid, now_ns, basis = loop.by_uid, loop.now_ns, loop.basis
+    by_used, by_atime, by_mtime = basis == "used", basis == "atime", basis == "mtime"
     old_below, young_above, boundary = loop.old_below, loop.young_above, loop.boundary
     number = loop.number
     for record in batch:
         number += 1
         try:
             fields = record.split(b" ", 10) if field_list is None else field_list(record)
-            if len(fields) != 11:
-                raise ValueError(f"{len(fields)} fields, expected 11")
-            path = fields[PATH]
+            dev, ino, nlink, uid, size, blocks, atime, mtime, ctime, kind, path = fields
             if not path.startswith(prefix) and path != root_b:
                 tally.note_error(f"{loop.name} line {number}: {printable(path)} "
                                  f"is not under the target {loop.root}")
                 continue
             if checked and not target.admits(fields):
                 continue
-            kind = fields[KIND]
             if kind != b"f":
                 if kind == b"d":
                     tally.directories += 1
                 elif kind not in KINDS:
                     raise ValueError(f"unknown type {kind!r}")
                 continue
-            stamp = fields[first]
-            if second:
-                other = fields[second]
-                if len(stamp) != 21 or len(other) != 21:
-                    stamp = max(stamp, other, key=epoch_ns)
-                elif other > stamp:  # both as find prints them: byte order is time order
-                    stamp = other
+            if by_used:
+                stamp = atime
+                if len(atime) != 21 or len(mtime) != 21:
+                    stamp = max(atime, mtime, key=epoch_ns)
+                elif mtime > atime:  # both as find prints them: byte order is time order
+                    stamp = mtime
+            else:
+                stamp = atime if by_atime else mtime if by_mtime else ctime
             last = int(stamp.replace(b".", b"")) // 10 if len(stamp) == 21 else epoch_ns(stamp)
             age = now_ns - last if last < now_ns else 0
             old = last < old_below or (last <= young_above and boundary(last))
-            size = int(fields[SIZE])
-            uid = fields[UID]
-            if fields[NLINK] != b"1" and int(fields[NLINK]) > 1:
-                key = (int(fields[DEV]), int(fields[INO]))
+            size_n = int(size)
+            if nlink != b"1" and int(nlink) > 1:
+                key = (int(dev), int(ino))
                 if key not in linked:
-                    linked[key] = (int(uid), size, int(fields[BLOCKS]), age, old)
+                    linked[key] = (int(uid), size_n, int(blocks), age, old)
                 continue
             counters = by_uid.get(uid)
             if counters is None:
                 counters = by_uid[uid] = [0, 0, 0, 0, 0, 0, int(uid)]
             counters[0] += 1
-            counters[1] += size
-            counters[2] += int(fields[BLOCKS])
+            counters[1] += size_n
+            counters[2] += int(blocks)
             counters[3] += age
             if old:
                 counters[4] += 1
-                counters[5] += size
+                counters[5] += size_n
         except (ValueError, IndexError) as exc:
             tally.note_error(f"{loop.name} line {number}: malformed record ({exc})")
     loop.number = number

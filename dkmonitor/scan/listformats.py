@@ -91,27 +91,72 @@ def _find_time(ns: int) -> bytes:
     return b"%d.%09d0" % (seconds, nanos)
 
 
-def _field_list_gpfs(record: bytes) -> list[bytes]:
-    """A GPFS LIST record in find's field order; the snapshot id stands in for the device."""
-    head, separator, path = record.partition(b" -- ")
-    if not separator:
-        raise ValueError("no ' -- ' before the path")
-    ino, _generation, snapshot, show = head.split(None, 3)
-    fields = unquote_to_bytes(show.strip()).split(b"|")
-    if len(fields) != 8:
-        raise ValueError(f"SHOW has {len(fields)} fields, expected 8 (see docs/lists.md)")
-    uid, size, kb_allocated, nlink, mode, atime, mtime, ctime = fields
-    kind = _GPFS_TYPES.get(mode[:1])
-    if kind is None:
-        raise ValueError(f"unknown MODE {mode!r}")
-    return [snapshot, ino, nlink, uid, size, b"%d" % (2 * int(kb_allocated)),
-            _find_time(utc_ns(atime)), _find_time(utc_ns(mtime)), _find_time(utc_ns(ctime)),
-            kind, unquote_to_bytes(path)]
+def _unescape(text: bytes) -> bytes:
+    """Percent-decoding (ESCAPE '%/'), the separators of the documented SHOW done first."""
+    if b"%" not in text:
+        return text
+    text = text.replace(b"%7C", b"|").replace(b"%20", b" ").replace(b"%3A", b":")
+    return unquote_to_bytes(text) if b"%" in text else text
 
 
-# Formats read through a conversion to find's field list; find's own records are
-# split inline by the reader (the 10M-record case: no call per record).
-FIELD_LISTS: dict[str, Callable[[bytes], list[bytes]]] = {
-    "gpfs": _field_list_gpfs,
-    "lfs": _field_list_lfs,
+_UNUSED = b"0"  # a time the task's age basis does not read is not decoded
+
+
+def _gpfs_field_list(basis: str) -> Callable[[bytes], list[bytes]]:
+    """GPFS LIST records in find's field order; the snapshot id stands in for the device.
+
+    Built per run with the age basis: only the times it reads are converted.
+    Dates repeat across millions of records, so their day numbers are cached
+    (a bounded dict, emptied when full: memory stays flat).
+    """
+    wanted = {"used": (True, True, False), "atime": (True, False, False),
+              "mtime": (False, True, False), "ctime": (False, False, True)}[basis]
+    days: dict[bytes, int] = {}
+
+    def convert(text: bytes) -> bytes:
+        """VARCHAR(timestamp) -> find's %A@ text, without going through datetime per record."""
+        day = days.get(text[:10])
+        if day is None:
+            if len(days) > 100_000:
+                days.clear()
+            day = days[text[:10]] = utc_ns(text[:10] + b" 00:00:00") // _NS
+        clock = text[11:]
+        if text[10:11] not in (b" ", b"@") or clock[2:3] != b":" or clock[5:6] != b":":
+            raise ValueError(f"bad timestamp {text!r}")
+        seconds = day + int(clock[:2]) * 3600 + int(clock[3:5]) * 60 + int(clock[6:8])
+        fraction = clock[9:18] if clock[8:9] == b"." else b""
+        if fraction and not fraction.isdigit():
+            raise ValueError(f"bad timestamp {text!r}")
+        return b"%d.%s0" % (seconds, fraction.ljust(9, b"0"))
+
+    def field_list(record: bytes) -> list[bytes]:
+        head, separator, path = record.partition(b" -- ")
+        if not separator:
+            raise ValueError("no ' -- ' before the path")
+        ino, _generation, snapshot, show = head.split(None, 3)
+        fields = _unescape(show.strip()).split(b"|")
+        if len(fields) != 8:
+            raise ValueError(f"SHOW has {len(fields)} fields, expected 8 (see docs/lists.md)")
+        uid, size, kb_allocated, nlink, mode, atime, mtime, ctime = fields
+        kind = _GPFS_TYPES.get(mode[:1])
+        if kind is None:
+            raise ValueError(f"unknown MODE {mode!r}")
+        return [snapshot, ino, nlink, uid, size, b"%d" % (2 * int(kb_allocated)),
+                convert(atime) if wanted[0] else _UNUSED,
+                convert(mtime) if wanted[1] else _UNUSED,
+                convert(ctime) if wanted[2] else _UNUSED, kind, _unescape(path)]
+
+    return field_list
+
+
+def _lfs_field_list(basis: str) -> Callable[[bytes], list[bytes]]:
+    return _field_list_lfs
+
+
+# Formats read through a conversion to find's field list, built per run for its
+# age basis; find's own records are split inline by the reader (the 10M-record
+# case: no call per record).
+FIELD_LISTS: dict[str, Callable[[str], Callable[[bytes], list[bytes]]]] = {
+    "gpfs": _gpfs_field_list,
+    "lfs": _lfs_field_list,
 }
