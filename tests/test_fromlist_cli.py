@@ -109,3 +109,15 @@ def test_a_list_is_for_exactly_one_task(dkm_sqlite, target, tmp_path):
                             "--list-format", "find")
         assert result.returncode == 2, result.stderr
         assert "name exactly one TASK" in result.stderr
+
+
+def test_a_list_of_another_tree_fails_the_task(dkm_sqlite, target, tmp_path):
+    create_task(dkm_sqlite, "listed", target)
+    other = tmp_path / "other"
+    other.mkdir()
+    listing = find_list(other, tmp_path / "other.find")
+    run = dkm_sqlite("run", "full", "listed", "--from-list", str(listing), "--list-format",
+                     "find")
+    assert run.returncode == 1, run.stderr
+    assert "none of its 1 record(s) is the target" in run.stderr
+    assert "Traceback" not in run.stderr

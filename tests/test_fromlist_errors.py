@@ -79,10 +79,26 @@ def test_malformed_lines_of_line_formats(tmp_path, now, list_format, writer, ter
 def test_only_the_first_errors_are_kept_as_samples(tmp_path, tree):
     root, options = tree
     listing = tmp_path / "junk.find"
-    listing.write_bytes(b"junk\0" * 1000)
+    listing.write_bytes(find_list(root, tmp_path / "good").read_bytes() + b"junk\0" * 1000)
     listed = read(listing, "find", root, options)
     assert listed.errors == 1000 and len(listed.error_samples) == ScanResult.MAX_ERROR_SAMPLES
-    assert listed.by_uid == {}
+    assert listed.by_uid == scan_tree(str(root), options).by_uid
+
+
+@pytest.mark.parametrize("content", [b"", b"junk\0" * 3, b"OTHER"])
+def test_a_list_with_nothing_of_the_target_fails_instead_of_storing_zeros(
+        tmp_path, tree, content):
+    """An empty list, garbage, or a list of another tree (or with relative paths)."""
+    root, options = tree
+    if content == b"OTHER":
+        other = tmp_path / "other"
+        other.mkdir()
+        (other / "f").write_bytes(b"x")
+        content = find_list(other, tmp_path / "other.find").read_bytes()
+    listing = tmp_path / "wrong.find"
+    listing.write_bytes(content)
+    with pytest.raises(ListError, match="is the target .* or below it"):
+        read(listing, "find", root, options)
 
 
 @pytest.mark.parametrize("list_format, writer, terminator", [
@@ -122,14 +138,14 @@ def test_gzip_and_zstd_lists_give_the_numbers_of_the_plain_list(tmp_path, tree):
 def test_a_compressed_list_cut_short_is_an_error_not_a_crash(tmp_path, tree):
     zstandard = pytest.importorskip("zstandard")
     root, options = tree
-    data = find_list(root, tmp_path / "list.find").read_bytes() * 50
+    data = find_list(root, tmp_path / "list.find").read_bytes() * 3000  # several MiB
     gz = gzip.compress(data)
     (tmp_path / "cut.find.gz").write_bytes(gz[: len(gz) // 2])
     listed = read(tmp_path / "cut.find.gz", "find", root, options)
     assert any("the list ends early" in s for s in listed.error_samples), listed.error_samples
     (tmp_path / "junk.find.gz").write_bytes(b"this is not gzip at all")
-    listed = read(tmp_path / "junk.find.gz", "find", root, options)
-    assert listed.errors == 1 and "the list ends early" in listed.error_samples[0]
+    with pytest.raises(ListError, match="the list ends early .Not a gzipped file"):
+        read(tmp_path / "junk.find.gz", "find", root, options)
     zst = zstandard.ZstdCompressor().compress(data)
     (tmp_path / "cut.find.zst").write_bytes(zst[: len(zst) // 2])
     if shutil.which("zstd") is not None:

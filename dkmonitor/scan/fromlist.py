@@ -17,16 +17,12 @@ Formats: :mod:`dkmonitor.scan.listformats`; the commands: docs/lists.md.
 from __future__ import annotations
 
 import fnmatch
-import gzip
-import importlib
 import os
 import re
 import shutil
-import subprocess
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from dkmonitor.scan import tally as tally_columns
 from dkmonitor.scan.age import AGE_BASES, DAY, is_old
@@ -39,20 +35,14 @@ from dkmonitor.scan.listformats import (
     TERMINATORS,
     epoch_ns,
 )
+from dkmonitor.scan.listio import Records, open_list, zstandard_module
 from dkmonitor.scan.stats import ScanOptions, ScanResult
 from dkmonitor.scan.tally import Tally
 
 Progress = Callable[[int, int], None]
 
-_CHUNK = 1 << 20
 # Within this many ns of the old/not-old boundary, ask age.is_old itself (as the walker does).
 _BOUNDARY_SLACK_NS = 10_000
-
-
-class ByteStream(Protocol):
-    """What a list is read through: a file, a gzip or zstandard reader, a pipe."""
-
-    def read(self, size: int = -1, /) -> bytes: ...
 
 
 def printable(path: bytes) -> str:
@@ -76,13 +66,6 @@ class ListSource:
         return os.path.basename(self.path)
 
 
-def _zstandard() -> Any | None:
-    try:
-        return importlib.import_module("zstandard")
-    except ImportError:
-        return None
-
-
 def check_list(source: ListSource) -> None:
     """Refuse up front what cannot work, with one line that says how to fix it."""
     if source.list_format not in FORMATS:
@@ -91,116 +74,11 @@ def check_list(source: ListSource) -> None:
         )
     if not os.access(source.path, os.R_OK) or os.path.isdir(source.path):
         raise ListError(f"list {source.path}: not a readable file")
-    if source.path.endswith(".zst") and _zstandard() is None and shutil.which("zstd") is None:
+    if source.path.endswith(".zst") and zstandard_module() is None and shutil.which("zstd") is None:
         raise ListError(
             f"list {source.path}: reading .zst needs pip install 'dkmonitor[zstd]' "
             "or the zstd command (Debian: apt-get install zstd)"
         )
-
-
-@contextmanager
-def open_list(path: str, use_module: bool = True) -> Iterator[ByteStream]:
-    """The list's bytes, decompressed on the fly: .gz (gzip), .zst (zstandard or zstd -dc)."""
-    if path.endswith(".gz"):
-        with gzip.open(path, "rb") as handle:
-            yield handle
-        return
-    if not path.endswith(".zst"):
-        with open(path, "rb", buffering=_CHUNK) as handle:
-            yield handle
-        return
-    module = _zstandard() if use_module else None
-    if module is not None:
-        with open(path, "rb") as raw:
-            yield _ZstdReader(module, raw)
-        return
-    with subprocess.Popen(["zstd", "-dcq", "--", path], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE) as process:
-        yield _ZstdPipe(process)
-
-
-class _ZstdReader:
-    """A .zst list through the zstandard module, frame after frame.
-
-    Its stream reader ends quietly when a file is cut in the middle of a frame;
-    a decompression object says whether the frame was complete (``eof``).
-    """
-
-    def __init__(self, module: Any, raw: ByteStream) -> None:
-        self.module = module
-        self.raw = raw
-        self.frame = module.ZstdDecompressor().decompressobj()
-        self.in_frame = False
-
-    def read(self, size: int = -1, /) -> bytes:
-        while True:
-            chunk = self.raw.read(_CHUNK)
-            if not chunk:
-                if self.in_frame:
-                    raise EOFError("zstd: the compressed list ends in the middle of a frame")
-                return b""
-            try:
-                data = self._feed(chunk)
-            except self.module.ZstdError as exc:
-                raise EOFError(f"zstd: {exc}") from exc
-            if data:
-                return data
-
-    def _feed(self, chunk: bytes) -> bytes:
-        out = []
-        while chunk:
-            if self.frame.eof:
-                self.frame = self.module.ZstdDecompressor().decompressobj()
-            out.append(self.frame.decompress(chunk))
-            self.in_frame = not self.frame.eof
-            chunk = self.frame.unused_data if self.frame.eof else b""
-        return b"".join(out)
-
-
-class _ZstdPipe:
-    """``zstd -dc``'s output; its failure (a cut or corrupt file) raised at the end of it."""
-
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
-        self.process = process
-
-    def read(self, size: int = -1, /) -> bytes:
-        assert self.process.stdout is not None and self.process.stderr is not None
-        data = self.process.stdout.read(size)
-        if not data and self.process.wait() != 0:
-            message = self.process.stderr.read().decode(errors="replace").strip()
-            raise EOFError(f"zstd: {message.rsplit(': ', 1)[-1] or 'failed'}")
-        return data
-
-
-class Records:
-    """Terminated records of a byte stream, in batches; remembers how it ended.
-
-    ``tail`` is a last record with no terminator (a list cut short), ``failure``
-    why the stream itself broke (a truncated or corrupt compressed file).
-    """
-
-    def __init__(self, stream: ByteStream, terminator: bytes) -> None:
-        self.stream = stream
-        self.terminator = terminator
-        self.tail = b""
-        self.failure = ""
-
-    def __iter__(self) -> Iterator[list[bytes]]:
-        """Batches of records (one read buffer each: no generator step per record)."""
-        read = self.stream.read
-        terminator = self.terminator
-        rest = b""
-        try:
-            while True:
-                chunk = read(_CHUNK)
-                if not chunk:
-                    break
-                batch = (rest + chunk).split(terminator)
-                rest = batch.pop()
-                yield batch
-        except (EOFError, OSError, ValueError) as exc:  # gzip/zstd: stream cut or corrupt
-            self.failure = str(exc) or type(exc).__name__
-        self.tail = rest
 
 
 def scan_list(
@@ -210,8 +88,9 @@ def scan_list(
     """Aggregate ``source`` exactly as :func:`dkmonitor.scan.scan_tree` would the tree.
 
     ``root`` is the task's target; records outside it are errors. Raises
-    :class:`ListError` for an unusable source and ``OSError`` when the file
-    cannot be opened; everything inside the list is counted, never raised.
+    :class:`ListError` for an unusable source or a list with nothing of the
+    target in it, and ``OSError`` when the file cannot be opened; everything
+    else inside the list is counted, never raised.
     """
     check_list(source)
     root = os.path.abspath(os.fsdecode(root))
@@ -226,6 +105,12 @@ def scan_list(
         tally.note_error(f"{source.name} after line {count}: the list ends early "
                          f"({records.failure}); the list is incomplete")
     result = tally.to_result(root)
+    if not result.directories and not result.by_uid:
+        # A list of another tree, or with relative paths: storing zeros would
+        # tell every user they use nothing. Fail the task instead.
+        first = f" ({result.error_samples[0]})" if result.error_samples else ""
+        raise ListError(f"list {source.path}: none of its {count} record(s) is the target "
+                        f"{root} or below it{first}; list the target by its absolute path")
     if progress is not None:
         progress(result.total.files, result.total.bytes)
     return result
