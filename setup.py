@@ -56,9 +56,12 @@ setup(
             "ruff",
             "setuptools>=64",
             "wheel",
+            "zstandard",
             "websocket-client>=1.6",  # drives headless chromium in tests/test_report_browser.py
             *REPORT,
         ],
+        # .zst lists for run full --from-list (else the zstd command is used when present)
+        "zstd": ["zstandard"],
     },
     ext_modules=[
         Extension(

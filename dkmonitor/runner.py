@@ -38,6 +38,7 @@ from dkmonitor.taskspec import TaskSpec
 
 if TYPE_CHECKING:
     from dkmonitor.notify.step import AdminMail, NotifyReport
+    from dkmonitor.scan.fromlist import ListSource
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +90,12 @@ class Runner:
         *,
         dry_run: bool = False,
         progress: ProgressFactory | None = None,
+        from_list: ListSource | None = None,
     ) -> None:
         self.settings = settings
         self.dry_run = dry_run
         self.progress = progress
+        self.from_list = from_list  # a site scanner's list read instead of a walk
         self.report = RunReport(dry_run=dry_run)
         self.database: Database | None = None
         self.database_error: str | None = None
@@ -210,7 +213,7 @@ class Runner:
         )
         progress = self.progress(task) if self.progress else None
         try:
-            result = scan_tree(target, options, progress)
+            result = self._scan(target, options, progress)
             disk = disk_usage(target)
         except OSError as exc:
             return self._failed(task, "full", f"scanning {target}: {exc.strerror or exc}")
@@ -263,6 +266,17 @@ class Runner:
         self._clean(outcome)
         self._notify(outcome)
         return outcome
+
+    def _scan(self, target: str, options: ScanOptions, progress: Progress | None) -> ScanResult:
+        """Walk the target, or read the site scanner's list given with --from-list."""
+        if self.from_list is None:
+            return scan_tree(target, options, progress)
+        from dkmonitor.scan.fromlist import ListError, scan_list
+
+        try:
+            return scan_list(self.from_list, target, options, progress)
+        except ListError as exc:
+            raise OSError(str(exc)) from exc
 
     def _clean(self, outcome: TaskOutcome) -> None:
         run = outcome.run
@@ -437,10 +451,11 @@ def run_tasks(
     *,
     dry_run: bool = False,
     progress: ProgressFactory | None = None,
+    from_list: ListSource | None = None,
 ) -> RunReport:
     """`run quick|full [TASK...]`: this host's tasks, one after the other."""
     _check_mail_templates(settings)
-    runner = Runner(settings, dry_run=dry_run, progress=progress)
+    runner = Runner(settings, dry_run=dry_run, progress=progress, from_list=from_list)
     runner.connect()
     try:
         tasks = runner.host_tasks(names)
@@ -463,10 +478,11 @@ def run_path(
     *,
     dry_run: bool = False,
     progress: ProgressFactory | None = None,
+    from_list: ListSource | None = None,
 ) -> RunReport:
     """`run path DIR`: an unsaved task, stored under the name ``path:DIR``."""
     _check_mail_templates(settings)
-    runner = Runner(settings, dry_run=dry_run, progress=progress)
+    runner = Runner(settings, dry_run=dry_run, progress=progress, from_list=from_list)
     if not dry_run:
         runner.connect()
     runner.run(task, "full")

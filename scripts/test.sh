@@ -57,6 +57,8 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "== installing chromium (Debian package) for the report's browser test"
     apt_install chromium
 fi
+# --from-list tests: .zst lists read through the zstd command too
+if ! command -v zstd >/dev/null 2>&1; then apt_install zstd; fi
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi

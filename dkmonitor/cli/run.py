@@ -47,34 +47,76 @@ def quick(ctx: click.Context, app: AppContext, tasks: tuple[str, ...], dry_run: 
     )
 
 
+def from_list_options(command: Any) -> Any:
+    """--from-list FILE --list-format F: read a site scanner's list instead of walking."""
+    command = click.option(
+        "--list-format", type=click.Choice(("find", "gpfs", "lfs")),
+        help="Format of the --from-list file (docs/lists.md has the command for each).",
+    )(command)
+    return click.option(
+        "--from-list", "from_list", metavar="FILE", type=click.Path(dir_okay=False),
+        help="Read this list (plain, .gz or .zst) from a site scanner instead of walking.",
+    )(command)
+
+
+def _list_source(from_list: str | None, list_format: str | None) -> Any:
+    """The ListSource for --from-list, checked up front (a bad one: exit 2, one line)."""
+    if from_list is None:
+        if list_format is not None:
+            raise click.UsageError("--list-format goes with --from-list FILE")
+        return None
+    if list_format is None:
+        raise click.UsageError(
+            f"--from-list {from_list}: also give --list-format (find, gpfs or lfs; "
+            "see docs/lists.md)"
+        )
+    from dkmonitor.scan.fromlist import ListError, ListSource, check_list
+
+    source = ListSource(os.path.abspath(from_list), list_format)
+    try:
+        check_list(source)
+    except ListError as exc:
+        raise click.UsageError(str(exc)) from exc
+    return source
+
+
 @run.command("full")
 @click.argument("tasks", nargs=-1, metavar="[TASK]...")
 @dry_run_option
+@from_list_options
 @pass_app
 @click.pass_context
-def full(ctx: click.Context, app: AppContext, tasks: tuple[str, ...], dry_run: bool) -> None:
+def full(
+    ctx: click.Context, app: AppContext, tasks: tuple[str, ...], dry_run: bool,
+    from_list: str | None, list_format: str | None,
+) -> None:
     """Scan, store, mail and (when critical) clean each task of this host."""
-    _finish(
-        ctx,
-        app,
-        run_tasks(app.settings, "full", tasks, dry_run=dry_run, progress=_progress_factory(app)),
-        always=dry_run,
-    )
+    source = _list_source(from_list, list_format)
+    if source is not None and len(tasks) != 1:
+        raise click.UsageError("--from-list holds one target's files: name exactly one TASK")
+    report = run_tasks(app.settings, "full", tasks, dry_run=dry_run,
+                       progress=_progress_factory(app), from_list=source)
+    _finish(ctx, app, report, always=dry_run)
 
 
 @run.command("path")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=str))
 @task_flags
 @dry_run_option
+@from_list_options
 @pass_app
 @click.pass_context
-def path(ctx: click.Context, app: AppContext, directory: str, dry_run: bool, **flags: Any) -> None:
+def path(
+    ctx: click.Context, app: AppContext, directory: str, dry_run: bool,
+    from_list: str | None, list_format: str | None, **flags: Any,
+) -> None:
     """One-off full run of an unsaved task on DIRECTORY (stored as task path:DIR).
 
     Defaults: --warning 85, --critical 95, --old-days 90; no mail, no cleaning
     unless asked for with the task flags.
     """
     settings = app.settings
+    source = _list_source(from_list, list_format)
     target = os.path.abspath(directory)
     changes = spec_changes(flags)
     changes.pop("target_path", None)
@@ -84,7 +126,8 @@ def path(ctx: click.Context, app: AppContext, directory: str, dry_run: bool, **f
     changes.setdefault("hostname", settings.hostname)
     spec = TaskSpec(name="one-off", target_path=target, **changes)
     spec = validate(spec).with_changes(name=f"path:{target}")
-    report = run_path(settings, spec, dry_run=dry_run, progress=_progress_factory(app))
+    report = run_path(settings, spec, dry_run=dry_run, progress=_progress_factory(app),
+                      from_list=source)
     _finish(ctx, app, report, always=True)
 
 
