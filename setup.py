@@ -45,6 +45,9 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "aiosmtpd>=1.4", "ruff", "setuptools>=64", "wheel"],
+        # scanning one target with every rank of an MPI job (mpirun, srun); needs an MPI
+        # library (Debian: openmpi-bin, libopenmpi-dev) to build against
+        "mpi": ["mpi4py>=3.1"],
     },
     ext_modules=[
         Extension(

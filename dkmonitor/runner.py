@@ -37,6 +37,7 @@ from dkmonitor.taskspec import TaskSpec
 
 if TYPE_CHECKING:
     from dkmonitor.notify.step import AdminMail, NotifyReport
+    from dkmonitor.scan.mpi import ScanPool
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +89,12 @@ class Runner:
         *,
         dry_run: bool = False,
         progress: ProgressFactory | None = None,
+        pool: ScanPool | None = None,
     ) -> None:
         self.settings = settings
         self.dry_run = dry_run
         self.progress = progress
+        self.pool = pool  # rank 0 of an MPI job: the other ranks walk too
         self.report = RunReport(dry_run=dry_run)
         self.database: Database | None = None
         self.database_error: str | None = None
@@ -208,7 +211,7 @@ class Runner:
         )
         progress = self.progress(task) if self.progress else None
         try:
-            result = scan_tree(target, options, progress)
+            result = scan_tree(target, options, progress, pool=self.pool)
             disk = disk_usage(target)
         except OSError as exc:
             return self._failed(task, "full", f"scanning {target}: {exc.strerror or exc}")
@@ -429,10 +432,11 @@ def run_tasks(
     *,
     dry_run: bool = False,
     progress: ProgressFactory | None = None,
+    pool: ScanPool | None = None,
 ) -> RunReport:
     """`run quick|full [TASK...]`: this host's tasks, one after the other."""
     _check_mail_templates(settings)
-    runner = Runner(settings, dry_run=dry_run, progress=progress)
+    runner = Runner(settings, dry_run=dry_run, progress=progress, pool=pool)
     runner.connect()
     try:
         tasks = runner.host_tasks(names)
@@ -455,10 +459,11 @@ def run_path(
     *,
     dry_run: bool = False,
     progress: ProgressFactory | None = None,
+    pool: ScanPool | None = None,
 ) -> RunReport:
     """`run path DIR`: an unsaved task, stored under the name ``path:DIR``."""
     _check_mail_templates(settings)
-    runner = Runner(settings, dry_run=dry_run, progress=progress)
+    runner = Runner(settings, dry_run=dry_run, progress=progress, pool=pool)
     if not dry_run:
         runner.connect()
     runner.run(task, "full")

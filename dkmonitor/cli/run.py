@@ -57,7 +57,8 @@ def full(ctx: click.Context, app: AppContext, tasks: tuple[str, ...], dry_run: b
     _finish(
         ctx,
         app,
-        run_tasks(app.settings, "full", tasks, dry_run=dry_run, progress=_progress_factory(app)),
+        run_tasks(app.settings, "full", tasks, dry_run=dry_run, progress=_progress_factory(app),
+                  pool=app.scan_pool),
         always=dry_run,
     )
 
@@ -84,7 +85,8 @@ def path(ctx: click.Context, app: AppContext, directory: str, dry_run: bool, **f
     changes.setdefault("hostname", settings.hostname)
     spec = TaskSpec(name="one-off", target_path=target, **changes)
     spec = validate(spec).with_changes(name=f"path:{target}")
-    report = run_path(settings, spec, dry_run=dry_run, progress=_progress_factory(app))
+    report = run_path(settings, spec, dry_run=dry_run, progress=_progress_factory(app),
+                      pool=app.scan_pool)
     _finish(ctx, app, report, always=True)
 
 
