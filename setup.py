@@ -62,6 +62,9 @@ setup(
         ],
         # .zst lists for run full --from-list (else the zstd command is used when present)
         "zstd": ["zstandard"],
+        # scanning one target with every rank of an MPI job (mpirun, srun); needs an MPI
+        # library (Debian: openmpi-bin, libopenmpi-dev) to build against
+        "mpi": ["mpi4py>=3.1"],
     },
     ext_modules=[
         Extension(

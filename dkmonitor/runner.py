@@ -39,6 +39,7 @@ from dkmonitor.taskspec import TaskSpec
 if TYPE_CHECKING:
     from dkmonitor.notify.step import AdminMail, NotifyReport
     from dkmonitor.scan.fromlist import ListSource
+    from dkmonitor.scan.mpi import ScanPool
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +92,13 @@ class Runner:
         dry_run: bool = False,
         progress: ProgressFactory | None = None,
         from_list: ListSource | None = None,
+        pool: ScanPool | None = None,
     ) -> None:
         self.settings = settings
         self.dry_run = dry_run
         self.progress = progress
         self.from_list = from_list  # a site scanner's list read instead of a walk
+        self.pool = pool  # rank 0 of an MPI job: the other ranks walk too
         self.report = RunReport(dry_run=dry_run)
         self.database: Database | None = None
         self.database_error: str | None = None
@@ -270,7 +273,7 @@ class Runner:
     def _scan(self, target: str, options: ScanOptions, progress: Progress | None) -> ScanResult:
         """Walk the target, or read the site scanner's list given with --from-list."""
         if self.from_list is None:
-            return scan_tree(target, options, progress)
+            return scan_tree(target, options, progress, pool=self.pool)
         from dkmonitor.scan.fromlist import ListError, scan_list
 
         try:
@@ -452,10 +455,12 @@ def run_tasks(
     dry_run: bool = False,
     progress: ProgressFactory | None = None,
     from_list: ListSource | None = None,
+    pool: ScanPool | None = None,
 ) -> RunReport:
     """`run quick|full [TASK...]`: this host's tasks, one after the other."""
     _check_mail_templates(settings)
-    runner = Runner(settings, dry_run=dry_run, progress=progress, from_list=from_list)
+    runner = Runner(settings, dry_run=dry_run, progress=progress, from_list=from_list,
+                    pool=pool)
     runner.connect()
     try:
         tasks = runner.host_tasks(names)
@@ -479,10 +484,12 @@ def run_path(
     dry_run: bool = False,
     progress: ProgressFactory | None = None,
     from_list: ListSource | None = None,
+    pool: ScanPool | None = None,
 ) -> RunReport:
     """`run path DIR`: an unsaved task, stored under the name ``path:DIR``."""
     _check_mail_templates(settings)
-    runner = Runner(settings, dry_run=dry_run, progress=progress, from_list=from_list)
+    runner = Runner(settings, dry_run=dry_run, progress=progress, from_list=from_list,
+                    pool=pool)
     if not dry_run:
         runner.connect()
     runner.run(task, "full")

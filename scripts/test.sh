@@ -59,12 +59,17 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 # --from-list tests: .zst lists read through the zstd command too
 if ! command -v zstd >/dev/null 2>&1; then apt_install zstd; fi
+# the MPI scan tests run the real mpirun (Open MPI); mpi4py builds against its headers
+if ! command -v mpirun >/dev/null 2>&1 || ! command -v mpicc >/dev/null 2>&1; then
+    echo "== installing Open MPI (Debian packages)"
+    apt_install openmpi-bin libopenmpi-dev
+fi
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
 echo "== installing dkmonitor and test dependencies into $VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-"$VENV/bin/python" -m pip install -q -e '.[test]'
+"$VENV/bin/python" -m pip install -q -e '.[test,mpi]'
 
 echo "== ruff"
 "$VENV/bin/ruff" check dkmonitor tests bench migrations

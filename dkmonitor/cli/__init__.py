@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from dkmonitor import __version__
 from dkmonitor.cli.context import AppContext
 from dkmonitor.errors import DatabaseUnavailable, DkmError
+from dkmonitor.launch import launch_from
+
+if TYPE_CHECKING:
+    from dkmonitor.scan.mpi import ScanPool
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +73,9 @@ class LazyGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, verbose: bool, quiet: bool) -> None:
     """Audit shared storage: per-user usage history, mail, safe cleaning."""
-    app = AppContext(config_path=config_path, verbosity=-1 if quiet else (1 if verbose else 0))
+    # main() passes the MPI ranks (or None) in as the initial context object
+    app = AppContext(config_path=config_path, verbosity=-1 if quiet else (1 if verbose else 0),
+                     scan_pool=ctx.obj)
     ctx.obj = app
     ctx.call_on_close(app.close)
 
@@ -94,9 +102,38 @@ def _database_error(exc: Exception) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: one line on stderr and the DESIGN.md exit status on any error."""
+    """Entry point: one process, or every rank of an MPI job (``mpirun``, ``srun``).
+
+    Under MPI only rank 0 runs the command; the other ranks serve its scans
+    (see ``dkmonitor.scan.mpi``) and exit 0 when it is done. Rank 0's exit
+    status is the job's.
+    """
+    launch = launch_from(os.environ)
+    if launch.size <= 1:
+        _run(argv, None)
     try:
-        status = cli.main(args=argv, prog_name="dkmonitor", standalone_mode=False)
+        import mpi4py  # noqa: F401  (the optional extra: dkmonitor[mpi])
+    except ImportError:
+        if launch.rank == 0:
+            click.echo(f"dkmonitor: error: started as {launch.size} MPI ranks but mpi4py is "
+                       "not installed: pip install 'dkmonitor[mpi]'", err=True)
+        sys.exit(2)
+    from dkmonitor.scan.mpi import mpi_world
+
+    status = 0
+    with mpi_world() as pool:
+        if pool is not None:
+            try:
+                _run(argv, pool)
+            except SystemExit as exc:
+                status = exc.code if isinstance(exc.code, int) else 1
+    sys.exit(status)
+
+
+def _run(argv: list[str] | None, pool: ScanPool | None) -> None:
+    """Run the command line; one line on stderr and the DESIGN.md exit status on any error."""
+    try:
+        status = cli.main(args=argv, prog_name="dkmonitor", standalone_mode=False, obj=pool)
     except click.exceptions.Abort:
         click.echo("dkmonitor: aborted", err=True)
         sys.exit(1)

@@ -20,12 +20,14 @@ from dkmonitor.config import Settings, load_settings
 if TYPE_CHECKING:
     from dkmonitor.db.engine import Database
     from dkmonitor.db.readonly import ReadConnection
+    from dkmonitor.scan.mpi import ScanPool
 
 
 @dataclass
 class AppContext:
     config_path: str | None
     verbosity: int  # -1 quiet, 0 normal, 1 verbose
+    scan_pool: ScanPool | None = None  # rank 0 of an MPI job: the other ranks, for scans
     _settings: Settings | None = None
     _database: Database | None = None
 

@@ -95,7 +95,8 @@ def full(
     if source is not None and len(tasks) != 1:
         raise click.UsageError("--from-list holds one target's files: name exactly one TASK")
     report = run_tasks(app.settings, "full", tasks, dry_run=dry_run,
-                       progress=_progress_factory(app), from_list=source)
+                       progress=_progress_factory(app), from_list=source,
+                       pool=app.scan_pool)
     _finish(ctx, app, report, always=dry_run)
 
 
@@ -127,7 +128,7 @@ def path(
     spec = TaskSpec(name="one-off", target_path=target, **changes)
     spec = validate(spec).with_changes(name=f"path:{target}")
     report = run_path(settings, spec, dry_run=dry_run, progress=_progress_factory(app),
-                      from_list=source)
+                      from_list=source, pool=app.scan_pool)
     _finish(ctx, app, report, always=True)
 
 

@@ -10,11 +10,15 @@ import logging
 import os
 import stat
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from dkmonitor.scan import walker
 from dkmonitor.scan.parallel import ScanWorkerError, walk_in_parallel
 from dkmonitor.scan.stats import ScanOptions, ScanResult, Usage
 from dkmonitor.scan.walker import WalkConfig, walk_in_process
+
+if TYPE_CHECKING:
+    from dkmonitor.scan.mpi import ScanPool
 
 __all__ = ["ScanOptions", "ScanResult", "ScanWorkerError", "Usage", "scan_tree"]
 
@@ -29,7 +33,12 @@ def scanner_kind() -> str:
     return "pure Python (slower: install gcc and python3-dev, then reinstall dkmonitor)"
 
 
-def scan_tree(root: str, options: ScanOptions, progress: Progress | None = None) -> ScanResult:
+def scan_tree(
+    root: str,
+    options: ScanOptions,
+    progress: Progress | None = None,
+    pool: ScanPool | None = None,
+) -> ScanResult:
     """Full scan of ``root``: per-owner files, bytes, allocation, old files, mean age.
 
     A missing root or one that is not a directory raises the ``OSError`` (the
@@ -38,17 +47,23 @@ def scan_tree(root: str, options: ScanOptions, progress: Progress | None = None)
     directories, files vanishing mid-scan) is counted in ``result.errors``.
     The root itself may be a symlink (to where the scratch disk is mounted);
     nothing below it is followed. ``progress(files, bytes)`` gets cumulative
-    figures a few times a second, always from the calling process.
+    figures a few times a second, always from the calling process. With a
+    ``pool`` (rank 0 of an MPI job) every other rank walks too, and
+    ``options.workers`` is not used.
     """
     root = os.path.abspath(os.fsdecode(root))
     root_stat = os.stat(root)
     if not stat.S_ISDIR(root_stat.st_mode):
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), root)
     config = WalkConfig.build(root, root_stat.st_dev, options)
-    log.debug("scanning %s: %d worker(s), scanner %s", root, options.workers, scanner_kind())
-    if options.workers > 1:
+    if pool is not None:
+        log.debug("scanning %s: %d MPI rank(s), scanner %s", root, pool.workers, scanner_kind())
+        tally = pool.walk(config, progress)
+    elif options.workers > 1:
+        log.debug("scanning %s: %d workers, scanner %s", root, options.workers, scanner_kind())
         tally = walk_in_parallel(config, options.workers, progress)
     else:
+        log.debug("scanning %s: 1 worker, scanner %s", root, scanner_kind())
         tally = walk_in_process(config, progress)
     result = tally.to_result(root)
     if progress is not None:

@@ -1,0 +1,159 @@
+"""Scanning one target with every rank of an MPI job (``mpirun``/``srun``).
+
+Why ``mpi4py.futures.MPICommExecutor`` and not a work-stealing protocol of our
+own: the scan already knows how to split itself. A walker that is told it is
+"hungry" hands back the shallowest half of its pending directories (the same
+seam the local parallel scan uses, see ``parallel.py``). So each MPI task is
+"walk these directories; after ``TASK_SECONDS``, give back the shallowest half
+of what is left after every directory", and rank 0 resubmits what comes back.
+Futures carry the batches, the partial tallies and any failure; the only
+protocol of our own is the master's loop in :func:`walk_over_mpi`, and it
+cannot end early or hang: it ends exactly when nothing is pending and no task
+is in flight, and every directory is, at every moment, in one of the two.
+
+Per-owner totals are integer :class:`Tally` objects merged on rank 0 (exact,
+order-free); hard-linked files travel as ``(st_dev, st_ino)`` keys, so a file
+linked from two subtrees walked by two ranks still counts once. Each task's
+tally covers only what that task walked, so memory per rank stays flat.
+
+Only rank 0 runs the command (lock, database, mail, cleaning); the other ranks
+only ever execute :func:`_walk_task`.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from contextlib import contextmanager
+from typing import cast
+
+from dkmonitor.scan.parallel import ScanWorkerError
+from dkmonitor.scan.tally import Tally
+from dkmonitor.scan.walker import TICK_SECONDS, Pending, WalkConfig, Walker
+
+# How long one task walks before it starts giving work back. Short enough that
+# idle ranks are fed quickly, long enough that a task is much more than a round
+# trip to rank 0.
+TASK_SECONDS = 0.05
+
+class JobStopped(ScanWorkerError):
+    """The launcher is stopping the job: a rank died, or the job was cancelled."""
+
+
+def _stop_scan(_signum: int, _frame: object) -> None:
+    raise JobStopped("the MPI job is being stopped (a rank died, or the job was cancelled)")
+
+
+class ScanPool:
+    """Rank 0's handle on the other ranks, passed down to :func:`scan_tree`.
+
+    When a rank dies, the launcher (mpirun, srun -K) sends every other rank
+    SIGTERM and, a grace period later, SIGKILL. While rank 0 waits on a scan,
+    SIGTERM raises :class:`JobStopped` there instead, so the task fails
+    cleanly within the grace period: nothing of the scan is stored, the
+    administrators are told, the exit status is 1 (the lock is released
+    however the process ends). Later scans of the same run fail at once: the
+    job has lost a rank.
+    """
+
+    def __init__(self, executor: Executor, workers: int) -> None:
+        self.executor = executor
+        self.workers = workers
+        self.broken: str | None = None
+
+    def walk(self, config: WalkConfig, progress: Callable[[int, int], None] | None) -> Tally:
+        if self.broken is not None:
+            raise JobStopped(self.broken)
+        previous = signal.signal(signal.SIGTERM, _stop_scan)
+        try:
+            return walk_over_mpi(config, self.executor, self.workers, progress)
+        except ScanWorkerError as exc:
+            self.broken = str(exc)
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def mpi_world() -> Iterator[ScanPool | None]:
+    """Join the MPI job: rank 0 gets a :class:`ScanPool`, every other rank ``None``.
+
+    The other ranks serve scan tasks inside ``MPICommExecutor`` until rank 0
+    leaves the block (then they get ``None`` and should just exit).
+    """
+    from mpi4py import MPI
+    from mpi4py.futures import MPICommExecutor
+
+    comm = MPI.COMM_WORLD
+    with MPICommExecutor(comm, root=0) as executor:
+        if executor is None:
+            yield None
+        else:
+            yield ScanPool(cast(Executor, executor), comm.Get_size() - 1)
+
+
+class _AfterDeadline:
+    """A walker "hungry" flag that turns on after ``seconds`` and stays on.
+
+    Once on, the walker gives back the shallowest half of its pending
+    directories after every directory it walks, and so finishes soon with
+    the rest handed back to rank 0.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self._deadline = time.monotonic() + seconds
+
+    @property
+    def value(self) -> int:
+        return 1 if time.monotonic() >= self._deadline else 0
+
+    @value.setter
+    def value(self, _ignored: int) -> None:
+        pass  # the walker resets it after donating: stay on
+
+
+def _walk_task(
+    config: WalkConfig, batch: list[Pending], seconds: float
+) -> tuple[Tally, list[Pending]]:
+    """One MPI task, run on a worker rank: walk ``batch``, give back what is left."""
+    given_back: list[Pending] = []
+    walker = Walker(config, hungry=_AfterDeadline(seconds), donate=given_back.extend)
+    walker.walk(batch)
+    return walker.tally, given_back
+
+
+def walk_over_mpi(
+    config: WalkConfig,
+    executor: Executor,
+    workers: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> Tally:
+    """Walk ``config.root`` with ``workers`` ranks; the merged tally, on rank 0."""
+    pending: deque[Pending] = deque([(config.root, 0, 0)])
+    running: set[Future[tuple[Tally, list[Pending]]]] = set()
+    total = Tally()
+    next_report = time.monotonic()
+    while pending or running:
+        idle = workers - len(running)
+        while pending and idle > 0:
+            share = max(1, len(pending) // idle)
+            batch = [pending.popleft() for _ in range(min(share, len(pending)))]
+            running.add(executor.submit(_walk_task, config, batch, TASK_SECONDS))
+            idle -= 1
+        done, running = wait(running, timeout=TICK_SECONDS, return_when=FIRST_COMPLETED)
+        for future in done:
+            try:
+                tally, given_back = future.result()
+            except Exception as exc:  # a worker rank failed: the scan is incomplete
+                for other in running:
+                    other.cancel()
+                raise ScanWorkerError(f"an MPI scan rank failed: {exc}") from None
+            total.merge(tally)
+            pending.extend(given_back)
+        if progress is not None and time.monotonic() >= next_report:
+            progress(*total.files_and_bytes())
+            next_report = time.monotonic() + TICK_SECONDS
+    return total
