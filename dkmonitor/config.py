@@ -70,6 +70,16 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _seconds_up_to(limit: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = _positive_float(raw)
+        if not value <= limit:
+            raise ValueError(f"expected a number of seconds > 0 and <= {limit:g}")
+        return value
+
+    return parse
+
+
 def _percent(raw: str) -> float:
     value = _positive_float(raw)
     if value > 100:
@@ -167,6 +177,7 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[str], Any], str]]] = {
         "smtp_ssl": (_bool, "no"),
         "smtp_ca_file": (_optional_file, ""),
         "smtp_timeout": (_positive_float, "30"),
+        "smtp_deadline": (_seconds_up_to(3600), "120"),
         "smtp_username": (_text, ""),
         "smtp_password": (_text, ""),
         "from_address": (_text, "dkmonitor@localhost"),
@@ -217,6 +228,7 @@ class EmailSettings:
     smtp_ssl: bool
     smtp_ca_file: str | None
     smtp_timeout: float
+    smtp_deadline: float  # overall seconds per message, so a slow server cannot hang a run
     smtp_username: str
     smtp_password: str
     from_address: str

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import smtplib
 from dataclasses import replace
 from email import policy
 from email.parser import BytesParser
@@ -204,15 +203,16 @@ def test_one_refused_recipient_does_not_stop_the_others(
 def test_dead_server_fails_fast_and_records_every_mail(
     database, tmp_path, dead_smtp_port, monkeypatch
 ):
+    from dkmonitor.notify import mailer as mailer_module
+
     connects = []
-    real_smtp = smtplib.SMTP
+    real_connect = mailer_module._connect_socket
 
-    class CountingSMTP(real_smtp):
-        def __init__(self, *args, **kwargs):
-            connects.append(args)
-            super().__init__(*args, **kwargs)
+    def counting_connect(*args):
+        connects.append(args)
+        return real_connect(*args)
 
-    monkeypatch.setattr(smtplib, "SMTP", CountingSMTP)
+    monkeypatch.setattr(mailer_module, "_connect_socket", counting_connect)
     settings = make_settings(tmp_path, smtp_port=dead_smtp_port)
 
     report = notify_step(database, settings, make_run(), None)

@@ -6,6 +6,12 @@ SMTP connection (and one login) for a few hundred users instead of one each.
 unusable (unreachable, TLS or login failed, dropped us), and the mailer then
 fails every further message at once instead of waiting ``smtp_timeout``
 seconds per user on a dead server.
+
+Each message also has an overall deadline (``smtp_deadline``, from the
+start of ``send`` to the server's last reply, connecting and logging in
+included): every read and write on the connection waits at most the time
+left, so a server that trickles a never-ending greeting or reply (a tarpit)
+cannot hold a run, however often it answers within ``smtp_timeout``.
 """
 
 from __future__ import annotations
@@ -14,15 +20,19 @@ import logging
 import os
 import re
 import smtplib
+import socket
 import ssl
 import tempfile
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import default as DEFAULT_POLICY
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self, cast
 
 from dkmonitor.config import EmailSettings
 from dkmonitor.notify.message import clean_text
@@ -67,7 +77,134 @@ def _smtp_reason(exc: smtplib.SMTPResponseException) -> str:
     return clean_text(f"{exc.smtp_code} {text}".strip())
 
 
+class DeadlineExceeded(TimeoutError):
+    """The message's overall deadline passed (the server was slow, not silent)."""
+
+
+class _Clock:
+    """A message's monotonic deadline; what each read or write may wait for."""
+
+    def __init__(self, per_read: float, overall: float) -> None:
+        self.per_read = per_read
+        self.overall = overall
+        self.until = time.monotonic() + overall
+
+    def restart(self) -> None:
+        self.until = time.monotonic() + self.overall
+
+    def _passed(self) -> DeadlineExceeded:
+        return DeadlineExceeded(f"no complete reply within the {self.overall:g} s deadline")
+
+    def timeout(self) -> float:
+        """min(per-read timeout, time left); DeadlineExceeded once none is left."""
+        left = self.until - time.monotonic()
+        if left <= 0:
+            raise self._passed()
+        return min(self.per_read, left)
+
+    @contextmanager
+    def wait(self, sock: socket.socket) -> Iterator[None]:
+        """One read or write on ``sock``: a timeout at the deadline says so."""
+        sock.settimeout(self.timeout())
+        try:
+            yield
+        except TimeoutError as exc:
+            if isinstance(exc, DeadlineExceeded) or self.until > time.monotonic():
+                raise
+            raise self._passed() from None
+
+
+class _DeadlineSocket(socket.socket):
+    """A socket whose every read and write waits at most the clock's time left."""
+
+    clock: _Clock
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        with self.clock.wait(self):
+            return super().recv(bufsize, flags)
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        with self.clock.wait(self):
+            return super().recv_into(buffer, nbytes, flags)
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        with self.clock.wait(self):
+            return super().send(data, flags)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        with self.clock.wait(self):
+            super().sendall(data, flags)
+
+
+class _DeadlineSSLSocket(ssl.SSLSocket):
+    """The same for TLS (STARTTLS or implicit): set as the context's socket class."""
+
+    clock: _Clock
+
+    def do_handshake(self, block: bool = False) -> None:
+        with self.clock.wait(self):
+            super().do_handshake(block)
+
+    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+        with self.clock.wait(self):
+            return super().recv(buflen, flags)
+
+    def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> int:
+        with self.clock.wait(self):
+            return super().recv_into(buffer, nbytes, flags)
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        with self.clock.wait(self):
+            return super().send(data, flags)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        with self.clock.wait(self):
+            super().sendall(data, flags)
+
+
+def _connect_socket(clock: _Clock, address: tuple[str, int],
+                    source: Any) -> socket.socket:
+    """A connected socket on ``clock``: TCP connect itself waits at most the time left."""
+    raw = socket.create_connection(address, clock.timeout(), source)
+    sock = _DeadlineSocket(raw.family, raw.type, raw.proto, fileno=raw.detach())
+    sock.clock = clock
+    return sock
+
+
+class _SMTP(smtplib.SMTP):
+    """smtplib.SMTP whose socket keeps the message deadline."""
+
+    clock: _Clock
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return _connect_socket(self.clock, (host, port), self.source_address)
+
+
+class _SMTPSSL(smtplib.SMTP_SSL):
+    """smtplib.SMTP_SSL whose socket keeps the message deadline."""
+
+    clock: _Clock
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock = _connect_socket(self.clock, (host, port), self.source_address)
+        return self.context.wrap_socket(sock, server_hostname=host)
+
+
+def _deadline_passed(exc: BaseException) -> str | None:
+    """The deadline message when ``exc`` is, or was raised while handling, one
+    (smtplib turns a failed read into SMTPServerDisconnected)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, DeadlineExceeded):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _os_reason(exc: BaseException) -> str:
+    passed = _deadline_passed(exc)
+    if passed:
+        return passed
     if isinstance(exc, TimeoutError):
         return "timed out"
     if isinstance(exc, OSError) and exc.strerror:
@@ -105,28 +242,37 @@ class SmtpMailer(_Closing):
             local_hostname if local_hostname and _HOSTNAME.fullmatch(local_hostname) else None
         )
         self._smtp: smtplib.SMTP | None = None
+        self._clock = _Clock(email.smtp_timeout, email.smtp_deadline)
         self._used = False
         self.dead: str | None = None  # why the server is unusable, once it is
 
     def _tls_context(self) -> ssl.SSLContext:
         """Certificates and host names are always verified: against the system's CAs,
-        or against ``smtp_ca_file`` for a relay with a site-internal CA."""
-        return ssl.create_default_context(cafile=self.email.smtp_ca_file)
+        or against ``smtp_ca_file`` for a relay with a site-internal CA. Its
+        sockets keep the message deadline (a subclass per mailer carries the clock)."""
+        context = ssl.create_default_context(cafile=self.email.smtp_ca_file)
+        context.sslsocket_class = cast(
+            Any, type("_ClockedSSLSocket", (_DeadlineSSLSocket,), {"clock": self._clock})
+        )
+        return context
 
     def _connect(self) -> smtplib.SMTP:
         email = self.email
         try:
+            # Built unconnected, so the clock is in place before the greeting is read.
             if email.smtp_ssl:
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                    email.smtp_host, email.smtp_port, local_hostname=self.local_hostname,
-                    timeout=email.smtp_timeout, context=self._tls_context(),
+                smtp: _SMTP | _SMTPSSL = _SMTPSSL(
+                    local_hostname=self.local_hostname, timeout=email.smtp_timeout,
+                    context=self._tls_context(),
                 )
             else:
-                smtp = smtplib.SMTP(
-                    email.smtp_host, email.smtp_port, local_hostname=self.local_hostname,
-                    timeout=email.smtp_timeout,
-                )
+                smtp = _SMTP(local_hostname=self.local_hostname, timeout=email.smtp_timeout)
+            smtp.clock = self._clock
+            smtp._host = email.smtp_host  # what the constructor would set: STARTTLS checks it
             try:
+                code, reply = smtp.connect(email.smtp_host, email.smtp_port)
+                if code != 220:
+                    raise smtplib.SMTPConnectError(code, reply)
                 smtp.ehlo()
                 if email.smtp_starttls:
                     smtp.starttls(context=self._tls_context())
@@ -157,20 +303,23 @@ class SmtpMailer(_Closing):
             raise DeliveryError(
                 f"not attempted: {self.dead}", connection=True, attempted=False
             )
+        self._clock.restart()
         try:
             self._send_once(message)
-        except smtplib.SMTPServerDisconnected:
+        except smtplib.SMTPServerDisconnected as exc:
             self._drop()
-            if not self._used:
-                raise self._die("connection closed by the server") from None
+            passed = _deadline_passed(exc)
+            if passed or not self._used:
+                raise self._die(passed or "connection closed by the server") from None
             # A server may close an idle or long-used connection between
             # messages; one fresh connection is worth a try.
             self._used = False
             try:
                 self._send_once(message)
-            except smtplib.SMTPServerDisconnected:
+            except smtplib.SMTPServerDisconnected as again:
                 self._drop()
-                raise self._die("connection closed by the server") from None
+                reason = _deadline_passed(again) or "connection closed by the server"
+                raise self._die(reason) from None
 
     def _send_once(self, message: EmailMessage) -> None:
         if self._smtp is None:
