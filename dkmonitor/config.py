@@ -199,6 +199,7 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[str], Any], str]]] = {
         "max_failure_percent": (_percent, "10"),
         "min_actions_before_breaker": (_int_at_least(1), "20"),
     },
+    "metrics": {"textfile": (_optional_path, "")},
     "logging": {
         "log_dir": (_optional_path, ""),
         "level": (_level, "INFO"),
@@ -266,6 +267,11 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    textfile: str | None = None  # node_exporter textfile written after each run
+
+
+@dataclass(frozen=True)
 class Settings:
     source: Path | None  # the file read, None when running on defaults
     state_dir: Path
@@ -276,6 +282,7 @@ class Settings:
     clean: CleanSettings
     logging: LoggingSettings
     warnings: tuple[str, ...] = field(default=())  # for the CLI to show once
+    metrics: MetricsSettings = field(default=MetricsSettings())
 
 
 def mask_password(url: str) -> str:
@@ -387,6 +394,7 @@ def settings_from_mapping(
         clean=CleanSettings(**values["clean"]),
         logging=LoggingSettings(**log),
         warnings=tuple(warnings),
+        metrics=MetricsSettings(**values["metrics"]),
     )
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from dkmonitor.errors import ConfigError
-from dkmonitor.notify.step import check_templates, mail_admins, notify_step
+from dkmonitor.notify.admin import mail_admins
+from dkmonitor.notify.step import check_templates, notify_step
 from dkmonitor.taskrun import AlteredFiles, CleanSummary
 from tests.fixtures.notify import (
     HOSTNAME,

@@ -175,6 +175,7 @@ class _SMTP(smtplib.SMTP):
     """smtplib.SMTP whose socket keeps the message deadline."""
 
     clock: _Clock
+    _host: str
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         return _connect_socket(self.clock, (host, port), self.source_address)
@@ -184,6 +185,7 @@ class _SMTPSSL(smtplib.SMTP_SSL):
     """smtplib.SMTP_SSL whose socket keeps the message deadline."""
 
     clock: _Clock
+    _host: str
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         sock = _connect_socket(self.clock, (host, port), self.source_address)
