@@ -36,8 +36,15 @@ def _executable() -> list[str]:
     metavar="FILE",
     help="Read and change this crontab file instead of your crontab (crontab -l / -).",
 )
+@click.option(
+    "--check-notify",
+    is_flag=True,
+    help="Add an hourly `check --notify`: mail the administrators when the health changes.",
+)
 @pass_app
-def cron(app: AppContext, do_install: bool, crontab_file: Path | None) -> None:
+def cron(
+    app: AppContext, do_install: bool, crontab_file: Path | None, check_notify: bool
+) -> None:
     """Print the crontab lines for this host: quick hourly, full nightly.
 
     The lines name the absolute path of this dkmonitor and, when one is in use,
@@ -48,7 +55,7 @@ def cron(app: AppContext, do_install: bool, crontab_file: Path | None) -> None:
     """
     settings = app.settings
     config = str(settings.source.resolve()) if settings.source is not None else None
-    lines = cron_lines(_executable(), config, settings.hostname)
+    lines = cron_lines(_executable(), config, settings.hostname, check_notify=check_notify)
     if not do_install:
         for line in lines:
             click.echo(line.text)
