@@ -44,7 +44,9 @@ setup(
         "termcolor>=2.0",
     ],
     extras_require={
-        "test": ["pytest>=7", "aiosmtpd>=1.4", "ruff", "setuptools>=64", "wheel"],
+        "metrics": ["prometheus_client>=0.17"],
+        "test": ["pytest>=7", "aiosmtpd>=1.4", "ruff", "setuptools>=64", "wheel",
+                 "prometheus_client>=0.17"],
     },
     ext_modules=[
         Extension(

@@ -52,6 +52,11 @@ ensure_venv_support
 ensure_build_tools
 # the TLS mail tests make a self-signed certificate with it
 if ! command -v openssl >/dev/null 2>&1; then apt_install openssl; fi
+# the metrics tests check the node_exporter textfile with promtool (Debian: prometheus)
+if ! command -v promtool >/dev/null 2>&1; then
+    echo "== installing promtool (Debian package prometheus)"
+    apt_install --no-install-recommends prometheus || echo "test.sh: promtool not installed; the promtool checks skip (fail under CI=true)" >&2
+fi
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi

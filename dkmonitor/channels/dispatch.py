@@ -60,8 +60,10 @@ def admins(delivery: Delivery, summary: AdminSummary) -> list[str]:
 
 
 def after_run(delivery: Delivery, report: RunReport) -> list[str]:
-    """Every channel's end-of-run hook; their errors."""
+    """Every channel's end-of-run hook; their errors (logged here)."""
     errors: list[str] = []
     for channel in enabled(delivery.settings):
-        errors += channel.after_run(delivery, report)
+        for error in channel.after_run(delivery, report):
+            log.error("%s", error)
+            errors.append(error)
     return errors

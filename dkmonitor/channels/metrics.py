@@ -76,7 +76,7 @@ def _latest(session: Session, task: str, host: str, full: bool) -> Scan | None:
 
 def _user_values(row: UserStat) -> dict[str, float]:
     # ``inodes`` comes with the scan's per-user inode count (issue 14); 0 until then.
-    return {name: float(getattr(row, column, 0) or 0) for name, _, column in USER_METRICS}
+    return {column: float(getattr(row, column, 0) or 0) for _, _, column in USER_METRICS}
 
 
 def collect(session: Session, host: str) -> list[TargetSample]:
