@@ -204,16 +204,16 @@ def test_one_refused_recipient_does_not_stop_the_others(
 def test_dead_server_fails_fast_and_records_every_mail(
     database, tmp_path, dead_smtp_port, monkeypatch
 ):
-    from dkmonitor.notify import mailer as mailer_module
+    from dkmonitor.notify import deadline
 
     connects = []
-    real_connect = mailer_module._connect_socket
+    real_connect = deadline.connect_socket
 
     def counting_connect(*args):
         connects.append(args)
         return real_connect(*args)
 
-    monkeypatch.setattr(mailer_module, "_connect_socket", counting_connect)
+    monkeypatch.setattr(deadline, "connect_socket", counting_connect)
     settings = make_settings(tmp_path, smtp_port=dead_smtp_port)
 
     report = notify_step(database, settings, make_run(), None)

@@ -20,21 +20,24 @@ import logging
 import os
 import re
 import smtplib
-import socket
 import ssl
 import tempfile
-import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import default as DEFAULT_POLICY
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self, cast
+from typing import Protocol, Self
 
 from dkmonitor.config import EmailSettings
+from dkmonitor.notify.deadline import (
+    Clock,
+    DeadlineSMTP,
+    DeadlineSMTPSSL,
+    clocked_ssl_class,
+    deadline_passed,
+)
 from dkmonitor.notify.message import clean_text
 
 log = logging.getLogger(__name__)
@@ -77,134 +80,8 @@ def _smtp_reason(exc: smtplib.SMTPResponseException) -> str:
     return clean_text(f"{exc.smtp_code} {text}".strip())
 
 
-class DeadlineExceeded(TimeoutError):
-    """The message's overall deadline passed (the server was slow, not silent)."""
-
-
-class _Clock:
-    """A message's monotonic deadline; what each read or write may wait for."""
-
-    def __init__(self, per_read: float, overall: float) -> None:
-        self.per_read = per_read
-        self.overall = overall
-        self.until = time.monotonic() + overall
-
-    def restart(self) -> None:
-        self.until = time.monotonic() + self.overall
-
-    def _passed(self) -> DeadlineExceeded:
-        return DeadlineExceeded(f"no complete reply within the {self.overall:g} s deadline")
-
-    def timeout(self) -> float:
-        """min(per-read timeout, time left); DeadlineExceeded once none is left."""
-        left = self.until - time.monotonic()
-        if left <= 0:
-            raise self._passed()
-        return min(self.per_read, left)
-
-    @contextmanager
-    def wait(self, sock: socket.socket) -> Iterator[None]:
-        """One read or write on ``sock``: a timeout at the deadline says so."""
-        sock.settimeout(self.timeout())
-        try:
-            yield
-        except TimeoutError as exc:
-            if isinstance(exc, DeadlineExceeded) or self.until > time.monotonic():
-                raise
-            raise self._passed() from None
-
-
-class _DeadlineSocket(socket.socket):
-    """A socket whose every read and write waits at most the clock's time left."""
-
-    clock: _Clock
-
-    def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        with self.clock.wait(self):
-            return super().recv(bufsize, flags)
-
-    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        with self.clock.wait(self):
-            return super().recv_into(buffer, nbytes, flags)
-
-    def send(self, data: Any, flags: int = 0) -> int:
-        with self.clock.wait(self):
-            return super().send(data, flags)
-
-    def sendall(self, data: Any, flags: int = 0) -> None:
-        with self.clock.wait(self):
-            super().sendall(data, flags)
-
-
-class _DeadlineSSLSocket(ssl.SSLSocket):
-    """The same for TLS (STARTTLS or implicit): set as the context's socket class."""
-
-    clock: _Clock
-
-    def do_handshake(self, block: bool = False) -> None:
-        with self.clock.wait(self):
-            super().do_handshake(block)
-
-    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
-        with self.clock.wait(self):
-            return super().recv(buflen, flags)
-
-    def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> int:
-        with self.clock.wait(self):
-            return super().recv_into(buffer, nbytes, flags)
-
-    def send(self, data: Any, flags: int = 0) -> int:
-        with self.clock.wait(self):
-            return super().send(data, flags)
-
-    def sendall(self, data: Any, flags: int = 0) -> None:
-        with self.clock.wait(self):
-            super().sendall(data, flags)
-
-
-def _connect_socket(clock: _Clock, address: tuple[str, int],
-                    source: Any) -> socket.socket:
-    """A connected socket on ``clock``: TCP connect itself waits at most the time left."""
-    raw = socket.create_connection(address, clock.timeout(), source)
-    sock = _DeadlineSocket(raw.family, raw.type, raw.proto, fileno=raw.detach())
-    sock.clock = clock
-    return sock
-
-
-class _SMTP(smtplib.SMTP):
-    """smtplib.SMTP whose socket keeps the message deadline."""
-
-    clock: _Clock
-    _host: str
-
-    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        return _connect_socket(self.clock, (host, port), self.source_address)
-
-
-class _SMTPSSL(smtplib.SMTP_SSL):
-    """smtplib.SMTP_SSL whose socket keeps the message deadline."""
-
-    clock: _Clock
-    _host: str
-
-    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        sock = _connect_socket(self.clock, (host, port), self.source_address)
-        return self.context.wrap_socket(sock, server_hostname=host)
-
-
-def _deadline_passed(exc: BaseException) -> str | None:
-    """The deadline message when ``exc`` is, or was raised while handling, one
-    (smtplib turns a failed read into SMTPServerDisconnected)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, DeadlineExceeded):
-            return str(seen)
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
 def _os_reason(exc: BaseException) -> str:
-    passed = _deadline_passed(exc)
+    passed = deadline_passed(exc)
     if passed:
         return passed
     if isinstance(exc, TimeoutError):
@@ -244,7 +121,7 @@ class SmtpMailer(_Closing):
             local_hostname if local_hostname and _HOSTNAME.fullmatch(local_hostname) else None
         )
         self._smtp: smtplib.SMTP | None = None
-        self._clock = _Clock(email.smtp_timeout, email.smtp_deadline)
+        self._clock = Clock(email.smtp_timeout, email.smtp_deadline)
         self._used = False
         self.dead: str | None = None  # why the server is unusable, once it is
 
@@ -253,9 +130,7 @@ class SmtpMailer(_Closing):
         or against ``smtp_ca_file`` for a relay with a site-internal CA. Its
         sockets keep the message deadline (a subclass per mailer carries the clock)."""
         context = ssl.create_default_context(cafile=self.email.smtp_ca_file)
-        context.sslsocket_class = cast(
-            Any, type("_ClockedSSLSocket", (_DeadlineSSLSocket,), {"clock": self._clock})
-        )
+        context.sslsocket_class = clocked_ssl_class(self._clock)
         return context
 
     def _connect(self) -> smtplib.SMTP:
@@ -263,12 +138,12 @@ class SmtpMailer(_Closing):
         try:
             # Built unconnected, so the clock is in place before the greeting is read.
             if email.smtp_ssl:
-                smtp: _SMTP | _SMTPSSL = _SMTPSSL(
+                smtp: DeadlineSMTP | DeadlineSMTPSSL = DeadlineSMTPSSL(
                     local_hostname=self.local_hostname, timeout=email.smtp_timeout,
                     context=self._tls_context(),
                 )
             else:
-                smtp = _SMTP(local_hostname=self.local_hostname, timeout=email.smtp_timeout)
+                smtp = DeadlineSMTP(local_hostname=self.local_hostname, timeout=email.smtp_timeout)
             smtp.clock = self._clock
             smtp._host = email.smtp_host  # what the constructor would set: STARTTLS checks it
             try:
@@ -310,7 +185,7 @@ class SmtpMailer(_Closing):
             self._send_once(message)
         except smtplib.SMTPServerDisconnected as exc:
             self._drop()
-            passed = _deadline_passed(exc)
+            passed = deadline_passed(exc)
             if passed or not self._used:
                 raise self._die(passed or "connection closed by the server") from None
             # A server may close an idle or long-used connection between
@@ -320,7 +195,7 @@ class SmtpMailer(_Closing):
                 self._send_once(message)
             except smtplib.SMTPServerDisconnected as again:
                 self._drop()
-                reason = _deadline_passed(again) or "connection closed by the server"
+                reason = deadline_passed(again) or "connection closed by the server"
                 raise self._die(reason) from None
 
     def _send_once(self, message: EmailMessage) -> None:
