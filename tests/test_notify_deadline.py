@@ -8,6 +8,7 @@ regression fails the test instead of hanging the suite.
 
 from __future__ import annotations
 
+import ssl
 import threading
 from email.message import EmailMessage
 
@@ -55,6 +56,30 @@ def test_tarpit_greeting_ends_at_the_deadline(tmp_path, tarpit_smtp: Tarpit):
     assert "deadline" in first.reason and f"127.0.0.1:{tarpit_smtp.port}" in first.reason
     assert not second.attempted
     assert tarpit_smtp.accepted == 1
+
+
+def test_tls_tarpit_ends_at_the_deadline(tmp_path, tarpit_factory, tls_certificate):
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tls_certificate.cert, tls_certificate.key)
+    tarpit = tarpit_factory(tls=context)
+    settings = make_settings(tmp_path, smtp_port=tarpit.port, smtp_timeout=30,
+                             smtp_deadline=1, smtp_ssl="yes",
+                             smtp_ca_file=tls_certificate.cert)
+    failures: list[DeliveryError] = []
+
+    def send() -> None:
+        with SmtpMailer(settings.email) as mailer:
+            try:
+                mailer.send(_message())
+            except DeliveryError as exc:
+                failures.append(exc)
+
+    worker = threading.Thread(target=send, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "send() still waiting on the TLS tarpit after 60 s"
+    (failure,) = failures
+    assert "deadline" in failure.reason, failure.reason
 
 
 def test_deadline_setting_is_bounded(tmp_path):
