@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from dkmonitor.channels import dispatch
-from dkmonitor.channels.base import AdminSummary, Delivery
+from dkmonitor.channels.base import AdminSummary, Delivery, unmailed_line
 from dkmonitor.config import Settings
 from dkmonitor.db import spool, taskcache
 from dkmonitor.db.engine import Database, open_database
@@ -30,7 +30,6 @@ from dkmonitor.db.store import ScanRecord, store_scan
 from dkmonitor.db.tasks import list_tasks
 from dkmonitor.errors import DatabaseUnavailable, TaskError
 from dkmonitor.lock import AlreadyRunning, task_lock
-from dkmonitor.notify.admin import unmailed_line
 from dkmonitor.runrecord import failure_record, noatime_warnings, scan_record, user_rows
 from dkmonitor.scan import scan_tree
 from dkmonitor.scan.disk import disk_usage

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from dkmonitor.channels.base import AdminSummary
+from dkmonitor.channels.base import AdminSummary, unmailed_line
 from dkmonitor.db.engine import open_database
-from dkmonitor.notify.admin import admin_step, unmailed_line
+from dkmonitor.notify.admin import admin_step
 from tests.fixtures.notify import HOSTNAME, age_log, make_settings
 from tests.test_notify_run import GHOST, mail_settings, make_target
 

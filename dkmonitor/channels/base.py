@@ -45,6 +45,11 @@ class AdminSummary:
         return bool(self.failures or self.unmailed)
 
 
+def unmailed_line(task: str) -> str:
+    """How a summary names a task whose owners could not be told (the line starts so)."""
+    return f"task {task}: not mailed, no passwd entry: "
+
+
 class Channel:
     """A delivery channel; override what applies. Every default does nothing."""
 

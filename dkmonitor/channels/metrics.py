@@ -198,8 +198,11 @@ class MetricsChannel(Channel):
 
     def after_run(self, delivery: Delivery, report: RunReport) -> list[str]:
         path = delivery.settings.metrics.textfile
-        if path is None or delivery.database is None:
-            return []  # left as it was: its timestamps show the scans stopped
+        if path is None:
+            return []
+        if delivery.database is None:  # left as it was: its timestamps show the scans stopped
+            log.warning("[metrics] textfile %s not rewritten: the database is unreachable", path)
+            return []
         try:
             with delivery.database.session() as session:
                 samples = collect(session, delivery.settings.hostname)

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from dkmonitor.channels.base import AdminSummary
+from dkmonitor.channels.base import AdminSummary, unmailed_line
 from dkmonitor.config import Settings
 from dkmonitor.db.engine import Database
 from dkmonitor.db.models import utcnow
@@ -47,11 +47,6 @@ def _subject(hostname: str, failures: int, notes: int) -> str:
         plural = "s" if failures != 1 else ""
         return f"[dkmonitor] {hostname}: run failed ({failures} problem{plural})"
     return f"[dkmonitor] {hostname}: owners not mailed ({notes} task{'s' if notes != 1 else ''})"
-
-
-def unmailed_line(task: str) -> str:
-    """How a summary names a task whose owners could not be mailed (the line starts so)."""
-    return f"task {task}: not mailed, no passwd entry: "
 
 
 def mail_admins(
