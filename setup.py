@@ -57,6 +57,7 @@ setup(
             "setuptools>=64",
             "wheel",
             "zstandard",
+            "prometheus_client>=0.17",
             "websocket-client>=1.6",  # drives headless chromium in tests/test_report_browser.py
             *REPORT,
         ],
@@ -65,6 +66,8 @@ setup(
         # scanning one target with every rank of an MPI job (mpirun, srun); needs an MPI
         # library (Debian: openmpi-bin, libopenmpi-dev) to build against
         "mpi": ["mpi4py>=3.1"],
+        # node_exporter textfile metrics ([metrics] textfile)
+        "metrics": ["prometheus_client>=0.17"],
     },
     ext_modules=[
         Extension(

@@ -68,6 +68,7 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[str], Any], str]]] = {
         "smtp_ssl": (v.parse_bool, "no"),
         "smtp_ca_file": (v.optional_file, ""),
         "smtp_timeout": (v.float_up_to(3600), "30"),
+        "smtp_deadline": (v.float_up_to(3600), "120"),
         "smtp_username": (v.text, ""),
         "smtp_password": (v.text, ""),
         "from_address": (v.text, "dkmonitor@localhost"),
@@ -89,6 +90,7 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[str], Any], str]]] = {
         "max_failure_percent": (v.percent, "10"),
         "min_actions_before_breaker": (v.int_between(1, 10**9), "20"),
     },
+    "metrics": {"textfile": (v.optional_path, "")},
     "logging": {
         "log_dir": (v.optional_path, ""),
         "level": (v.level, "INFO"),
@@ -118,6 +120,7 @@ class EmailSettings:
     smtp_ssl: bool
     smtp_ca_file: str | None
     smtp_timeout: float
+    smtp_deadline: float  # overall seconds per message, so a slow server cannot hang a run
     smtp_username: str
     smtp_password: str = field(repr=False)
     from_address: str
@@ -155,6 +158,11 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    textfile: str | None = None  # node_exporter textfile written after each run
+
+
+@dataclass(frozen=True)
 class Settings:
     source: Path | None  # the file read, None when running on defaults
     state_dir: Path
@@ -165,6 +173,7 @@ class Settings:
     clean: CleanSettings
     logging: LoggingSettings
     warnings: tuple[str, ...] = field(default=())  # for the CLI to show once
+    metrics: MetricsSettings = field(default=MetricsSettings())
 
 
 def find_config_file(explicit: str | None, environ: Mapping[str, str]) -> Path | None:
@@ -298,6 +307,7 @@ def settings_from_mapping(
         clean=CleanSettings(**values["clean"]),
         logging=LoggingSettings(**log),
         warnings=tuple(warnings),
+        metrics=MetricsSettings(**values["metrics"]),
     )
 
 

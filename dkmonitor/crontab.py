@@ -28,7 +28,7 @@ from dkmonitor.errors import DkmError
 
 @dataclass(frozen=True)
 class CronLine:
-    kind: str  # quick | full | report
+    kind: str  # quick | full | report | check (check --notify)
     config: str | None
     text: str
 
@@ -42,8 +42,11 @@ def _cron_quote(word: str) -> str:
     return shlex.quote(word).replace("%", "\\%")
 
 
-def cron_lines(executable: list[str], config: str | None, hostname: str) -> list[CronLine]:
-    """The two crontab lines for this host: hourly quick run, nightly full run.
+def cron_lines(
+    executable: list[str], config: str | None, hostname: str, *, check_notify: bool = False
+) -> list[CronLine]:
+    """The crontab lines for this host: hourly quick run, nightly full run, and on
+    request an hourly ``check --notify`` (mail the administrators on a change).
 
     ``executable`` is the command that starts dkmonitor, as argv words
     (``["/usr/bin/dkmonitor"]`` or ``["/usr/bin/python3", "-m", "dkmonitor"]``).
@@ -54,10 +57,14 @@ def cron_lines(executable: list[str], config: str | None, hostname: str) -> list
     full_minute = (minute + 30) % 60
     command = executable + (["--config", config] if config else [])
     prefix = " ".join(_cron_quote(word) for word in command)
-    return [
+    lines = [
         CronLine("quick", config, f"{minute} * * * * {prefix} run quick"),
         CronLine("full", config, f"{full_minute} {full_hour} * * * {prefix} run full"),
     ]
+    if check_notify:  # after the quick run has reported, and not at the same time
+        check_minute = (minute + 15) % 60
+        lines.append(CronLine("check", config, f"{check_minute} * * * * {prefix} check --notify"))
+    return lines
 
 
 def report_line(executable: list[str], config: str | None, hostname: str, output: str) -> CronLine:
@@ -91,7 +98,9 @@ def _parse_entry(line: str) -> tuple[str, str | None] | None:
     except ValueError:
         return None
     runs_dkmonitor = any(os.path.basename(word) == "dkmonitor" for word in words)
-    if runs_dkmonitor and "report" in words and "run" not in words:
+    if runs_dkmonitor and "check" in words and "--notify" in words:
+        kind = "check"
+    elif runs_dkmonitor and "report" in words and "run" not in words:
         kind = "report"
     elif not runs_dkmonitor or "run" not in words:
         return None
@@ -117,12 +126,13 @@ class InstallResult:
 
 def merge(existing: str, lines: list[CronLine]) -> tuple[str, InstallResult]:
     """The new crontab text: ``existing`` plus whichever of ``lines`` it lacks."""
-    entries = {}
-    for line in existing.splitlines():
-        parsed = _parse_entry(line)
+    entries: dict[tuple[str, str | None], str] = {}
+    for text_line in existing.splitlines():
+        parsed = _parse_entry(text_line)
         if parsed is not None:
-            entries.setdefault(parsed, line)
-    added, present = [], []
+            entries.setdefault(parsed, text_line)
+    added: list[str] = []
+    present: list[str] = []
     for line in lines:
         found = entries.get((line.kind, line.config))
         if found is None:

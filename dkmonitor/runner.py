@@ -1,9 +1,11 @@
-"""One run of dkmonitor: for each task, quick/full -> scan -> store -> clean -> notify.
+"""One run of dkmonitor: for each task, quick/full -> scan -> store -> clean -> deliver.
 
 The runner owns the order of the steps and the error policy: one failing
 task never stops the others, a database that cannot be reached turns storing
 into spooling, and every outcome is collected in a RunReport for the CLI to
-render and turn into an exit status. It prints nothing.
+render and turn into an exit status. It prints nothing. What is delivered
+where (mail, metrics) is up to the channels (``dkmonitor.channels``): the
+runner calls their dispatch at the three moments and never asks which are on.
 """
 
 from __future__ import annotations
@@ -11,14 +13,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from dkmonitor.channels import dispatch
+from dkmonitor.channels.base import AdminSummary, Delivery, unmailed_line
 from dkmonitor.config import Settings, prepare_state_dir
 from dkmonitor.db import spool, taskcache
 from dkmonitor.db.backends import error_line, is_unavailable
@@ -29,15 +31,15 @@ from dkmonitor.db.store import ScanRecord, store_scan
 from dkmonitor.db.tasks import list_tasks
 from dkmonitor.errors import DatabaseUnavailable, TaskError
 from dkmonitor.lock import AlreadyRunning, task_lock
+from dkmonitor.runrecord import failure_record, noatime_warnings, scan_record, user_rows
 from dkmonitor.scan import scan_tree
-from dkmonitor.scan.disk import DiskUsage, disk_usage, mount_options
+from dkmonitor.scan.disk import disk_usage
 from dkmonitor.scan.stats import ScanOptions, ScanResult
-from dkmonitor.scan.users import username_for
-from dkmonitor.taskrun import CleanSummary, TaskRun, UserUsageRow
+from dkmonitor.taskrun import CleanSummary, TaskRun
 from dkmonitor.taskspec import TaskSpec
 
 if TYPE_CHECKING:
-    from dkmonitor.notify.step import AdminMail, NotifyReport
+    from dkmonitor.notify.step import NotifyReport
     from dkmonitor.scan.fromlist import ListSource
     from dkmonitor.scan.mpi import ScanPool
 
@@ -55,12 +57,18 @@ class TaskOutcome:
     message: str | None = None
     run: TaskRun | None = None
     clean: CleanSummary | None = None
-    notify: NotifyReport | None = None
+    deliveries: dict[str, NotifyReport] = field(default_factory=dict)  # channel -> report
     warnings: list[str] = field(default_factory=list)
 
     @property
+    def notify(self) -> NotifyReport | None:
+        """The mail channel's report, if mail is on."""
+        return self.deliveries.get("email")
+
+    @property
     def mail_failed(self) -> bool:
-        return self.notify is not None and not self.notify.ok
+        """Any channel failed to deliver to this task's users."""
+        return any(not report.ok for report in self.deliveries.values())
 
 
 @dataclass
@@ -180,7 +188,7 @@ class Runner:
             task.target_path,
             disk.percent,
         )
-        record = self._record(task, "quick", started, disk)
+        record = scan_record(task, self.settings.hostname, "quick", started, disk)
         outcome = TaskOutcome(task, "quick", "ok")
         if not self.dry_run:
             self._store(record, outcome)
@@ -200,47 +208,17 @@ class Runner:
         if not os.path.isdir(target):
             reason = "does not exist" if not os.path.lexists(target) else "is not a directory"
             return self._failed(task, "full", f"target {target} {reason}")
-        warnings = []
-        if task.age_basis == "atime" and "noatime" in mount_options(target):
-            warnings.append(
-                f"task {task.name}: {target} is mounted noatime but the task ages files by "
-                "atime; every file will look old (use --age-basis used)"
-            )
-        options = ScanOptions(
-            old_days=task.old_file_threshold,
-            now=now,
-            age_basis=task.age_basis,
-            exclude=self.settings.scan.exclude,
-            one_file_system=self.settings.scan.one_file_system,
-            workers=self.settings.scan.workers,
-        )
+        warnings = noatime_warnings(task)
         progress = self.progress(task) if self.progress else None
         try:
-            result = self._scan(target, options, progress)
+            result = self._scan(target, self._scan_options(task, now), progress)
             disk = disk_usage(target)
         except OSError as exc:
             return self._failed(task, "full", f"scanning {target}: {exc.strerror or exc}")
         for sample in result.error_samples:
             log.warning("task %s: %s", task.name, sample)
-        users = tuple(
-            sorted(
-                (
-                    UserUsageRow(
-                        uid=uid,
-                        username=username_for(uid),
-                        files=usage.files,
-                        bytes=usage.bytes,
-                        allocated_bytes=usage.allocated_bytes,
-                        old_files=usage.old_files,
-                        old_bytes=usage.old_bytes,
-                        average_age_days=usage.average_age_days,
-                    )
-                    for uid, usage in result.by_uid.items()
-                ),
-                key=lambda row: (-row.bytes, row.username),
-            )
-        )
-        record = self._record(task, "full", started, disk, result, users)
+        users = user_rows(result)
+        record = scan_record(task, self.settings.hostname, "full", started, disk, result, users)
         outcome = TaskOutcome(task, "full", "ok", warnings=warnings)
         scan_id = None if self.dry_run else self._store(record, outcome)
         outcome.run = TaskRun(
@@ -267,7 +245,7 @@ class Runner:
             disk.percent,
         )
         self._clean(outcome)
-        self._notify(outcome)
+        self._deliver(outcome)
         return outcome
 
     def _scan(self, target: str, options: ScanOptions, progress: Progress | None) -> ScanResult:
@@ -280,6 +258,16 @@ class Runner:
             return scan_list(self.from_list, target, options, progress)
         except ListError as exc:
             raise OSError(str(exc)) from exc
+
+    def _scan_options(self, task: TaskSpec, now: float) -> ScanOptions:
+        return ScanOptions(
+            old_days=task.old_file_threshold,
+            now=now,
+            age_basis=task.age_basis,
+            exclude=self.settings.scan.exclude,
+            one_file_system=self.settings.scan.one_file_system,
+            workers=self.settings.scan.workers,
+        )
 
     def _clean(self, outcome: TaskOutcome) -> None:
         run = outcome.run
@@ -297,52 +285,15 @@ class Runner:
         if outcome.clean.error:
             log.error("task %s: %s", run.task.name, outcome.clean.error)
 
-    def _notify(self, outcome: TaskOutcome) -> None:
-        run = outcome.run
-        if run is None or not self.settings.email.enabled:
-            return
-        from dkmonitor.notify.step import notify_step
+    def _delivery(self) -> Delivery:
+        return Delivery(self.settings, self.database, self.dry_run)
 
-        # on a dry run the notify step only reads the mail log (for the interval rule)
-        outcome.notify = notify_step(self.database, self.settings, run, outcome.clean)
-        summary = outcome.notify.summary()
-        if summary:
-            log.error(summary)
+    def _deliver(self, outcome: TaskOutcome) -> None:
+        """Tell the run's users, through every channel that is on."""
+        if outcome.run is not None:
+            outcome.deliveries = dispatch.users(self._delivery(), outcome.run, outcome.clean)
 
     # ------------------------------------------------------------ helpers
-    def _record(
-        self,
-        task: TaskSpec,
-        kind: str,
-        started: datetime,
-        disk: DiskUsage,
-        result: ScanResult | None = None,
-        users: tuple[UserUsageRow, ...] = (),
-    ) -> ScanRecord:
-        total = result.total if result is not None else None
-        return ScanRecord(
-            run_id=str(uuid.uuid4()),
-            task_name=task.name,
-            hostname=self.settings.hostname,
-            target_path=task.target_path,
-            kind=kind,
-            status="ok",
-            started_at=started,
-            finished_at=utcnow(),
-            disk_total=disk.total,
-            disk_used=disk.used,
-            disk_available=disk.available,
-            disk_use_percent=disk.percent,
-            files=total.files if total else None,
-            bytes=total.bytes if total else None,
-            allocated_bytes=total.allocated_bytes if total else None,
-            old_files=total.old_files if total else None,
-            old_bytes=total.old_bytes if total else None,
-            average_age_days=total.average_age_days if total else None,
-            errors=result.errors if result is not None else 0,
-            users=users,
-        )
-
     def _store(self, record: ScanRecord, outcome: TaskOutcome) -> int | None:
         """Store the record in one transaction, or spool it; returns the scan id."""
         if self.database is not None:
@@ -369,17 +320,7 @@ class Runner:
         log.error(message)
         outcome = TaskOutcome(task, kind, "failed", message)
         if not self.dry_run and self.database is not None:
-            record = ScanRecord(
-                run_id=str(uuid.uuid4()),
-                task_name=task.name,
-                hostname=self.settings.hostname,
-                target_path=task.target_path,
-                kind=kind,
-                status="failed",
-                started_at=utcnow(),
-                finished_at=utcnow(),
-                message=reason,
-            )
+            record = failure_record(task, self.settings.hostname, kind, reason)
             try:
                 with self.database.session() as session:
                     store_scan(session, record)
@@ -387,64 +328,38 @@ class Runner:
                 log.error("could not record the failure of task %s: %s", task.name, exc)
         return outcome
 
-    def _log_admin_mail(self, sent: AdminMail) -> None:
-        """The mail log holds every mail attempted, the administrators' summary too
-        (task ``*``: it is about the whole run). Not when the database is down:
-        that is usually what the mail is about, and the log file has it."""
-        if self.database is None:
-            return
-        from dkmonitor.notify import maillog
-
-        try:
-            with self.database.session() as session:
-                maillog.record(
-                    session, scan_id=None, task_name="*", hostname=self.settings.hostname,
-                    username="", address=sent.recipients, kind="admin", subject=sent.subject,
-                    body=sent.body, error=sent.error, created_at=utcnow(),
-                )
-        except SQLAlchemyError as exc:
-            log.warning("could not write the administrators' mail to the mail log: %s", exc)
-
-    def finish(self) -> RunReport:
-        """Mail the administrators about failures; close the database."""
+    def _admin_summary(self) -> AdminSummary:
+        """What the administrators need to hear of: failures, and owners nobody could tell."""
         failures = []
-        unmailed = []
+        unmailed = {}
         for outcome in self.report.outcomes:
             if outcome.status in ("failed", "spooled") and outcome.message:
                 failures.append(outcome.message)
             if outcome.clean is not None and outcome.clean.error:
                 failures.append(f"task {outcome.task.name}: {outcome.clean.error}")
-            if outcome.notify is not None:
-                summary = outcome.notify.summary()
+            for report in outcome.deliveries.values():
+                summary = report.summary()
                 if summary:
                     failures.append(summary)
-                if outcome.notify.no_passwd:
-                    unmailed.append(
-                        f"task {outcome.task.name}: not mailed, no passwd entry: "
-                        + ", ".join(outcome.notify.no_passwd)
+                if report.no_passwd:
+                    unmailed[outcome.task.name] = unmailed_line(outcome.task.name) + ", ".join(
+                        report.no_passwd
                     )
-        if failures and self.settings.email.enabled and not self.dry_run:
-            from dkmonitor.notify.step import mail_admins
+        return AdminSummary(tuple(failures), unmailed)
 
-            sent = mail_admins(self.settings, self.settings.hostname, failures + unmailed)
-            if sent is not None:
-                self._log_admin_mail(sent)
-                if sent.error:
-                    log.error(sent.error)
-                    self.report.messages.append(sent.error)
-                    self.report.failed = True
+    def finish(self) -> RunReport:
+        """Tell the administrators, run the channels' end-of-run hooks; close the database."""
+        delivery = self._delivery()
+        errors = dispatch.admins(delivery, self._admin_summary())
+        if not self.dry_run:
+            errors += dispatch.after_run(delivery, self.report)
+        if errors:
+            self.report.messages += errors
+            self.report.failed = True
         auto_purge(None if self.dry_run else self.database, self.settings, self.report.outcomes)
         if self.database is not None:
             self.database.dispose()
         return self.report
-
-
-def _check_mail_templates(settings: Settings) -> None:
-    """A broken template fails the run up front (exit 2), before any mail goes out."""
-    if settings.email.enabled:
-        from dkmonitor.notify.step import check_templates
-
-        check_templates(settings)
 
 
 def run_tasks(
@@ -458,7 +373,7 @@ def run_tasks(
     pool: ScanPool | None = None,
 ) -> RunReport:
     """`run quick|full [TASK...]`: this host's tasks, one after the other."""
-    _check_mail_templates(settings)
+    dispatch.check(settings)  # a broken channel setup fails the run up front (exit 2)
     runner = Runner(settings, dry_run=dry_run, progress=progress, from_list=from_list,
                     pool=pool)
     runner.connect()
@@ -487,7 +402,7 @@ def run_path(
     pool: ScanPool | None = None,
 ) -> RunReport:
     """`run path DIR`: an unsaved task, stored under the name ``path:DIR``."""
-    _check_mail_templates(settings)
+    dispatch.check(settings)  # a broken channel setup fails the run up front (exit 2)
     runner = Runner(settings, dry_run=dry_run, progress=progress, from_list=from_list,
                     pool=pool)
     if not dry_run:

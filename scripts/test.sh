@@ -64,6 +64,11 @@ if ! command -v mpirun >/dev/null 2>&1 || ! command -v mpicc >/dev/null 2>&1; th
     echo "== installing Open MPI (Debian packages)"
     apt_install openmpi-bin libopenmpi-dev
 fi
+# the metrics tests check the node_exporter textfile with promtool (Debian: prometheus)
+if ! command -v promtool >/dev/null 2>&1; then
+    echo "== installing promtool (Debian package prometheus)"
+    apt_install --no-install-recommends prometheus || echo "test.sh: promtool not installed; the promtool checks skip (fail under CI=true)" >&2
+fi
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi

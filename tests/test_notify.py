@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import smtplib
 from dataclasses import replace
 from email import policy
 from email.parser import BytesParser
@@ -11,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from dkmonitor.errors import ConfigError
-from dkmonitor.notify.step import check_templates, mail_admins, notify_step
+from dkmonitor.notify.admin import mail_admins
+from dkmonitor.notify.step import check_templates, notify_step
 from dkmonitor.taskrun import AlteredFiles, CleanSummary
 from tests.fixtures.notify import (
     HOSTNAME,
@@ -204,15 +204,16 @@ def test_one_refused_recipient_does_not_stop_the_others(
 def test_dead_server_fails_fast_and_records_every_mail(
     database, tmp_path, dead_smtp_port, monkeypatch
 ):
+    from dkmonitor.notify import deadline
+
     connects = []
-    real_smtp = smtplib.SMTP
+    real_connect = deadline.connect_socket
 
-    class CountingSMTP(real_smtp):
-        def __init__(self, *args, **kwargs):
-            connects.append(args)
-            super().__init__(*args, **kwargs)
+    def counting_connect(*args):
+        connects.append(args)
+        return real_connect(*args)
 
-    monkeypatch.setattr(smtplib, "SMTP", CountingSMTP)
+    monkeypatch.setattr(deadline, "connect_socket", counting_connect)
     settings = make_settings(tmp_path, smtp_port=dead_smtp_port)
 
     report = notify_step(database, settings, make_run(), None)

@@ -35,8 +35,8 @@ def mail_settings(port: int) -> str:
     )
 
 
-@pytest.fixture
-def target(tmp_path):
+def make_target(tmp_path):
+    """The standard tree (see the module docstring) under ``tmp_path/scratch``."""
     root = tmp_path / "scratch"
     root.mkdir()
     now = time.time()
@@ -52,6 +52,11 @@ def target(tmp_path):
         os.chown(path, uid, 0)
         os.utime(path, (now - age_days * DAY, now - age_days * DAY))
     return root
+
+
+@pytest.fixture
+def target(tmp_path):
+    return make_target(tmp_path)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from dkmonitor.db.maintenance import sqlite_file
 from dkmonitor.db.models import utcnow
 from dkmonitor.errors import DatabaseUnavailable, DkmError
 from dkmonitor.health import DEFAULT_MAX_AGE_HOURS, UNKNOWN, Verdict, evaluate, unknown
+from dkmonitor.healthnotify import require_mail
 
 
 def _emit(verdict: Verdict, fmt: str) -> None:
@@ -82,9 +83,15 @@ def _verdict(app: AppContext, max_age: str) -> Verdict:
     help="A task's last successful full scan, and a host's last scan, may be this old.",
 )
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--notify",
+    is_flag=True,
+    help="Also mail [email] admin_addresses when the state changes (and at most daily "
+    "while it stays bad); the last state is kept in the state directory.",
+)
 @pass_app
 @click.pass_context
-def check(ctx: click.Context, app: AppContext, max_age: str, fmt: str) -> None:
+def check(ctx: click.Context, app: AppContext, max_age: str, fmt: str, notify: bool) -> None:
     """Health for Nagios-style monitoring: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 
     CRITICAL: a disk over its critical threshold, a task whose last run
@@ -95,7 +102,11 @@ def check(ctx: click.Context, app: AppContext, max_age: str, fmt: str) -> None:
     perfdata (then one line per further problem); --format json prints the
     same as a JSON object.
     """
+    mailing = False  # --notify and mail is set up
     try:
+        if notify:
+            require_mail(app.settings)
+            mailing = True
         verdict = _verdict(app, max_age)
     except DatabaseUnavailable as exc:
         verdict = unknown(str(exc), utcnow())
@@ -105,4 +116,19 @@ def check(ctx: click.Context, app: AppContext, max_age: str, fmt: str) -> None:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         verdict = unknown(f"database {app.settings.database.safe_url}: {reason}", utcnow())
     _emit(verdict, fmt)
+    if mailing:
+        _notify(app, verdict)
     ctx.exit(verdict.state)
+
+
+def _notify(app: AppContext, verdict: Verdict) -> None:
+    """Mail on a change; a mail that failed is one line on stderr (the exit status
+    stays the verdict's: the monitoring system reads that)."""
+    from dkmonitor.healthnotify import notify_health
+
+    try:
+        error = notify_health(app.settings, verdict, utcnow())
+    except OSError as exc:
+        error = f"check --notify: cannot keep its state in {app.settings.state_dir}: {exc}"
+    if error:
+        click.echo(f"dkmonitor: {error}", err=True)

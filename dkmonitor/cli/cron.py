@@ -42,9 +42,18 @@ def _executable() -> list[str]:
     metavar="DIR",
     help="Also a nightly `dkmonitor report --output DIR` line (the HTML report).",
 )
+@click.option(
+    "--check-notify",
+    is_flag=True,
+    help="Add an hourly `check --notify`: mail the administrators when the health changes.",
+)
 @pass_app
 def cron(
-    app: AppContext, do_install: bool, crontab_file: Path | None, report_dir: str | None
+    app: AppContext,
+    do_install: bool,
+    crontab_file: Path | None,
+    report_dir: str | None,
+    check_notify: bool,
 ) -> None:
     """Print the crontab lines for this host: quick hourly, full nightly.
 
@@ -56,7 +65,7 @@ def cron(
     """
     settings = app.settings
     config = str(settings.source.resolve()) if settings.source is not None else None
-    lines = cron_lines(_executable(), config, settings.hostname)
+    lines = cron_lines(_executable(), config, settings.hostname, check_notify=check_notify)
     if report_dir is not None:
         output = os.path.abspath(report_dir)  # cron starts in the home directory
         lines.append(report_line(_executable(), config, settings.hostname, output))

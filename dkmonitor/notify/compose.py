@@ -20,7 +20,6 @@ from dkmonitor.units import human_bytes as human_size
 WARNING = "warning"
 MOVE_NOTICE = "move-notice"
 DELETE_NOTICE = "delete-notice"
-ADMIN = "admin"
 NOTICE_KINDS = (MOVE_NOTICE, DELETE_NOTICE)
 
 

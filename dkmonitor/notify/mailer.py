@@ -6,6 +6,12 @@ SMTP connection (and one login) for a few hundred users instead of one each.
 unusable (unreachable, TLS or login failed, dropped us), and the mailer then
 fails every further message at once instead of waiting ``smtp_timeout``
 seconds per user on a dead server.
+
+Each message also has an overall deadline (``smtp_deadline``, from the
+start of ``send`` to the server's last reply, connecting and logging in
+included): every read and write on the connection waits at most the time
+left, so a server that trickles a never-ending greeting or reply (a tarpit)
+cannot hold a run, however often it answers within ``smtp_timeout``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,13 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from dkmonitor.config import EmailSettings
+from dkmonitor.notify.deadline import (
+    Clock,
+    DeadlineSMTP,
+    DeadlineSMTPSSL,
+    clocked_ssl_class,
+    deadline_passed,
+)
 from dkmonitor.notify.message import clean_text
 from dkmonitor.safefs import write_private_file
 
@@ -67,6 +80,9 @@ def _smtp_reason(exc: smtplib.SMTPResponseException) -> str:
 
 
 def _os_reason(exc: BaseException) -> str:
+    passed = deadline_passed(exc)
+    if passed:
+        return passed
     if isinstance(exc, TimeoutError):
         return "timed out"
     if isinstance(exc, OSError) and exc.strerror:
@@ -104,28 +120,35 @@ class SmtpMailer(_Closing):
             local_hostname if local_hostname and _HOSTNAME.fullmatch(local_hostname) else None
         )
         self._smtp: smtplib.SMTP | None = None
+        self._clock = Clock(email.smtp_timeout, email.smtp_deadline)
         self._used = False
         self.dead: str | None = None  # why the server is unusable, once it is
 
     def _tls_context(self) -> ssl.SSLContext:
         """Certificates and host names are always verified: against the system's CAs,
-        or against ``smtp_ca_file`` for a relay with a site-internal CA."""
-        return ssl.create_default_context(cafile=self.email.smtp_ca_file)
+        or against ``smtp_ca_file`` for a relay with a site-internal CA. Its
+        sockets keep the message deadline (a subclass per mailer carries the clock)."""
+        context = ssl.create_default_context(cafile=self.email.smtp_ca_file)
+        context.sslsocket_class = clocked_ssl_class(self._clock)
+        return context
 
     def _connect(self) -> smtplib.SMTP:
         email = self.email
         try:
+            # Built unconnected, so the clock is in place before the greeting is read.
             if email.smtp_ssl:
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                    email.smtp_host, email.smtp_port, local_hostname=self.local_hostname,
-                    timeout=email.smtp_timeout, context=self._tls_context(),
+                smtp: DeadlineSMTP | DeadlineSMTPSSL = DeadlineSMTPSSL(
+                    local_hostname=self.local_hostname, timeout=email.smtp_timeout,
+                    context=self._tls_context(),
                 )
             else:
-                smtp = smtplib.SMTP(
-                    email.smtp_host, email.smtp_port, local_hostname=self.local_hostname,
-                    timeout=email.smtp_timeout,
-                )
+                smtp = DeadlineSMTP(local_hostname=self.local_hostname, timeout=email.smtp_timeout)
+            smtp.clock = self._clock
+            smtp._host = email.smtp_host  # what the constructor would set: STARTTLS checks it
             try:
+                code, reply = smtp.connect(email.smtp_host, email.smtp_port)
+                if code != 220:
+                    raise smtplib.SMTPConnectError(code, reply)
                 smtp.ehlo()
                 if email.smtp_starttls:
                     smtp.starttls(context=self._tls_context())
@@ -156,20 +179,23 @@ class SmtpMailer(_Closing):
             raise DeliveryError(
                 f"not attempted: {self.dead}", connection=True, attempted=False
             )
+        self._clock.restart()
         try:
             self._send_once(message)
-        except smtplib.SMTPServerDisconnected:
+        except smtplib.SMTPServerDisconnected as exc:
             self._drop()
-            if not self._used:
-                raise self._die("connection closed by the server") from None
+            passed = deadline_passed(exc)
+            if passed or not self._used:
+                raise self._die(passed or "connection closed by the server") from None
             # A server may close an idle or long-used connection between
             # messages; one fresh connection is worth a try.
             self._used = False
             try:
                 self._send_once(message)
-            except smtplib.SMTPServerDisconnected:
+            except smtplib.SMTPServerDisconnected as again:
                 self._drop()
-                raise self._die("connection closed by the server") from None
+                reason = deadline_passed(again) or "connection closed by the server"
+                raise self._die(reason) from None
 
     def _send_once(self, message: EmailMessage) -> None:
         if self._smtp is None:

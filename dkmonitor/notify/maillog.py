@@ -85,6 +85,18 @@ def pending_notices(
     ]
 
 
+def admin_bodies_since(session: Session, hostname: str, since: datetime) -> list[str]:
+    """Bodies of the administrators' summaries delivered from this host since then."""
+    return list(session.scalars(
+        select(Notification.body).where(
+            Notification.hostname == hostname,
+            Notification.kind == "admin",
+            Notification.delivered.is_(True),
+            Notification.created_at > since,
+        )
+    ))
+
+
 def record(
     session: Session,
     *,
