@@ -33,8 +33,24 @@ class CronLine:
     text: str
 
 
-def _splay(hostname: str) -> int:
-    return int.from_bytes(hashlib.sha256(hostname.encode()).digest()[:4], "big")
+@dataclass(frozen=True)
+class Schedule:
+    """When this host runs: quick at ``minute`` past every hour, full at ``full_hour:full_minute``.
+
+    Derived from the hostname, so hosts sharing one database do not all
+    connect at the same second, and the same on every call (cron and systemd
+    timers agree).
+    """
+
+    minute: int
+    full_hour: int  # between 01:00 and 04:59
+    full_minute: int
+
+
+def host_schedule(hostname: str) -> Schedule:
+    splay = int.from_bytes(hashlib.sha256(hostname.encode()).digest()[:4], "big")
+    minute = splay % 60
+    return Schedule(minute, 1 + (splay // 60) % 4, (minute + 30) % 60)
 
 
 def _cron_quote(word: str) -> str:
@@ -48,15 +64,12 @@ def cron_lines(executable: list[str], config: str | None, hostname: str) -> list
     ``executable`` is the command that starts dkmonitor, as argv words
     (``["/usr/bin/dkmonitor"]`` or ``["/usr/bin/python3", "-m", "dkmonitor"]``).
     """
-    splay = _splay(hostname)
-    minute = splay % 60
-    full_hour = 1 + (splay // 60) % 4  # between 01:00 and 04:59
-    full_minute = (minute + 30) % 60
+    when = host_schedule(hostname)
     command = executable + (["--config", config] if config else [])
     prefix = " ".join(_cron_quote(word) for word in command)
     return [
-        CronLine("quick", config, f"{minute} * * * * {prefix} run quick"),
-        CronLine("full", config, f"{full_minute} {full_hour} * * * {prefix} run full"),
+        CronLine("quick", config, f"{when.minute} * * * * {prefix} run quick"),
+        CronLine("full", config, f"{when.full_minute} {when.full_hour} * * * {prefix} run full"),
     ]
 
 
@@ -100,12 +113,13 @@ class InstallResult:
 
 def merge(existing: str, lines: list[CronLine]) -> tuple[str, InstallResult]:
     """The new crontab text: ``existing`` plus whichever of ``lines`` it lacks."""
-    entries = {}
-    for line in existing.splitlines():
-        parsed = _parse_entry(line)
+    entries: dict[tuple[str, str | None], str] = {}
+    for text_line in existing.splitlines():
+        parsed = _parse_entry(text_line)
         if parsed is not None:
-            entries.setdefault(parsed, line)
-    added, present = [], []
+            entries.setdefault(parsed, text_line)
+    added: list[str] = []
+    present: list[str] = []
     for line in lines:
         found = entries.get((line.kind, line.config))
         if found is None:
