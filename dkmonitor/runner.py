@@ -9,7 +9,6 @@ render and turn into an exit status. It prints nothing.
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -33,7 +32,7 @@ from dkmonitor.scan.disk import DiskUsage, disk_usage, mount_options
 from dkmonitor.scan.stats import ScanOptions, ScanResult
 from dkmonitor.scan.users import username_for
 from dkmonitor.taskrun import CleanSummary, TaskRun, UserUsageRow
-from dkmonitor.taskspec import TaskSpec
+from dkmonitor.taskspec import TaskSpec, target_problem
 
 if TYPE_CHECKING:
     from dkmonitor.notify.step import AdminMail, NotifyReport
@@ -161,6 +160,9 @@ class Runner:
 
     def _quick(self, task: TaskSpec) -> TaskOutcome:
         started = utcnow()
+        problem = target_problem(task.target_path)
+        if problem:
+            return self._failed(task, "quick", f"target {task.target_path} {problem}")
         try:
             disk = disk_usage(task.target_path)
         except OSError as exc:
@@ -189,9 +191,9 @@ class Runner:
         started = utcnow()
         now = time.time()
         target = task.target_path
-        if not os.path.isdir(target):
-            reason = "does not exist" if not os.path.lexists(target) else "is not a directory"
-            return self._failed(task, "full", f"target {target} {reason}")
+        problem = target_problem(target)
+        if problem:
+            return self._failed(task, "full", f"target {target} {problem}")
         warnings = []
         if task.age_basis == "atime" and "noatime" in mount_options(target):
             warnings.append(
