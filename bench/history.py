@@ -16,9 +16,12 @@ start-up alone (a `view system` of a host with no scans), and the database
 size per stored row (scans + user_stats). The data comes from a fixed seed,
 so two runs of the same arguments store the same rows.
 
-    python bench/history.py                                   # SQLite in /tmp
-    python bench/history.py --url postgresql://postgres@127.0.0.1:55440/bench
-    python bench/history.py --tasks 2 --users 50 --days 30    # a quick look
+    .venv/bin/python bench/history.py                         # SQLite in /tmp
+    .venv/bin/python bench/history.py --url postgresql://postgres@127.0.0.1:55440/bench
+    .venv/bin/python bench/history.py --tasks 2 --users 50 --days 30    # a quick look
+
+(``python3 bench/history.py`` works too: it re-runs itself under the
+checkout's ``.venv`` when this interpreter lacks dkmonitor.)
 """
 
 from __future__ import annotations
@@ -38,13 +41,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, func, insert, select, text
-from sqlalchemy.engine import make_url
+from checkout import reexec_with_dkmonitor
 
-from dkmonitor.db.engine import Database, open_database
-from dkmonitor.db.models import Scan, UserStat
-from dkmonitor.db.queries import system_records, user_records
-from dkmonitor.db.readonly import ReadConnection, connect_current
+reexec_with_dkmonitor()  # before the imports below need the virtualenv
+
+from sqlalchemy import Engine, func, insert, select, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from dkmonitor.db.engine import Database, open_database  # noqa: E402
+from dkmonitor.db.models import Scan, UserStat  # noqa: E402
+from dkmonitor.db.queries import system_records, user_records  # noqa: E402
+from dkmonitor.db.readonly import ReadConnection, connect_current  # noqa: E402
 
 END = datetime(2025, 1, 1)  # the history ends here, so runs are reproducible
 FULL_HOUR = 2  # the nightly full scan starts at 02:00; quick scans the other hours

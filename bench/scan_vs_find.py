@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Time dkmonitor's full scan against GNU find on the same tree (issue 6).
 
-Builds (or reuses) a synthetic tree with the shared make_tree.py, then in one
+Builds (or reuses) a synthetic tree with bench/make_tree.py, then in one
 run alternates ``find DIR -printf '%s %A@ %U\\n' >/dev/null`` and dkmonitor,
 a warm-up of each first, and prints the median wall-time ratio dkmonitor/find
 and dkmonitor's peak RSS (the largest of its processes, workers included:
@@ -15,11 +15,13 @@ Modes:
 ``--cold`` drops the page cache before every timed command (needs root).
 ``--tty`` also times dkmonitor with its stderr on a pseudo-terminal, where it
 draws its progress line (files, bytes, rate), and prints what that costs.
-``--latfs`` mounts the tree through ../shared/bench/latfs.c (a FUSE passthrough
+``--latfs`` mounts the tree through bench/latfs.c (a FUSE passthrough
 adding ``--lat-us`` to every metadata request, a stand-in for NFS/Lustre),
 remounting before every command so each one starts with cold FUSE caches.
 
 Trees live under ``--work-dir`` (default /tmp/dkm-bench), never in the repo.
+Any ``python3`` can start it: dkmonitor runs from the checkout's ``.venv``
+when this interpreter does not have it.
 """
 
 from __future__ import annotations
@@ -40,9 +42,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-SHARED_BENCH = Path(
-    os.environ.get("DKM_SHARED_BENCH", Path(__file__).resolve().parents[2] / "shared" / "bench")
-)
+from checkout import dkmonitor_python
+
+BENCH = Path(__file__).resolve().parent
 FIND_FORMAT = "%s %A@ %U\\n"
 SCAN_SNIPPET = """
 import sys, time
@@ -118,7 +120,7 @@ def ensure_tree(work_dir: Path, files: int) -> Path:
     if manifest.is_file() and root.is_dir():
         if json.loads(manifest.read_text()).get("files") == files:
             return root
-    make_tree = SHARED_BENCH / "make_tree.py"
+    make_tree = BENCH / "make_tree.py"
     print(f"building {root} with {make_tree} ...", flush=True)
     work_dir.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, str(make_tree), str(root), "--files", str(files),
@@ -128,7 +130,7 @@ def ensure_tree(work_dir: Path, files: int) -> Path:
 
 def cli_works() -> bool:
     try:
-        done = subprocess.run([sys.executable, "-m", "dkmonitor", "--version"],
+        done = subprocess.run([dkmonitor_python(), "-m", "dkmonitor", "--version"],
                               capture_output=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return False
@@ -138,7 +140,7 @@ def cli_works() -> bool:
 def dkmonitor_command(mode: str, root: Path, workers: int, old_days: float,
                       scratch: Path) -> list[str]:
     if mode == "scan":
-        return [sys.executable, "-c", SCAN_SNIPPET, str(root), str(old_days), str(workers)]
+        return [dkmonitor_python(), "-c", SCAN_SNIPPET, str(root), str(old_days), str(workers)]
     config = scratch / "settings.cfg"
     config.write_text(
         f"[general]\nstate_dir = {scratch}/state\n"
@@ -147,13 +149,13 @@ def dkmonitor_command(mode: str, root: Path, workers: int, old_days: float,
         f"[logging]\nlog_dir = {scratch}/log\n"
     )
     # not -q: on a terminal (--tty) the progress line is drawn; stdout goes to /dev/null
-    return [sys.executable, "-m", "dkmonitor", "--config", str(config),
+    return [dkmonitor_python(), "-m", "dkmonitor", "--config", str(config),
             "run", "path", str(root), "--old-days", str(old_days)]
 
 
 @contextlib.contextmanager
 def latfs_binary() -> Iterator[Path]:
-    source = SHARED_BENCH / "latfs.c"
+    source = BENCH / "latfs.c"
     with tempfile.TemporaryDirectory(prefix="dkm-latfs-") as build:
         binary = Path(build) / "latfs"
         flags = subprocess.run(["pkg-config", "fuse3", "--cflags", "--libs"], check=True,

@@ -33,8 +33,24 @@ class CronLine:
     text: str
 
 
-def _splay(hostname: str) -> int:
-    return int.from_bytes(hashlib.sha256(hostname.encode()).digest()[:4], "big")
+@dataclass(frozen=True)
+class Schedule:
+    """When this host runs: quick at ``minute`` past every hour, full at ``full_hour:full_minute``.
+
+    Derived from the hostname, so hosts sharing one database do not all
+    connect at the same second, and the same on every call (cron and systemd
+    timers agree).
+    """
+
+    minute: int
+    full_hour: int  # between 01:00 and 04:59
+    full_minute: int
+
+
+def host_schedule(hostname: str) -> Schedule:
+    splay = int.from_bytes(hashlib.sha256(hostname.encode()).digest()[:4], "big")
+    minute = splay % 60
+    return Schedule(minute, 1 + (splay // 60) % 4, (minute + 30) % 60)
 
 
 def _cron_quote(word: str) -> str:
@@ -51,18 +67,15 @@ def cron_lines(
     ``executable`` is the command that starts dkmonitor, as argv words
     (``["/usr/bin/dkmonitor"]`` or ``["/usr/bin/python3", "-m", "dkmonitor"]``).
     """
-    splay = _splay(hostname)
-    minute = splay % 60
-    full_hour = 1 + (splay // 60) % 4  # between 01:00 and 04:59
-    full_minute = (minute + 30) % 60
+    when = host_schedule(hostname)
     command = executable + (["--config", config] if config else [])
     prefix = " ".join(_cron_quote(word) for word in command)
     lines = [
-        CronLine("quick", config, f"{minute} * * * * {prefix} run quick"),
-        CronLine("full", config, f"{full_minute} {full_hour} * * * {prefix} run full"),
+        CronLine("quick", config, f"{when.minute} * * * * {prefix} run quick"),
+        CronLine("full", config, f"{when.full_minute} {when.full_hour} * * * {prefix} run full"),
     ]
     if check_notify:  # after the quick run has reported, and not at the same time
-        check_minute = (minute + 15) % 60
+        check_minute = (when.minute + 15) % 60
         lines.append(CronLine("check", config, f"{check_minute} * * * * {prefix} check --notify"))
     return lines
 
@@ -72,9 +85,9 @@ def report_line(executable: list[str], config: str | None, hostname: str, output
 
     Kept apart from ``cron_lines``: it is offered only on request (``cron --report DIR``).
     """
-    splay = _splay(hostname)
-    hour = (1 + (splay // 60) % 4 + 2) % 24  # the full run's hour + 2
-    minute = (splay % 60 + 30) % 60  # the full run's minute
+    when = host_schedule(hostname)
+    hour = (when.full_hour + 2) % 24
+    minute = when.full_minute
     command = executable + (["--config", config] if config else [])
     words = " ".join(_cron_quote(word) for word in [*command, "report", "--output", output])
     return CronLine("report", config, f"{minute} {hour} * * * {words}")

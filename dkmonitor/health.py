@@ -151,114 +151,119 @@ def evaluate(
         return unknown("no enabled tasks in the database (dkmonitor task create ...)", now)
     if not host_last_seen and all(t.last_status is None for t in tasks):
         return unknown(f"no scans stored yet for {len(tasks)} task(s)", now)
-    max_age = timedelta(hours=max_age_hours)
-    problems: list[Problem] = []
+    hosts = _host_ages(tasks)
+    problems = _stale_hosts(hosts, host_last_seen, now, max_age_hours)
+    stale_hosts = {p.hostname for p in problems}
     perf: list[Perf] = []
+    for task in tasks:
+        problems += _task_problems(task)
+        if task.disk_use_percent is not None:
+            perf.append(_disk_perf(task, task.disk_use_percent))
+        if task.hostname not in stale_hosts:  # a silent host is already reported once
+            problems += _stale_task(task, now, max_age_hours)
+    return _verdict(tasks, hosts, problems, perf, len(stale_hosts), now)
 
-    stale_hosts = set()
+
+def _host_ages(tasks: list[TaskFacts]) -> dict[str, datetime]:
+    """Each host with the creation time of its oldest enabled task (a host is as old as that)."""
     hosts: dict[str, datetime] = {}
-    for task in tasks:  # a host is as old as its oldest enabled task
+    for task in tasks:
         hosts[task.hostname] = min(hosts.get(task.hostname, task.created_at), task.created_at)
+    return hosts
+
+
+def _stale_hosts(
+    hosts: dict[str, datetime],
+    host_last_seen: dict[str, datetime],
+    now: datetime,
+    max_age_hours: float,
+) -> list[Problem]:
+    """CRITICAL for each host silent for longer than max_age (or never heard from)."""
+    max_age = timedelta(hours=max_age_hours)
+    problems = []
     for host, first_task in sorted(hosts.items()):
         seen = host_last_seen.get(host)
         if seen is None and now - first_task > max_age:
-            problems.append(
-                Problem(CRITICAL, "stale-host", f"host {host}: never reported", hostname=host)
-            )
-            stale_hosts.add(host)
+            message = f"host {host}: never reported"
         elif seen is not None and now - seen > max_age:
-            problems.append(
-                Problem(
-                    CRITICAL,
-                    "stale-host",
-                    f"host {host}: no scan for {_hours(now - seen)} (max {max_age_hours:g} h)",
-                    hostname=host,
-                )
-            )
-            stale_hosts.add(host)
+            message = f"host {host}: no scan for {_hours(now - seen)} (max {max_age_hours:g} h)"
+        else:
+            continue
+        problems.append(Problem(CRITICAL, "stale-host", message, hostname=host))
+    return problems
 
-    for task in tasks:
-        where = f"task {task.name} on {task.hostname}"
-        if task.last_status == "failed":
-            reason = f": {task.last_message}" if task.last_message else ""
-            problems.append(
-                Problem(
-                    CRITICAL,
-                    "failed",
-                    f"{where}: last run failed{reason}",
-                    task.name,
-                    task.hostname,
-                )
-            )
-        if task.disk_use_percent is not None:
-            use = task.disk_use_percent
-            if use > task.critical:
-                problems.append(
-                    Problem(
-                        CRITICAL,
-                        "disk",
-                        f"{where}: disk {use:.1f}% > critical {task.critical:g}%",
-                        task.name,
-                        task.hostname,
-                    )
-                )
-            elif use > task.warning:
-                problems.append(
-                    Problem(
-                        WARNING,
-                        "disk",
-                        f"{where}: disk {use:.1f}% > warning {task.warning:g}%",
-                        task.name,
-                        task.hostname,
-                    )
-                )
-            perf.append(
-                Perf(
-                    f"{task.name}@{task.hostname}",
-                    round(use, 2),
-                    "%",
-                    task.warning,
-                    task.critical,
-                    0,
-                    100,
-                )
-            )
-        if task.hostname not in stale_hosts:  # a silent host is already reported once
-            if task.last_full_ok is None and now - task.created_at > max_age:
-                problems.append(
-                    Problem(
-                        WARNING,
-                        "stale-task",
-                        f"{where}: never had a successful full scan",
-                        task.name,
-                        task.hostname,
-                    )
-                )
-            elif task.last_full_ok is not None and now - task.last_full_ok > max_age:
-                problems.append(
-                    Problem(
-                        WARNING,
-                        "stale-task",
-                        f"{where}: last successful full scan {_hours(now - task.last_full_ok)} "
-                        f"ago (max {max_age_hours:g} h)",
-                        task.name,
-                        task.hostname,
-                    )
-                )
 
+def _task_problems(task: TaskFacts) -> list[Problem]:
+    """A failed last run (CRITICAL) and a disk over a threshold (CRITICAL or WARNING)."""
+    where = f"task {task.name} on {task.hostname}"
+    problems = []
+    if task.last_status == "failed":
+        reason = f": {task.last_message}" if task.last_message else ""
+        problems.append(
+            Problem(CRITICAL, "failed", f"{where}: last run failed{reason}", task.name,
+                    task.hostname)
+        )
+    use = task.disk_use_percent
+    if use is not None and use > task.critical:
+        problems.append(
+            Problem(CRITICAL, "disk", f"{where}: disk {use:.1f}% > critical {task.critical:g}%",
+                    task.name, task.hostname)
+        )
+    elif use is not None and use > task.warning:
+        problems.append(
+            Problem(WARNING, "disk", f"{where}: disk {use:.1f}% > warning {task.warning:g}%",
+                    task.name, task.hostname)
+        )
+    return problems
+
+
+def _disk_perf(task: TaskFacts, use: float) -> Perf:
+    return Perf(f"{task.name}@{task.hostname}", round(use, 2), "%", task.warning, task.critical,
+                0, 100)
+
+
+def _stale_task(task: TaskFacts, now: datetime, max_age_hours: float) -> list[Problem]:
+    """WARNING when the last successful full scan is older than max_age.
+
+    A task that never had one is judged from its creation: it is not stale
+    until max_age has passed since it was created (the first nightly run
+    has not happened yet).
+    """
+    max_age = timedelta(hours=max_age_hours)
+    where = f"task {task.name} on {task.hostname}"
+    if task.last_full_ok is None and now - task.created_at > max_age:
+        message = f"{where}: never had a successful full scan"
+    elif task.last_full_ok is not None and now - task.last_full_ok > max_age:
+        message = (
+            f"{where}: last successful full scan {_hours(now - task.last_full_ok)} "
+            f"ago (max {max_age_hours:g} h)"
+        )
+    else:
+        return []
+    return [Problem(WARNING, "stale-task", message, task.name, task.hostname)]
+
+
+def _verdict(
+    tasks: list[TaskFacts],
+    hosts: dict[str, datetime],
+    problems: list[Problem],
+    perf: list[Perf],
+    stale_hosts: int,
+    now: datetime,
+) -> Verdict:
+    """The worst state, a summary naming the first three problems, and the counters."""
     critical = sum(1 for p in problems if p.state == CRITICAL)
     warning = sum(1 for p in problems if p.state == WARNING)
-    perf += [
+    perf = perf + [
         Perf("tasks", len(tasks), min=0),
         Perf("critical", critical, min=0),
         Perf("warning", warning, min=0),
-        Perf("stale_hosts", len(stale_hosts), min=0),
+        Perf("stale_hosts", stale_hosts, min=0),
     ]
-    problems.sort(key=lambda p: -p.state)
+    problems = sorted(problems, key=lambda p: -p.state)
     if not problems:
         summary = f"{len(tasks)} task(s) on {len(hosts)} host(s) fine"
         return Verdict(OK, summary, (), tuple(perf), now)
-    state = problems[0].state
     counts = ", ".join(
         text
         for text in (
@@ -270,4 +275,4 @@ def evaluate(
     summary = f"{counts}: " + "; ".join(p.message for p in problems[:3])
     if len(problems) > 3:
         summary += f"; and {len(problems) - 3} more"
-    return Verdict(state, summary, tuple(problems), tuple(perf), now)
+    return Verdict(problems[0].state, summary, tuple(problems), tuple(perf), now)

@@ -11,7 +11,6 @@ runner calls their dispatch at the three moments and never asks which are on.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from dkmonitor.scan import scan_tree
 from dkmonitor.scan.disk import disk_usage
 from dkmonitor.scan.stats import ScanOptions, ScanResult
 from dkmonitor.taskrun import CleanSummary, TaskRun
-from dkmonitor.taskspec import TaskSpec
+from dkmonitor.taskspec import TaskSpec, target_problem
 
 if TYPE_CHECKING:
     from dkmonitor.notify.step import NotifyReport
@@ -177,6 +176,9 @@ class Runner:
 
     def _quick(self, task: TaskSpec) -> TaskOutcome:
         started = utcnow()
+        problem = target_problem(task.target_path)
+        if problem:
+            return self._failed(task, "quick", f"target {task.target_path} {problem}")
         try:
             disk = disk_usage(task.target_path)
         except OSError as exc:
@@ -205,9 +207,9 @@ class Runner:
         started = utcnow()
         now = time.time()
         target = task.target_path
-        if not os.path.isdir(target):
-            reason = "does not exist" if not os.path.lexists(target) else "is not a directory"
-            return self._failed(task, "full", f"target {target} {reason}")
+        problem = target_problem(target)
+        if problem:
+            return self._failed(task, "full", f"target {target} {problem}")
         warnings = noatime_warnings(task)
         progress = self.progress(task) if self.progress else None
         try:

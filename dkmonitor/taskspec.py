@@ -48,6 +48,16 @@ class TaskSpec:
 TASK_FIELDS = tuple(f.name for f in fields(TaskSpec))
 
 
+def target_problem(path: str) -> str | None:
+    """Why a task's target cannot be scanned ("does not exist", "is not a directory"), or None.
+
+    The one wording for a missing target, used by quick and full runs alike.
+    """
+    if os.path.isdir(path):
+        return None
+    return "does not exist" if not os.path.lexists(path) else "is not a directory"
+
+
 def relocation_conflict(target: str, relocation: str) -> str | None:
     """Why ``relocation`` may not receive files moved out of ``target``, or None.
 

@@ -34,6 +34,11 @@ def human_count(count: int | None) -> str:
     return "-" if count is None else f"{count:,}"
 
 
+def counted(count: int, noun: str) -> str:
+    """``1 file``, ``2 files``: a count with its noun, plural only when it is not one."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
 def iso_utc(moment: datetime) -> str:
     """A stored (naive, UTC) time as JSON shows it: ``2025-01-01T02:00:00Z``."""
     return moment.isoformat(timespec="seconds") + "Z"

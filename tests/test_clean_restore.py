@@ -193,7 +193,7 @@ def test_restore_command(clean_tree, dkm_sqlite):
 
     dry = dkm_sqlite("restore", task.name, "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert "would restore 1 files" in dry.stdout and not (target / "x.dat").exists()
+    assert "would restore 1 file (" in dry.stdout and not (target / "x.dat").exists()
 
     done = dkm_sqlite("restore", task.name, "--since", "2000-01-01")
     assert done.returncode == 0, done.stderr

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shlex
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -92,3 +94,116 @@ def test_paths_are_quoted_for_cron():
 def test_minutes_are_spread_over_hosts():
     minutes = {cron_lines(["/x/dkmonitor"], None, f"node{i}")[0].text.split()[0] for i in range(40)}
     assert len(minutes) > 10
+
+
+# ---------------------------------------------------------------- systemd
+
+
+def parse_unit(text: str) -> dict[str, dict[str, str]]:
+    """A unit file's sections and keys, as systemd reads them (no key repeated here)."""
+    sections: dict[str, dict[str, str]] = {}
+    current = None
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], {})
+            continue
+        key, _, value = line.partition("=")
+        assert current is not None and key and _, line
+        assert key not in current, f"{key} twice"
+        current[key] = value
+    return sections
+
+
+def printed_units(stdout: str) -> dict[str, str]:
+    """`dkmonitor systemd` output: '# /path/name' headers, each followed by that unit."""
+    units: dict[str, str] = {}
+    name = None
+    for line in stdout.splitlines():
+        if line.startswith("# /"):
+            name = Path(line[2:]).name
+            units[name] = ""
+        else:
+            assert name is not None
+            units[name] += line + "\n"
+    return units
+
+
+def test_systemd_prints_a_service_and_timer_per_schedule(dkm_sqlite):
+    result = dkm_sqlite("systemd")
+    assert result.returncode == 0, result.stderr
+    units = printed_units(result.stdout)
+    assert sorted(units) == sorted(
+        f"dkmonitor-{kind}.{suffix}"
+        for kind in ("quick", "full")
+        for suffix in ("service", "timer")
+    )
+    cron = dkm_sqlite("cron").stdout.splitlines()
+    for kind, cron_line in zip(("quick", "full"), cron, strict=True):
+        service = parse_unit(units[f"dkmonitor-{kind}.service"])
+        assert service["Service"]["Type"] == "oneshot"
+        words = shlex.split(service["Service"]["ExecStart"])
+        assert words == [str(Path(sys.executable).parent / "dkmonitor"), "--config",
+                         str(dkm_sqlite.config.resolve()), "run", kind]
+        timer = parse_unit(units[f"dkmonitor-{kind}.timer"])
+        assert timer["Install"]["WantedBy"] == "timers.target"
+        assert timer["Timer"]["Persistent"] == "true"
+        minute, hour = cron_line.split()[:2]
+        calendar = timer["Timer"]["OnCalendar"]  # the same minutes as the crontab line
+        clock = f"{int(minute):02d}:00" if hour == "*" else f"{int(hour):02d}:{int(minute):02d}"
+        expected_time = f"*:{clock}" if hour == "*" else f"{clock}:00"
+        assert calendar == f"*-*-* {expected_time}", (kind, calendar, cron_line)
+
+
+def test_systemd_install_writes_missing_units_and_keeps_changed_ones(dkm_sqlite, tmp_path):
+    unit_dir = tmp_path / "units"
+    first = dkm_sqlite("systemd", "--install", "--unit-dir", str(unit_dir))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count("written: ") == 4
+    assert "systemctl daemon-reload && systemctl enable --now" in first.stdout
+    written = sorted(unit_dir.iterdir())
+    assert [p.name for p in written] == sorted(printed_units(dkm_sqlite("systemd").stdout))
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in written)
+
+    changed = unit_dir / "dkmonitor-full.timer"
+    changed.write_text(changed.read_text().replace("Persistent=true", "Persistent=false"))
+    again = dkm_sqlite("systemd", "--install", "--unit-dir", str(unit_dir))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("already there: ") == 3
+    assert f"left as it is (it differs from what dkmonitor would write): {changed}" in again.stdout
+    assert "Persistent=false" in changed.read_text()
+
+
+def test_systemd_install_does_not_write_through_a_symlink(dkm_sqlite, tmp_path):
+    unit_dir = tmp_path / "units"
+    unit_dir.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    (unit_dir / "dkmonitor-quick.service").symlink_to(elsewhere)
+    result = dkm_sqlite("systemd", "--install", "--unit-dir", str(unit_dir))
+    assert result.returncode == 0, result.stderr
+    assert not elsewhere.exists()
+    assert "left as it is" in result.stdout and "dkmonitor-quick.service" in result.stdout
+
+
+def test_systemd_units_pass_systemd_analyze_verify(dkm_sqlite, tmp_path):
+    """The units are parsed above everywhere; where systemd-analyze exists it checks them too."""
+    unit_dir = tmp_path / "units"
+    assert dkm_sqlite("systemd", "--install", "--unit-dir", str(unit_dir)).returncode == 0
+    for path in unit_dir.iterdir():
+        assert parse_unit(path.read_text())
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        return  # parsed above; `systemd-analyze verify` needs Debian's systemd package
+    done = subprocess.run([analyze, "verify", *map(str, sorted(unit_dir.iterdir()))],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "dkmonitor-" not in done.stderr, done.stderr  # no warning about our units
+
+
+def test_systemd_quotes_odd_paths():
+    from dkmonitor.systemd import unit_files
+
+    units = {u.name: u.text for u in unit_files(["/opt/my tools/dkmonitor"], "/etc/100%.cfg", "h")}
+    exec_start = parse_unit(units["dkmonitor-quick.service"])["Service"]["ExecStart"]
+    assert exec_start == '"/opt/my tools/dkmonitor" --config /etc/100%%.cfg run quick'

@@ -129,7 +129,7 @@ _HANGING_SCAN = """
 import sys, time
 from dkmonitor.scan import ScanOptions, ScanWorkerError, scan_tree
 scan_tree(sys.argv[1], ScanOptions(old_days=1, now=time.time(), workers=3),
-          progress=lambda files, size: time.sleep(60))
+          progress=lambda files, size: time.sleep(600))  # killed long before
 """
 
 
@@ -138,14 +138,14 @@ def test_workers_die_with_a_killed_parent(scan_target: TreeBuilder) -> None:
     scan_target.file("a/b.dat", size=1)
     parent = subprocess.Popen([sys.executable, "-c", _HANGING_SCAN, str(scan_target.root)])
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 120  # generous: the loop ends as soon as they are up
         while len(workers := _children(parent.pid)) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(workers) == 3, "the scan did not start its workers"
     finally:
         parent.kill()
         parent.wait()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # generous: the loop ends as soon as they are gone
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not [pid for pid in workers if _alive(pid)]

@@ -38,6 +38,7 @@ class LazyGroup(click.Group):
         "check": "dkmonitor.cli.check",
         "cron": "dkmonitor.cli.cron",
         "report": "dkmonitor.cli.report",
+        "systemd": "dkmonitor.cli.cron",  # both schedulers' commands live there
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -101,6 +102,32 @@ def _database_error(exc: Exception) -> str | None:
     return error_line(exc) if is_database_error(exc) else None
 
 
+def _click_message(exc: click.ClickException) -> str:
+    """The command (once, without the program name) and click's message on one line."""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path.split(" ", 1)[1] if ctx and " " in ctx.command_path else ""
+    return f"{where}: {message}" if where else message
+
+
+def _missing_command(ctx: click.Context | None, usage_only: bool = False) -> int:
+    """Bare ``dkmonitor``: the help, exit 0. A group without its command: a usage line, exit 2."""
+    if ctx is None:
+        click.echo("Usage: dkmonitor COMMAND [ARGS]...  ('dkmonitor -h' for help)", err=True)
+        return 2
+    if ctx.parent is None and not usage_only:
+        click.echo(ctx.get_help())
+        return 0
+    group = ctx.command
+    names = ", ".join(group.list_commands(ctx)) if isinstance(group, click.Group) else ""
+    click.echo(
+        f"Usage: {ctx.command_path} COMMAND [ARGS]...  (COMMAND: {names}; "
+        f"'{ctx.command_path} -h' for help)",
+        err=True,
+    )
+    return 2
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one process, or every rank of an MPI job (``mpirun``, ``srun``).
 
@@ -137,10 +164,15 @@ def _run(argv: list[str] | None, pool: ScanPool | None) -> None:
     except click.exceptions.Abort:
         click.echo("dkmonitor: aborted", err=True)
         sys.exit(1)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        sys.exit(_missing_command(exc.ctx))
+    except click.UsageError as exc:
+        if exc.message == "Missing command.":  # `dkmonitor -v`: options but no command
+            sys.exit(_missing_command(exc.ctx, usage_only=True))
+        click.echo(f"dkmonitor: error: {_click_message(exc)}", err=True)
+        sys.exit(2)
     except click.ClickException as exc:
-        message = " ".join(exc.format_message().split())
-        where = exc.ctx.command_path if getattr(exc, "ctx", None) else "dkmonitor"
-        click.echo(f"dkmonitor: error: {where}: {message}", err=True)
+        click.echo(f"dkmonitor: error: {_click_message(exc)}", err=True)
         sys.exit(2 if exc.exit_code not in (0, 1) else exc.exit_code)
     except DkmError as exc:
         click.echo(f"dkmonitor: error: {exc}", err=True)

@@ -97,10 +97,11 @@ def check(ctx: click.Context, app: AppContext, max_age: str, fmt: str, notify: b
     CRITICAL: a disk over its critical threshold, a task whose last run
     failed, a host with enabled tasks that sent no scan for --max-age hours.
     WARNING: a disk over its warning threshold, a task without a successful
-    full scan for --max-age hours. UNKNOWN: no tasks or no scans yet, the
-    database unreachable, or a usage error. Prints one status line with
-    perfdata (then one line per further problem); --format json prints the
-    same as a JSON object.
+    full scan for --max-age hours. A task that never ran is judged from its
+    creation: OK until --max-age hours after `task create`. UNKNOWN: no tasks
+    or no scans yet, the database unreachable, or a usage error. Prints one
+    status line with perfdata (then one line per further problem); --format
+    json prints the same as a JSON object.
     """
     mailing = False  # --notify and mail is set up
     try:

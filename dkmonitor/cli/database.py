@@ -108,15 +108,17 @@ _TABLES_HELP = ", ".join(maintenance.CLEANABLE)
 @click.argument("days")
 @click.option("--table", "tables", multiple=True, metavar="T", help=f"One of {_TABLES_HELP}.")
 @click.option("--all", "all_", is_flag=True, help="Every table above.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation on a terminal.")
 @pass_app
-def clean(app: AppContext, days: str, tables: tuple[str, ...], all_: bool) -> None:
-    """Remove history older than DAYS days.
+def clean(app: AppContext, days: str, tables: tuple[str, ...], all_: bool, yes: bool) -> None:
+    """Remove history older than DAYS days (0: all of it).
 
     By default only scans (with their per-user rows); tasks, the mail log
     (notifications) and the action journal (actions) are kept unless named
     with --table (repeatable) or --all. For tasks, "older" means neither
     changed nor scanned for DAYS days. Removing old actions makes those moves
-    impossible to undo with `dkmonitor restore`.
+    impossible to undo with `dkmonitor restore`. On a terminal it says what
+    it will remove and asks first, unless --yes; from cron it does not ask.
     """
     if not days.isdigit():
         raise DkmError(f"database clean: DAYS {days!r}: expected a whole number of days >= 0")
@@ -124,10 +126,24 @@ def clean(app: AppContext, days: str, tables: tuple[str, ...], all_: bool) -> No
         raise DkmError("database clean: --table and --all are exclusive")
     chosen = maintenance.CLEANABLE if all_ else (tables or maintenance.DEFAULT_CLEAN)
     maintenance.check_tables(chosen)
+    if not yes and sys.stdin.isatty():
+        click.echo(_clean_plan(int(days), chosen))
+        if not click.confirm("Remove them?", default=False):
+            raise click.Abort()
     with app.database().session() as session:
         removed = maintenance.clean_tables(session, int(days), chosen)
     summary = ", ".join(f"{count} {name}" for name, count in removed.items())
     click.echo(f"removed rows older than {int(days)} days: {summary}")
+
+
+def _clean_plan(days: int, tables: tuple[str, ...]) -> str:
+    """What `database clean` is about to remove, in words."""
+    named = ", ".join(
+        "scans (with their per-user rows)" if name == "scans" else name for name in tables
+    )
+    if days == 0:
+        return f"This removes EVERY row of: {named} (DAYS is 0: the whole history)."
+    return f"This removes the rows older than {days} days of: {named}."
 
 
 @database.command("drop")

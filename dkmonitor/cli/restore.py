@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from dkmonitor.clean.restore import RestoreItem, restore_task
-from dkmonitor.units import human_bytes
+from dkmonitor.units import counted, human_bytes
 
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M",
                 "%Y-%m-%d %H:%M:%S"]
@@ -36,7 +36,8 @@ def restore(ctx: click.Context, task: str, username: str | None, since: datetime
         report=_show,
     )
     verb = "would restore" if dry_run else "restored"
-    click.echo(f"{task}: {verb} {summary.restored} files ({human_bytes(summary.bytes)}), "
+    click.echo(f"{task}: {verb} {counted(summary.restored, 'file')} "
+               f"({human_bytes(summary.bytes)}), "
                f"{summary.skipped} skipped, {summary.failed} failed")
     if summary.error:
         click.echo(f"dkmonitor: error: {summary.error}", err=True)

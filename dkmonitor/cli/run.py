@@ -7,6 +7,7 @@ dry runs, which are always asked for by a person.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -19,7 +20,7 @@ from dkmonitor.cli.render import percent, table
 from dkmonitor.cli.taskflags import spec_changes, task_flags
 from dkmonitor.runner import Progress, RunReport, TaskOutcome, run_path, run_tasks
 from dkmonitor.taskspec import TaskSpec, validate
-from dkmonitor.units import human_bytes, human_count
+from dkmonitor.units import counted, human_bytes, human_count
 
 
 @click.group()
@@ -39,12 +40,7 @@ dry_run_option = click.option(
 @click.pass_context
 def quick(ctx: click.Context, app: AppContext, tasks: tuple[str, ...], dry_run: bool) -> None:
     """Record disk use; a task over its warning threshold gets a full scan."""
-    _finish(
-        ctx,
-        app,
-        run_tasks(app.settings, "quick", tasks, dry_run=dry_run, progress=_progress_factory(app)),
-        always=dry_run,
-    )
+    _run_tasks(ctx, app, "quick", tasks, dry_run)
 
 
 def from_list_options(command: Any) -> Any:
@@ -94,72 +90,132 @@ def full(
     source = _list_source(from_list, list_format)
     if source is not None and len(tasks) != 1:
         raise click.UsageError("--from-list holds one target's files: name exactly one TASK")
-    report = run_tasks(app.settings, "full", tasks, dry_run=dry_run,
-                       progress=_progress_factory(app), from_list=source,
-                       pool=app.scan_pool)
-    _finish(ctx, app, report, always=dry_run)
+    _run_tasks(ctx, app, "full", tasks, dry_run, from_list=source)
+
+
+def _run_tasks(
+    ctx: click.Context, app: AppContext, kind: str, tasks: tuple[str, ...], dry_run: bool,
+    from_list: Any = None,
+) -> None:
+    line = _progress_line(app)
+    progress = line.factory if line is not None else None
+    report = run_tasks(app.settings, kind, tasks, dry_run=dry_run, progress=progress,
+                       from_list=from_list, pool=app.scan_pool)
+    _finish(ctx, app, report, line, always=dry_run, asked_for=tasks)
 
 
 @run.command("path")
-@click.argument("directory", type=click.Path(file_okay=False, path_type=str))
-@task_flags
+@click.argument(
+    "directory", type=click.Path(exists=True, file_okay=False, path_type=str), metavar="DIR"
+)
+@task_flags(without=("target_path", "hostname"))
 @dry_run_option
 @from_list_options
 @pass_app
 @click.pass_context
 def path(
-    ctx: click.Context, app: AppContext, directory: str, dry_run: bool,
+    ctx: click.Context, app: AppContext, /, directory: str, dry_run: bool,
     from_list: str | None, list_format: str | None, **flags: Any,
 ) -> None:
-    """One-off full run of an unsaved task on DIRECTORY (stored as task path:DIR).
+    """One-off full run of an unsaved task on DIR (stored as task path:DIR).
 
     Defaults: --warning 85, --critical 95, --old-days 90; no mail, no cleaning
-    unless asked for with the task flags.
+    unless asked for with the task flags. DIR must be an existing directory
+    (anything else is a usage error, exit 2).
     """
     settings = app.settings
     source = _list_source(from_list, list_format)
     target = os.path.abspath(directory)
     changes = spec_changes(flags)
-    changes.pop("target_path", None)
     changes.setdefault("usage_warning_threshold", 85.0)
     changes.setdefault("usage_critical_threshold", 95.0)
     changes.setdefault("old_file_threshold", 90.0)
-    changes.setdefault("hostname", settings.hostname)
-    spec = TaskSpec(name="one-off", target_path=target, **changes)
+    spec = TaskSpec(name="one-off", hostname=settings.hostname, target_path=target, **changes)
     spec = validate(spec).with_changes(name=f"path:{target}")
-    report = run_path(settings, spec, dry_run=dry_run, progress=_progress_factory(app),
-                      from_list=source, pool=app.scan_pool)
-    _finish(ctx, app, report, always=True)
+    line = _progress_line(app)
+    report = run_path(
+        settings, spec, dry_run=dry_run, progress=line.factory if line is not None else None,
+        from_list=source, pool=app.scan_pool,
+    )
+    _finish(ctx, app, report, line, always=True)
 
 
-def _progress_factory(app: AppContext) -> Any:
-    """A progress line on stderr, only on a terminal (never under cron)."""
-    if app.verbosity < 0 or not sys.stderr.isatty():
-        return None
+class ProgressLine:
+    """The progress line on a terminal's stderr, wiped before anything else is written there.
 
-    def factory(task: TaskSpec) -> Progress:
+    Log records go to the same stderr: a filter on its handlers wipes the line
+    first, so an error never shares the line with the progress.
+    """
+
+    def __init__(self) -> None:
+        self.drawn = False
+
+    def draw(self, text: str) -> None:
+        sys.stderr.write(f"\r\x1b[K{text}")
+        sys.stderr.flush()
+        self.drawn = True
+
+    def wipe(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+            self.drawn = False
+
+    def filter(self, record: logging.LogRecord) -> bool:  # a logging filter: never drops
+        self.wipe()
+        return True
+
+    def factory(self, task: TaskSpec) -> Progress:
+        """The runner's progress callback for one task."""
         started = time.monotonic()
 
         def show(files: int, size: int) -> None:
             elapsed = max(time.monotonic() - started, 1e-6)
-            sys.stderr.write(
-                f"\r\x1b[K  scanning {task.target_path}: {human_count(files)} files, "
+            self.draw(
+                f"  scanning {task.target_path}: {human_count(files)} files, "
                 f"{human_bytes(size)}, {files / elapsed:,.0f} files/s"
             )
-            sys.stderr.flush()
 
         return show
 
-    return factory
+    def attach(self) -> None:
+        for handler in [*logging.getLogger("dkmonitor").handlers, *logging.getLogger().handlers]:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(
+                handler, logging.FileHandler
+            ):
+                handler.addFilter(self)
 
 
-def _finish(ctx: click.Context, app: AppContext, report: RunReport, always: bool) -> None:
-    if sys.stderr.isatty() and app.verbosity >= 0:
-        sys.stderr.write("\r\x1b[K")
+def _progress_line(app: AppContext) -> ProgressLine | None:
+    """A progress line on stderr, only on a terminal (never under cron)."""
+    if app.verbosity < 0 or not sys.stderr.isatty():
+        return None
+    app.settings  # noqa: B018 - loading the settings sets up the stderr log handler first
+    line = ProgressLine()
+    line.attach()
+    return line
+
+
+def _finish(
+    ctx: click.Context,
+    app: AppContext,
+    report: RunReport,
+    line: ProgressLine | None,
+    *,
+    always: bool,
+    asked_for: tuple[str, ...] = (),
+) -> None:
+    if line is not None:
+        line.wipe()
     show = app.verbosity >= 0 and (always or app.interactive or app.verbosity > 0)
     if show:
-        for line in report.messages:
-            click.echo(line)
+        for message in report.messages:
+            click.echo(message)
+        if not report.outcomes and not asked_for:
+            click.echo(
+                f"no enabled task for this host ({app.settings.hostname}): nothing to run "
+                "(see `dkmonitor task list`)"
+            )
         for outcome in report.outcomes:
             click.echo(render_outcome(outcome), color=True)
     ctx.exit(report.exit_code)
@@ -167,10 +223,11 @@ def _finish(ctx: click.Context, app: AppContext, report: RunReport, always: bool
 
 def render_outcome(outcome: TaskOutcome) -> str:
     task = outcome.task
+    # Why a task failed or was skipped is already on stderr (logged, so cron mails it).
     if outcome.status == "failed":
-        return f"task {task.name}: FAILED: {outcome.message}"
+        return f"task {task.name}: FAILED"
     if outcome.status == "skipped":
-        return outcome.message or f"task {task.name}: skipped"
+        return f"task {task.name}: skipped"
     run = outcome.run
     if run is None:
         return f"task {task.name}: {task.target_path}: disk use under the warning threshold"
@@ -192,7 +249,7 @@ def render_outcome(outcome: TaskOutcome) -> str:
             human_count(user.old_files),
             human_bytes(user.old_bytes),
             f"{user.average_age_days:.0f} d",
-            f"{user.bytes / disk.total * 100:.2f}%" if disk.total else "-",
+            _share(user.allocated_bytes, disk.total),
         ]
         for user in run.users
     ]
@@ -207,21 +264,33 @@ def render_outcome(outcome: TaskOutcome) -> str:
                 human_count(total.old_files),
                 human_bytes(total.old_bytes),
                 f"{total.average_age_days:.0f} d",
-                f"{total.bytes / disk.total * 100:.2f}%" if disk.total else "-",
+                _share(total.allocated_bytes, disk.total),
             ]
         )
         lines.append(table(headers, rows))
         if run.result.errors:
-            lines.append(f"{run.result.errors} unreadable or vanished entries (see the log)")
+            errors = run.result.errors
+            lines.append(
+                f"{errors:,} unreadable or vanished {'entry' if errors == 1 else 'entries'} "
+                "(see the log)"
+            )
     lines += _clean_lines(outcome)
     if outcome.notify is not None:
         lines += list(getattr(outcome.notify, "would_send", []) or [])
         if outcome.notify.sent:
-            lines.append(f"mailed {outcome.notify.sent} user(s)")
+            lines.append(f"mailed {counted(outcome.notify.sent, 'user')}")
     if outcome.status == "spooled" and outcome.message:
         lines.append(outcome.message)
     lines += outcome.warnings
     return "\n".join(lines) + "\n"
+
+
+def _share(allocated: int, filesystem_size: int) -> str:
+    """The share column: space really taken over the file system's size, in percent.
+
+    Allocated bytes, not apparent ones: a sparse file takes only what it occupies.
+    """
+    return f"{allocated / filesystem_size * 100:.2f}%" if filesystem_size else "-"
 
 
 def _clean_lines(outcome: TaskOutcome) -> list[str]:
@@ -236,11 +305,11 @@ def _clean_lines(outcome: TaskOutcome) -> list[str]:
         files = sum(a.files for a in per_user.values())
         size = sum(a.bytes for a in per_user.values())
         done = label if summary.dry_run else ("moved" if label == "move" else "deleted")
-        lines.append(f"{verb}{done} {human_count(files)} old files ({human_bytes(size)}):")
+        lines.append(f"{verb}{done} {counted(files, 'old file')} ({human_bytes(size)}):")
         names = {u.uid: u.username for u in outcome.run.users} if outcome.run else {}
         for uid, altered in sorted(per_user.items(), key=lambda item: -item[1].bytes):
             lines.append(
-                f"  {names.get(uid, str(uid))}: {human_count(altered.files)} files, "
+                f"  {names.get(uid, str(uid))}: {counted(altered.files, 'file')}, "
                 f"{human_bytes(altered.bytes)}"
             )
     if summary.skipped or summary.failed:

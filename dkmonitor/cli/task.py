@@ -9,7 +9,13 @@ import click
 
 from dkmonitor.cli.context import AppContext, pass_app
 from dkmonitor.cli.render import table
-from dkmonitor.cli.taskflags import spec_changes, task_flags
+from dkmonitor.cli.taskflags import (
+    FLAGS,
+    required_flags,
+    shown_value,
+    spec_changes,
+    task_flags,
+)
 from dkmonitor.db.tasks import create_task, delete_task, get_task, list_tasks, update_task
 from dkmonitor.errors import TaskError
 from dkmonitor.taskspec import TaskSpec, validate
@@ -29,14 +35,19 @@ def _cleaning(spec: TaskSpec) -> str:
 
 @task.command("create")
 @click.argument("name", required=False)
-@task_flags
+@task_flags(mark_required=True)
 @click.option("--disabled", is_flag=True, help="Create the task disabled.")
-@click.option("--interactive", is_flag=True, help="Prompt for each field.")
+@click.option(
+    "--interactive", is_flag=True, help="Prompt for each field (then no other flag is needed)."
+)
 @pass_app
 def create(
-    app: AppContext, name: str | None, disabled: bool, interactive: bool, **flags: Any
+    app: AppContext, /, name: str | None, disabled: bool, interactive: bool, **flags: Any
 ) -> None:
-    """Create task NAME (or use --interactive)."""
+    """Create task NAME (or use --interactive).
+
+    --target, --warning, --critical and --old-days are required.
+    """
     settings = app.settings
     if interactive:
         from dkmonitor.cli.task_prompts import prompt_task
@@ -44,20 +55,12 @@ def create(
         spec = prompt_task(name, settings.hostname)
     else:
         if not name:
-            raise click.UsageError("task create needs a NAME (or --interactive)")
+            raise click.UsageError("needs a task NAME (or --interactive)")
         changes = spec_changes(flags)
-        missing = [
-            flag
-            for flag, key in (
-                ("--target", "target_path"),
-                ("--warning", "usage_warning_threshold"),
-                ("--critical", "usage_critical_threshold"),
-                ("--old-days", "old_file_threshold"),
-            )
-            if key not in changes
-        ]
+        missing = [flag.flag for flag in required_flags() if flag.key not in changes]
         if missing:
-            raise click.UsageError(f"task create {name}: missing {', '.join(missing)}")
+            needed = ", ".join(flag.flag for flag in required_flags())
+            raise click.UsageError(f"missing {', '.join(missing)} (required: {needed})")
         changes.setdefault("hostname", settings.hostname)
         spec = TaskSpec(name=name, enabled=not disabled, **changes)
     spec = validate(spec)
@@ -101,17 +104,22 @@ def list_(app: AppContext, fmt: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 @pass_app
 def show(app: AppContext, name: str, fmt: str) -> None:
-    """Show every field of task NAME."""
+    """Show task NAME as the flags that would create it (json: the stored fields)."""
     with app.database().session() as session:
         spec = get_task(session, name)
     if fmt == "json":
         click.echo(json.dumps(spec.as_dict(), indent=2))
         return
+    click.echo("\n".join(show_lines(spec)))
+
+
+def show_lines(spec: TaskSpec) -> list[str]:
+    """``task NAME`` and one ``--flag value`` line per field, aligned."""
     data = spec.as_dict()
-    width = max(len(key) for key in data)
-    for key, value in data.items():
-        shown = "-" if value is None else (f"{value:g}" if isinstance(value, float) else value)
-        click.echo(f"{key:<{width}}  {shown}")
+    rows = [(flag.name, shown_value(data[flag.key])) for flag in FLAGS]
+    rows.append(("--disabled", shown_value(not spec.enabled)))
+    width = max(len(flag) for flag, _value in rows)
+    return [f"task {spec.name}"] + [f"  {flag:<{width}}  {value}" for flag, value in rows]
 
 
 @task.command("edit")
@@ -120,7 +128,9 @@ def show(app: AppContext, name: str, fmt: str) -> None:
 @task_flags
 @click.option("--no-cleaning", is_flag=True, help="Stop moving or deleting old files.")
 @pass_app
-def edit(app: AppContext, name: str, new_name: str | None, no_cleaning: bool, **flags: Any) -> None:
+def edit(
+    app: AppContext, /, name: str, new_name: str | None, no_cleaning: bool, **flags: Any
+) -> None:
     """Change some fields of task NAME."""
     changes = spec_changes(flags)
     if new_name:
@@ -130,7 +140,7 @@ def edit(app: AppContext, name: str, new_name: str | None, no_cleaning: bool, **
             raise click.UsageError("--no-cleaning cannot be combined with --move-to or --delete")
         changes.update(relocation_path=None, delete_old_files=False, delete_when_full=False)
     if not changes:
-        raise click.UsageError(f"task edit {name}: nothing to change (give some task flags)")
+        raise click.UsageError(f"nothing to change for task {name} (give some task flags)")
     with app.database().session() as session:
         spec = update_task(session, name, changes)
     click.echo(f"updated task {spec.name}")

@@ -1,39 +1,40 @@
 """`task create --interactive`: one prompt per field, each checked as it is answered.
 
-Each answer is checked by building the task so far and running the same
-``validate`` the flags go through, so a prompt can never accept what the
-flags would refuse; a bad answer is explained and asked again.
+The questions come from the task flag table (``taskflags.FLAGS``), in its
+order; only the checks that tie one answer to another live here. Answering
+``back`` returns to the previous question, so a warning threshold that leaves
+no room for a critical one can be changed. The finished task goes through the
+same ``validate`` as the flags, so a prompt can never accept what the flags
+would refuse.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any
 
 import click
 
+from dkmonitor.cli.taskflags import FLAGS, Flag
 from dkmonitor.errors import TaskError
-from dkmonitor.scan.age import AGE_BASES
 from dkmonitor.taskspec import TaskSpec, relocation_conflict, validate
 
-T = TypeVar("T")
+BACK = "back"  # what a person types to return to the previous question
+_GO_BACK = object()
+Answers = dict[str, Any]
+Check = Callable[[Any, Answers], str | None]
 
 
-def _ask(
-    text: str, convert: Callable[[str], T], check: Callable[[T], str | None], default: Any = None
-) -> T:
-    while True:
-        raw = click.prompt(text, default=default, show_default=default is not None)
-        try:
-            value = convert(str(raw).strip())
-        except ValueError as exc:
-            click.echo(f"  {exc}", err=True)
-            continue
-        problem = check(value)
-        if problem is None:
-            return value
-        click.echo(f"  {problem}", err=True)
+@dataclass(frozen=True)
+class Question:
+    key: str  # the TaskSpec field, or "action" (keep/move/delete)
+    text: str
+    convert: Callable[[str], Any]
+    check: Check
+    default: str | None = None
+    applies: Callable[[Answers], bool] = lambda answers: True
 
 
 def _number(raw: str) -> float:
@@ -51,103 +52,175 @@ def _yes_no(raw: str) -> bool:
     raise ValueError("answer yes or no")
 
 
-def prompt_task(name: str | None, hostname: str) -> TaskSpec:
-    def nonempty_name(value: str) -> str | None:
+def _task_name(value: str, _answers: Answers) -> str | None:
+    try:
+        validate(TaskSpec(value, "host", "/", 1, 2, 1))
+    except TaskError as exc:
+        return str(exc)
+    return None
+
+
+def _existing_dir(value: str, _answers: Answers) -> str | None:
+    if not os.path.isabs(value):
+        return "give an absolute path"
+    if not os.path.isdir(value):
+        return f"{value} is not an existing directory"
+    return None
+
+
+def _critical(value: float, answers: Answers) -> str | None:
+    warning = answers["usage_warning_threshold"]
+    if warning < value <= 100:
+        return None
+    return f"must be > {warning:g} and <= 100 (or '{BACK}' to change the warning threshold)"
+
+
+def _relocation(value: str, answers: Answers) -> str | None:
+    if not os.path.isabs(value):
+        return "give an absolute path"
+    conflict = relocation_conflict(answers["target_path"], value)
+    return f"{value} {conflict}" if conflict else None
+
+
+def _in(low: float, high: float, high_ok: bool) -> Check:
+    def check(value: float, _answers: Answers) -> str | None:
+        if low < value < high or (high_ok and value == high):
+            return None
+        return f"must be > {low:g} and {'<=' if high_ok else '<'} {high:g}"
+
+    return check
+
+
+CHECKS: dict[str, Check] = {
+    "target_path": _existing_dir,
+    "hostname": lambda value, _answers: None if value else "give a host name",
+    "usage_warning_threshold": _in(0, 100, high_ok=False),
+    "usage_critical_threshold": _critical,
+    "old_file_threshold": lambda value, _answers: None if value > 0 else "must be greater than 0",
+    "email_top_percent": _in(0, 100, high_ok=True),
+    "relocation_path": _relocation,
+}
+# Asked only when the answer to "action" makes them matter.
+WHEN: dict[str, Callable[[Answers], bool]] = {
+    "relocation_path": lambda answers: answers.get("action") == "move",
+    "delete_when_full": lambda answers: answers.get("action") == "move",
+    "email_data_alterations": lambda answers: answers.get("action") != "keep",
+}
+EXTRA_PROMPTS: dict[str, tuple[str, str | None]] = {  # fields without a question in FLAGS
+    "relocation_path": ("Move old files to (absolute path)", None),
+    "delete_when_full": ("Delete the rest when that fills up (yes/no)", "no"),
+    "email_data_alterations": ("Mail users whose files are moved/deleted (yes/no)", "yes"),
+}
+ACTION = Question(
+    "action",
+    "When critical: keep, move or delete old files",
+    str.lower,
+    lambda value, _answers: None if value in ("keep", "move", "delete") else "keep, move or delete",
+    default="keep",
+)
+
+
+def _one_of(options: tuple[str, ...]) -> Check:
+    def check(value: str, _answers: Answers) -> str | None:
+        return None if value in options else f"one of {', '.join(options)}"
+
+    return check
+
+
+def _question(flag: Flag, hostname: str) -> Question | None:
+    if flag.prompt:
+        text, default = flag.prompt, flag.default
+    elif flag.key in EXTRA_PROMPTS:
+        text, default = EXTRA_PROMPTS[flag.key]
+    else:
+        return None
+    if flag.switch:
+        convert: Callable[[str], Any] = _yes_no
+    elif flag.number:
+        convert = _number
+    elif flag.key in ("target_path", "relocation_path"):
+        convert = os.path.normpath
+    else:
+        convert = str
+    check = CHECKS.get(flag.key, lambda value, _answers: None)
+    if flag.choices:
+        check = _one_of(flag.choices)
+    return Question(
+        flag.key,
+        text,
+        convert,
+        check,
+        default=hostname if flag.key == "hostname" else default,
+        applies=WHEN.get(flag.key, lambda answers: True),
+    )
+
+
+def questions(name: str | None, hostname: str) -> list[Question]:
+    """Every question, in the order of the flag table; the cleaning choice before --move-to."""
+    asked = [] if name else [Question("name", "Task name", str, _task_name)]
+    for flag in FLAGS:
+        if flag.key == "relocation_path":
+            asked.append(ACTION)
+        question = _question(flag, hostname)
+        if question is not None:
+            asked.append(question)
+    return asked
+
+
+def _ask(question: Question, answers: Answers) -> Any:
+    """The converted, checked answer; _GO_BACK when the person wants the previous question."""
+    while True:
+        raw = str(
+            click.prompt(question.text, default=question.default,
+                         show_default=question.default is not None)
+        ).strip()
+        if raw.lower() == BACK:
+            return _GO_BACK
         try:
-            validate(TaskSpec(value, hostname, "/", 1, 2, 1))
-        except TaskError as exc:
-            return str(exc)
-        return None
+            value = question.convert(raw)
+        except ValueError as exc:
+            click.echo(f"  {exc}", err=True)
+            continue
+        problem = question.check(value, answers)
+        if problem is None:
+            return value
+        click.echo(f"  {problem}", err=True)
 
-    def absolute_dir(value: str) -> str | None:
-        if not os.path.isabs(value):
-            return "give an absolute path"
-        if not os.path.isdir(value):
-            return f"{value} is not an existing directory"
-        return None
 
-    name = name or _ask("Task name", str, nonempty_name)
-    target = _ask("Target directory", os.path.normpath, absolute_dir)
-    host = _ask(
-        "Host that runs it", str, lambda v: None if v else "give a host name", default=hostname
-    )
-    warning = _ask(
-        "Warning threshold (% disk use)",
-        _number,
-        lambda v: None if 0 < v < 100 else "must be between 0 and 100",
-    )
-    critical = _ask(
-        "Critical threshold (% disk use)",
-        _number,
-        lambda v: None if warning < v <= 100 else f"must be > {warning:g} and <= 100",
-    )
-    old_days = _ask(
-        "Files unused for how many days are old",
-        _number,
-        lambda v: None if v > 0 else "must be greater than 0",
-    )
-    basis = _ask(
-        f"Age measured from ({'/'.join(AGE_BASES)})",
-        str,
-        lambda v: None if v in AGE_BASES else f"one of {', '.join(AGE_BASES)}",
-        default="used",
-    )
-    action = _ask(
-        "When critical: keep, move or delete old files",
-        str.lower,
-        lambda v: None if v in ("keep", "move", "delete") else "keep, move or delete",
-        default="keep",
-    )
-    relocation = None
-    delete_when_full = False
-    if action == "move":
-        relocation = _ask(
-            "Move old files to (absolute path)",
-            os.path.normpath,
-            lambda v: (
-                "give an absolute path"
-                if not os.path.isabs(v)
-                else (
-                    f"{v} {relocation_conflict(target, v)}"
-                    if relocation_conflict(target, v)
-                    else None
-                )
-            ),
-        )
-        delete_when_full = _ask(
-            "Delete the rest when that fills up (yes/no)", _yes_no, lambda v: None, default="no"
-        )
-    email_warnings = _ask(
-        "Mail users over the warning threshold (yes/no)", _yes_no, lambda v: None, default="no"
-    )
-    email_alterations = True
-    if action != "keep":
-        email_alterations = _ask(
-            "Mail users whose files are moved/deleted (yes/no)",
-            _yes_no,
-            lambda v: None,
-            default="yes",
-        )
-    top = _ask(
-        "Share of users flagged as top users (%)",
-        _number,
-        lambda v: None if 0 < v <= 100 else "must be in (0, 100]",
-        default="25",
-    )
-    return validate(
-        TaskSpec(
-            name=name,
-            hostname=host,
-            target_path=target,
-            usage_warning_threshold=warning,
-            usage_critical_threshold=critical,
-            old_file_threshold=old_days,
-            relocation_path=relocation,
-            delete_old_files=action == "delete",
-            delete_when_full=delete_when_full,
-            email_usage_warnings=email_warnings,
-            email_data_alterations=email_alterations,
-            email_top_percent=top,
-            age_basis=basis,
-        )
-    )
+def ask_all(asked: list[Question]) -> Answers:
+    """Ask each question that applies; ``back`` reopens the previous one."""
+    answers: Answers = {}
+    done: list[int] = []  # indexes of the questions answered, in order
+    index = 0
+    while index < len(asked):
+        question = asked[index]
+        if not question.applies(answers):
+            index += 1
+            continue
+        value = _ask(question, answers)
+        if value is _GO_BACK:
+            if not done:
+                click.echo("  this is the first question", err=True)
+                continue
+            index = done.pop()
+            answers.pop(asked[index].key, None)
+            continue
+        answers[question.key] = value
+        done.append(index)
+        index += 1
+    return answers
+
+
+def prompt_task(name: str | None, hostname: str) -> TaskSpec:
+    click.echo(f"Answer each question ('{BACK}' returns to the previous one).", err=True)
+    answers = ask_all(questions(name, hostname))
+    action = answers.pop("action")
+    answers["delete_old_files"] = action == "delete"
+    answers.setdefault("relocation_path", None)
+    if action != "move":
+        answers["relocation_path"] = None
+        answers["delete_when_full"] = False
+    if action == "keep":
+        answers["email_data_alterations"] = True
+    task_name = answers.pop("name", name)
+    return validate(TaskSpec(name=task_name, **answers))

@@ -1,4 +1,9 @@
-"""The task flags shared by `task create`, `task edit` and `run path`.
+"""The task flags shared by `task create`, `task edit`, `run path` and the prompts.
+
+One table, ``FLAGS``, says for each TaskSpec field the flag a user types, its
+help, whether `task create` requires it and how `task create --interactive`
+asks for it; the click options, `task show` and the prompts are all read from
+it, so a new task field is one row here.
 
 Every flag defaults to None so that `task edit` can tell "not given" from a
 value; ``spec_changes`` turns the given ones into TaskSpec field changes.
@@ -7,95 +12,116 @@ value; ``spec_changes`` turns the given ones into TaskSpec field changes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast, overload
 
 import click
 
 from dkmonitor.scan.age import AGE_BASES
 
-_FLAGS: list[Callable[[Any], Any]] = [
-    click.option("--target", "target_path", metavar="DIR", help="Directory to audit."),
-    click.option("--host", "hostname", metavar="H", help="Host that runs it (default: this one)."),
-    click.option(
-        "--warning",
-        "usage_warning_threshold",
-        type=float,
-        metavar="PCT",
-        help="Disk use %% above which users are warned.",
-    ),
-    click.option(
-        "--critical",
-        "usage_critical_threshold",
-        type=float,
-        metavar="PCT",
-        help="Disk use %% above which old files are moved or deleted.",
-    ),
-    click.option(
-        "--old-days",
-        "old_file_threshold",
-        type=float,
-        metavar="DAYS",
-        help="Files unused for longer than this are old.",
-    ),
-    click.option(
-        "--move-to",
-        "relocation_path",
-        metavar="DIR",
-        help="Move old files here when critical (mirrors the tree).",
-    ),
-    click.option(
-        "--delete",
-        "delete_old_files",
-        is_flag=True,
-        default=None,
-        help="Delete old files when critical.",
-    ),
-    click.option(
-        "--delete-when-full",
-        "delete_when_full",
-        is_flag=True,
-        default=None,
-        help="With --move-to: delete the remaining old files once it is full.",
-    ),
-    click.option(
-        "--email-warnings/--no-email-warnings",
-        "email_usage_warnings",
-        default=None,
-        help="Mail users over the warning threshold (default: off).",
-    ),
-    click.option(
-        "--email-alterations/--no-email-alterations",
-        "email_data_alterations",
-        default=None,
-        help="Mail users whose files are moved/deleted (default: on).",
-    ),
-    click.option(
-        "--top-percent",
-        "email_top_percent",
-        type=float,
-        metavar="PCT",
-        help="Share of users flagged as top users (default 25).",
-    ),
-    click.option(
-        "--age-basis",
-        "age_basis",
-        type=click.Choice(AGE_BASES),
-        help="What a file's age is measured from (default: used = newer of atime/mtime).",
-    ),
-    click.option(
-        "--purge-target",
-        "purge_target_percent",
-        type=float,
-        metavar="PCT",
-        help="Stop cleaning once disk use is back under this.",
-    ),
-]
+
+@dataclass(frozen=True)
+class Flag:
+    """One task field as the command line and the prompts show it."""
+
+    key: str  # the TaskSpec field
+    flag: str  # what a user types: "--warning", "--email-warnings/--no-email-warnings"
+    help: str
+    metavar: str | None = None
+    number: bool = False  # a float value
+    switch: bool = False  # an on/off flag (``--delete``) or a --x/--no-x pair
+    choices: tuple[str, ...] = ()
+    required: bool = False  # `task create` cannot do without it
+    prompt: str | None = None  # the interactive question (None: asked specially or never)
+    default: str | None = None  # the interactive default answer
+
+    @property
+    def name(self) -> str:
+        """The flag as `task show` prints it (the "on" spelling of a pair)."""
+        return self.flag.split("/", 1)[0]
+
+    def option(self, mark_required: bool = False) -> Callable[[Any], Any]:
+        help_text = self.help + (" [required]" if mark_required and self.required else "")
+        if self.switch:  # a --x/--no-x pair is a boolean flag by its spelling
+            single: dict[str, Any] = {} if "/" in self.flag else {"is_flag": True}
+            return click.option(self.flag, self.key, default=None, help=help_text, **single)
+        kind: Any = click.Choice(self.choices) if self.choices else (float if self.number else None)
+        return click.option(self.flag, self.key, type=kind, metavar=self.metavar, help=help_text)
 
 
-def task_flags(func: Callable[..., Any]) -> Callable[..., Any]:
-    for flag in reversed(_FLAGS):
-        func = flag(func)
-    return func
+FLAGS: tuple[Flag, ...] = (
+    Flag("target_path", "--target", "Directory to audit.", "DIR", required=True,
+         prompt="Target directory"),
+    Flag("hostname", "--host", "Host that runs it (default: this one).", "H",
+         prompt="Host that runs it"),
+    Flag("usage_warning_threshold", "--warning", "Disk use percent above which users are warned.",
+         "PCT", number=True, required=True, prompt="Warning threshold (% disk use)"),
+    Flag("usage_critical_threshold", "--critical",
+         "Disk use percent above which old files are moved or deleted.", "PCT", number=True,
+         required=True, prompt="Critical threshold (% disk use)"),
+    Flag("old_file_threshold", "--old-days", "Files unused for longer than this are old.",
+         "DAYS", number=True, required=True, prompt="Files unused for how many days are old"),
+    Flag("age_basis", "--age-basis",
+         "What a file's age is measured from (default: used = newer of atime/mtime).",
+         choices=AGE_BASES, prompt=f"Age measured from ({'/'.join(AGE_BASES)})", default="used"),
+    Flag("relocation_path", "--move-to", "Move old files here when critical (mirrors the tree).",
+         "DIR"),
+    Flag("delete_old_files", "--delete", "Delete old files when critical.", switch=True),
+    Flag("delete_when_full", "--delete-when-full",
+         "With --move-to: delete the remaining old files once it is full.", switch=True),
+    Flag("email_usage_warnings", "--email-warnings/--no-email-warnings",
+         "Mail users over the warning threshold (default: off).", switch=True,
+         prompt="Mail users over the warning threshold (yes/no)", default="no"),
+    Flag("email_data_alterations", "--email-alterations/--no-email-alterations",
+         "Mail users whose files are moved/deleted (default: on).", switch=True),
+    Flag("email_top_percent", "--top-percent",
+         "Share of users flagged as top users (default 25).", "PCT", number=True,
+         prompt="Share of users flagged as top users (%)", default="25"),
+    Flag("purge_target_percent", "--purge-target",
+         "Stop cleaning once disk use is back under this.", "PCT", number=True),
+)
+
+BY_KEY = {flag.key: flag for flag in FLAGS}
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@overload
+def task_flags(func: F) -> F: ...
+
+
+@overload
+def task_flags(
+    *, without: tuple[str, ...] = (), mark_required: bool = False
+) -> Callable[[F], F]: ...
+
+
+def task_flags(
+    func: F | None = None,
+    *,
+    without: tuple[str, ...] = (),
+    mark_required: bool = False,
+) -> F | Callable[[F], F]:
+    """Add the task flags to a command.
+
+    ``without`` names fields that do not apply to it; ``mark_required`` says
+    "[required]" in the help of the flags `task create` needs. Usable bare
+    (``@task_flags``) or with arguments (``@task_flags(without=...)``).
+    """
+
+    def decorate(command: F) -> F:
+        wrapped: Any = command
+        for flag in reversed(FLAGS):
+            if flag.key not in without:
+                wrapped = flag.option(mark_required)(wrapped)
+        return cast(F, wrapped)
+
+    return decorate if func is None else decorate(func)
+
+
+def required_flags() -> tuple[Flag, ...]:
+    return tuple(flag for flag in FLAGS if flag.required)
 
 
 def spec_changes(given: dict[str, Any]) -> dict[str, Any]:
@@ -106,3 +132,14 @@ def spec_changes(given: dict[str, Any]) -> dict[str, Any]:
     if changes.get("delete_old_files") and "relocation_path" not in changes:
         changes["relocation_path"] = None
     return changes
+
+
+def shown_value(value: Any) -> str:
+    """A field's value as a user would type it after its flag."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
