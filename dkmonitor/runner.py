@@ -204,6 +204,10 @@ class Runner:
         return outcome
 
     def _full(self, task: TaskSpec) -> TaskOutcome:
+        if not self.dry_run:  # settle what an interrupted run left, before looking
+            from dkmonitor.clean.step import reconcile_step
+
+            reconcile_step(self.database, self.settings, task)
         started = utcnow()
         now = time.time()
         target = task.target_path

@@ -136,7 +136,7 @@ def test_full_destination_leaves_no_partial_file_and_keeps_the_source(
     if delete_when_full:
         assert summary.error is None
         assert not (target / "big.dat").exists() and not (target / "small.dat").exists()
-        assert rows == [("move", "failed", b"big.dat"), ("delete", "done", b"big.dat"),
+        assert rows == [("move", "skipped", b"big.dat"), ("delete", "done", b"big.dat"),
                         ("delete", "done", b"small.dat")]
         assert summary.deleted[1001].files == 2
     else:
@@ -265,10 +265,9 @@ def test_source_written_during_a_cross_fs_copy_is_kept_and_the_copy_removed(
     real_copy = mover_module.copy_file
 
     def copy_then_user_appends(*args, **kwargs):
-        name = real_copy(*args, **kwargs)
+        real_copy(*args, **kwargs)
         with open(target / "f.dat", "ab") as handle:
             handle.write(b"new data written while the copy ran")
-        return name
 
     monkeypatch.setattr(mover_module, "copy_file", copy_then_user_appends)
     summary = clean_step(clean_db, make_settings(), make_run(make_task(target, relocation=reloc)))
@@ -284,14 +283,17 @@ def test_file_swapped_in_the_instant_before_the_rename_is_put_back(
 
     target, reloc = clean_tree["target"], clean_tree["reloc"]
     make_file(target / "f.dat")
-    real_rename = mover_module.rename_with_suffix
+    real_rename = mover_module.rename_noreplace
+    calls = []
 
     def swap_then_rename(src_fd, src, dst_fd, name):
-        os.rename(target / "f.dat", target / "f.dat.orig")
-        (target / "f.dat").write_bytes(b"someone else's file")
+        calls.append(name)
+        if len(calls) == 1:  # the move itself; the second call puts the stranger back
+            os.rename(target / "f.dat", target / "f.dat.orig")
+            (target / "f.dat").write_bytes(b"someone else's file")
         return real_rename(src_fd, src, dst_fd, name)
 
-    monkeypatch.setattr(mover_module, "rename_with_suffix", swap_then_rename)
+    monkeypatch.setattr(mover_module, "rename_noreplace", swap_then_rename)
     summary = clean_step(clean_db, make_settings(), make_run(make_task(target, relocation=reloc)))
     assert (target / "f.dat").read_bytes() == b"someone else's file"
     assert (target / "f.dat.orig").exists()

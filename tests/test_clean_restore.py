@@ -142,7 +142,9 @@ def test_restore_does_not_follow_a_symlink_planted_in_the_target(clean_tree, dat
 
     summary = restore_task(database, make_settings(), task.name)
 
-    assert summary.restored == 0 and summary.skipped == 1
+    # refused (not skipped): a symlink planted on the way is reported, exit 1
+    assert summary.restored == 0 and summary.failed == 1
+    assert "symlink" in (journal(database)[-1].reason or "")
     assert snapshot(outside) == before
     assert Path(f"{reloc}/{HOST}{target}/u/f.dat").exists()
 

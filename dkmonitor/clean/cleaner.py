@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Self
 
 from dkmonitor.clean.deleter import delete_file
+from dkmonitor.clean.dirs import Refused
 from dkmonitor.clean.fsops import DestinationFull, DirStat, Unsafe, open_chain
+from dkmonitor.clean.inuse import FileId, open_for_writing
 from dkmonitor.clean.journal import (
     DEFAULT_BATCH,
     DELETE,
@@ -26,11 +28,13 @@ from dkmonitor.clean.journal import (
     MOVE,
     SKIPPED,
     ActionRecord,
+    Completion,
     Journal,
     JournalError,
 )
 from dkmonitor.clean.limits import Breaker, Budget, PurgeWatch
-from dkmonitor.clean.mover import Mover
+from dkmonitor.clean.mover import Mover, Plan, SourceKept
+from dkmonitor.clean.preflight import CleanRefused, check_relocation, open_journal
 from dkmonitor.clean.select import (
     DEFAULT_CHUNK,
     Candidate,
@@ -44,13 +48,10 @@ from dkmonitor.db.engine import Database
 from dkmonitor.scan.disk import DiskUsage, disk_usage
 from dkmonitor.scan.users import username_for
 from dkmonitor.taskrun import AlteredFiles, CleanSummary, TaskRun
-from dkmonitor.taskspec import relocation_conflict
 
 log = logging.getLogger(__name__)
 
-
-class CleanRefused(Exception):
-    """Cleaning cannot start safely; the message names task and path."""
+IN_USE = "in use: open for writing by a process on this host"
 
 
 class _Stop(Exception):
@@ -67,6 +68,7 @@ class Cleaner:
     journal: Journal | None
     measure: Callable[[], DiskUsage] | None
     chunk: int = DEFAULT_CHUNK
+    in_use: frozenset[FileId] = frozenset()
     summary: CleanSummary = field(default_factory=CleanSummary)
 
     def __post_init__(self) -> None:
@@ -101,21 +103,8 @@ class Cleaner:
         task = run.task
         moving = bool(task.relocation_path) and not task.delete_old_files
         if moving:
-            assert task.relocation_path is not None
-            conflict = relocation_conflict(task.target_path, task.relocation_path)
-            if conflict:
-                raise CleanRefused(
-                    f"task {task.name}: relocation path {task.relocation_path} {conflict}; "
-                    "nothing was moved"
-                )
-        journal = None
-        if not run.dry_run:
-            if database is None:
-                raise CleanRefused(
-                    f"task {task.name}: the database is unavailable and every action must be "
-                    "journaled; nothing was moved or deleted"
-                )
-            journal = Journal(database, task.name, run.hostname, run.scan_id, journal_batch)
+            check_relocation(task.name, task.target_path, task.relocation_path or "")
+        journal = None if run.dry_run else open_journal(database, run, journal_batch)
         try:
             root_fd = os.open(task.target_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
@@ -147,6 +136,7 @@ class Cleaner:
             journal=journal,
             measure=None if run.dry_run else (lambda: measure(target)),
             chunk=chunk,
+            in_use=open_for_writing(),
         )
 
     def close(self) -> None:
@@ -179,15 +169,7 @@ class Cleaner:
 
     def clean(self) -> CleanSummary:
         try:
-            for batch in self.batches():
-                for cand in batch:
-                    reason = self._should_stop()
-                    if reason:
-                        self.summary.stopped = reason
-                        return self.summary
-                    if not self.budget.fits(cand.size):
-                        continue
-                    self.act(cand)
+            self._loop()
         except _Stop:
             pass
         except JournalError as exc:
@@ -201,10 +183,25 @@ class Cleaner:
                     f"max_bytes_per_run ({self.budget.max_bytes} bytes) reached: "
                     f"{self.budget.passed_over} larger files left for the next run"
                 )
+        if self.summary.failed and self.summary.error is None:
+            # one failed move or delete is already something a person must see
+            self.summary.error = (
+                f"task {self.run.task.name}: {self.summary.failed} file(s) could not be "
+                f"{'moved' if self.mover is not None else 'deleted'} (see the log and "
+                "the action journal)"
+            )
         return self.summary
 
-    def _should_stop(self) -> str | None:
-        return self.budget.exhausted() or self.purge.reached()
+    def _loop(self) -> None:
+        for batch in self.batches():
+            for cand in batch:
+                reason = self.budget.exhausted() or self.purge.reached()
+                if reason:
+                    self.summary.stopped = reason
+                    return
+                if not self.budget.fits(cand.size):
+                    continue
+                self.act(cand)
 
     def act(self, cand: Candidate) -> ActionRecord:
         """Re-check one candidate and move/delete it (or, on a dry run, count it)."""
@@ -228,63 +225,124 @@ class Cleaner:
         st, reason = recheck(dir_fd, cand, self.rule, moving=self.mode == MOVE)
         if st is None:
             return self._record(self.mode, SKIPPED, cand, reason=reason)
+        if (st.st_dev, st.st_ino) in self.in_use:
+            return self._record(self.mode, SKIPPED, cand, reason=IN_USE)
         if self.run.dry_run:
             destination = None
             if self.mover is not None:
                 destination = f"{self.mover.destination_dir(cand)}/{cand.name}"
             return self._record(self.mode, DONE, cand, destination=destination)
         if self.mode == MOVE:
-            assert self.mover is not None
-            try:
-                destination = self.mover.move(dir_fd, dirs, cand, st)
-            except DestinationFull as exc:
-                return self._destination_full(dir_fd, cand, str(exc))
-            except Unsafe as exc:
-                return self._record(MOVE, SKIPPED, cand, reason=str(exc))
-            except OSError as exc:
-                return self._record(MOVE, FAILED, cand, reason=_os_error(exc))
-            return self._record(MOVE, DONE, cand, destination=destination)
-        return self._delete(dir_fd, cand)
+            return self._move(dir_fd, dirs, cand, st)
+        return self._delete(dir_fd, cand, st)
 
-    def _delete(self, dir_fd: int, cand: Candidate) -> ActionRecord:
+    def _move(
+        self, dir_fd: int, dirs: list[DirStat], cand: Candidate, st: os.stat_result
+    ) -> ActionRecord:
+        assert self.mover is not None
+        try:
+            plan = self.mover.plan(dirs, cand)
+        except DestinationFull as exc:
+            return self._destination_full(dir_fd, cand, st, None, str(exc))
+        except Refused as exc:
+            return self._record(MOVE, FAILED, cand, reason=f"refused: {exc}")
+        except (Unsafe, OSError) as exc:
+            return self._record(MOVE, FAILED, cand, reason=_os_error(exc))
+        try:
+            action_id = self._begin(MOVE, cand, st, plan)
+            try:
+                self.mover.execute(plan, dir_fd, cand, st)
+            except DestinationFull as exc:
+                return self._destination_full(dir_fd, cand, st, action_id, str(exc))
+            except Unsafe as exc:
+                return self._finish(action_id, MOVE, SKIPPED, cand, reason=str(exc))
+            except SourceKept as exc:
+                return self._finish(action_id, MOVE, FAILED, cand, reason=str(exc))
+            except OSError as exc:
+                return self._finish(action_id, MOVE, FAILED, cand, reason=_os_error(exc))
+            return self._finish(action_id, MOVE, DONE, cand, destination=plan.destination)
+        finally:
+            plan.close()
+
+    def _delete(self, dir_fd: int, cand: Candidate, st: os.stat_result) -> ActionRecord:
+        action_id = self._begin(DELETE, cand, st, None)
         try:
             delete_file(dir_fd, cand)
         except OSError as exc:
-            return self._record(DELETE, FAILED, cand, reason=_os_error(exc))
-        return self._record(DELETE, DONE, cand)
+            return self._finish(action_id, DELETE, FAILED, cand, reason=_os_error(exc))
+        return self._finish(action_id, DELETE, DONE, cand)
 
-    def _destination_full(self, dir_fd: int, cand: Candidate, why: str) -> ActionRecord:
+    def _destination_full(
+        self, dir_fd: int, cand: Candidate, st: os.stat_result, action_id: int | None, why: str
+    ) -> ActionRecord:
         task = self.run.task
-        self._record(
-            MOVE, FAILED, cand, reason=f"relocation path {task.relocation_path} is full: {why}"
-        )
+        reason = f"relocation path {task.relocation_path} is full: {why}"
         if not task.delete_when_full:
+            self._end(action_id, MOVE, FAILED, cand, reason=reason)
             self.summary.error = (
                 f"task {task.name}: relocation path {task.relocation_path} is full; moves "
                 "stopped and every remaining file kept (delete_when_full is off)"
             )
             self.summary.stopped = f"relocation path {task.relocation_path} is full"
             raise _Stop
+        self._end(action_id, MOVE, SKIPPED, cand, reason=f"{reason}; deleted instead")
         log.warning("%s: relocation path %s is full: deleting the remaining old files "
                     "(delete_when_full)", task.name, task.relocation_path)
         self.mode = DELETE
-        st, reason = recheck(dir_fd, cand, self.rule, moving=False)
-        if st is None:
-            return self._record(DELETE, SKIPPED, cand, reason=reason)
-        return self._delete(dir_fd, cand)
+        st2, reason2 = recheck(dir_fd, cand, self.rule, moving=False)
+        if st2 is None:
+            return self._record(DELETE, SKIPPED, cand, reason=reason2)
+        return self._delete(dir_fd, cand, st2)
 
     # ------------------------------------------------------------ bookkeeping
+    def _begin(self, action: str, cand: Candidate, st: os.stat_result, plan: Plan | None) -> int:
+        """Commit the intent; JournalError (no act without a durable row) ends the run."""
+        assert self.journal is not None
+        rec = ActionRecord(
+            action=action,
+            outcome=SKIPPED,  # replaced by pending in the row
+            path=os.fsencode(cand.abs_path(self.run.task.target_path)),
+            destination=os.fsencode(plan.destination) if plan is not None else None,
+            size=cand.size,
+            uid=cand.uid,
+            username=username_for(cand.uid),
+            temp=os.fsencode(plan.temp_path) if plan is not None else None,
+            dev=st.st_dev,
+            ino=st.st_ino,
+        )
+        return self.journal.begin(rec)
+
+    def _end(self, action_id: int | None, action: str, outcome: str, cand: Candidate,
+             *, reason: str | None = None) -> ActionRecord:
+        if action_id is None:
+            return self._record(action, outcome, cand, reason=reason)
+        return self._finish(action_id, action, outcome, cand, reason=reason)
+
+    def _finish(
+        self, action_id: int, action: str, outcome: str, cand: Candidate, *,
+        reason: str | None = None, destination: str | None = None,
+    ) -> ActionRecord:
+        assert self.journal is not None
+        self.journal.finish(Completion(
+            action_id, outcome, reason,
+            destination=os.fsencode(destination) if destination is not None else None,
+        ))
+        return self._account(action, outcome, cand, reason, destination)
+
     def _record(
-        self,
-        action: str,
-        outcome: str,
-        cand: Candidate,
-        *,
-        reason: str | None = None,
-        destination: str | None = None,
+        self, action: str, outcome: str, cand: Candidate, *,
+        reason: str | None = None, destination: str | None = None,
+    ) -> ActionRecord:
+        rec = self._account(action, outcome, cand, reason, destination)
+        if self.journal is not None:
+            self.journal.record(rec)
+        return rec
+
+    def _account(
+        self, action: str, outcome: str, cand: Candidate, reason: str | None,
+        destination: str | None,
     ) -> ActionRecord:
         path = cand.abs_path(self.run.task.target_path)
-        username = username_for(cand.uid)
         rec = ActionRecord(
             action=action,
             outcome=outcome,
@@ -292,13 +350,11 @@ class Cleaner:
             destination=os.fsencode(destination) if destination is not None else None,
             size=cand.size,
             uid=cand.uid,
-            username=username,
+            username=username_for(cand.uid),
             reason=reason,
         )
         self._count(rec)
         self._log(rec, path, destination)
-        if self.journal is not None:
-            self.journal.record(rec)
         tripped = self.breaker.tripped()
         if tripped and self.summary.error is None:
             self.summary.error = f"task {self.run.task.name}: {tripped}"
@@ -336,5 +392,7 @@ class Cleaner:
             log.warning("failed to %s %s: %s", rec.action, shown, rec.reason)
 
 
-def _os_error(exc: OSError) -> str:
-    return exc.strerror or str(exc)
+def _os_error(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc)

@@ -18,6 +18,7 @@ import secrets
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO swapped in at the last moment must never block.
@@ -48,7 +49,7 @@ class DirStat:
     mode: int
 
 
-def _load_renameat2():  # type: ignore[no-untyped-def]
+def _load_renameat2() -> Any:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         func = libc.renameat2
@@ -111,48 +112,6 @@ def open_chain(
     return fd, stats
 
 
-def ensure_chain(
-    root_fd: int, dirs: Sequence[DirStat], expected_dev: int | None = None
-) -> int:
-    """Open root/dirs..., creating missing directories with the given owner and mode.
-
-    Existing components are opened with O_NOFOLLOW too: the relocation tree
-    holds directories owned by users, who could plant symlinks in it.
-    """
-    fd = os.dup(root_fd)
-    try:
-        for d in dirs:
-            try:
-                child = open_dir_at(fd, d.name, expected_dev)
-            except FileNotFoundError:
-                child = _make_dir(fd, d, expected_dev)
-            os.close(fd)
-            fd = child
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _make_dir(parent_fd: int, d: DirStat, expected_dev: int | None) -> int:
-    try:
-        os.mkdir(d.name, 0o700, dir_fd=parent_fd)
-    except FileExistsError:
-        pass  # created concurrently: open it below, with the same checks
-    except OSError as exc:
-        if exc.errno in FULL_ERRNOS:
-            raise DestinationFull(f"cannot create directory {d.name!r}: {exc.strerror}") from None
-        raise
-    fd = open_dir_at(parent_fd, d.name, expected_dev)
-    try:
-        os.fchown(fd, d.uid, d.gid)
-        os.fchmod(fd, d.mode)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
 def same_file(a: os.stat_result, b: os.stat_result) -> bool:
     return a.st_dev == b.st_dev and a.st_ino == b.st_ino
 
@@ -180,16 +139,25 @@ def suffixed(name: str, n: int) -> str:
     return name if n == 0 else f"{name}.{n}"
 
 
-def rename_with_suffix(src_dir_fd: int, src: str, dst_dir_fd: int, name: str) -> str:
-    """Rename to ``name``, or ``name.1``, ``name.2``... whichever is free; returns it."""
+def free_name(dir_fd: int, name: str) -> str:
+    """``name``, or ``name.1``, ``name.2``... whichever does not exist in dir_fd now.
+
+    Chosen before the intent is journaled, so the journal names the exact
+    destination; the rename itself never replaces (a name taken meanwhile
+    fails the act, it is not overwritten).
+    """
     for n in range(MAX_SUFFIX):
         candidate = suffixed(name, n)
         try:
-            rename_noreplace(src_dir_fd, src, dst_dir_fd, candidate)
-        except FileExistsError:
-            continue
-        return candidate
+            lstat_at(dir_fd, candidate)
+        except FileNotFoundError:
+            return candidate
     raise FileExistsError(errno.EEXIST, f"{MAX_SUFFIX} names already taken", name)
+
+
+def temp_name() -> str:
+    """A fresh name for a temporary copy; journaled before the copy is made."""
+    return f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp"
 
 
 def open_source_file(dir_fd: int, name: str, expected: os.stat_result) -> int:
@@ -215,18 +183,18 @@ def open_source_file(dir_fd: int, name: str, expected: os.stat_result) -> int:
 
 
 def copy_file(
-    src_fd: int, src_st: os.stat_result, dst_dir_fd: int, final_name: str, *, suffix: bool
-) -> str:
-    """Copy an open file into dst_dir as ``final_name`` (or a suffixed name).
+    src_fd: int, src_st: os.stat_result, dst_dir_fd: int, final_name: str, temp: str
+) -> None:
+    """Copy an open file into dst_dir as ``final_name``, by way of ``temp``.
 
-    Written to a temporary name first, fsynced, size-checked, given the
+    Written to the temporary name first, fsynced, size-checked, given the
     source's owner, mode, xattrs and times, then renamed into place without
     replacing anything; the destination directory is fsynced. On any failure
-    the temporary file is removed, so a partial copy is never left. Raises
-    DestinationFull on ENOSPC/EDQUOT, FileExistsError when ``suffix`` is
-    False and the name is taken. Returns the name used.
+    the temporary file is removed, so a partial copy is never left (a crash
+    may leave it: the journaled intent names it, and the next run removes
+    it). Raises DestinationFull on ENOSPC/EDQUOT, FileExistsError when the
+    name is taken.
     """
-    temp = f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp"
     try:
         out = os.open(temp, TEMP_WRITE_FLAGS, 0o600, dir_fd=dst_dir_fd)
     except OSError as exc:
@@ -244,23 +212,18 @@ def copy_file(
             os.fsync(out)
         finally:
             os.close(out)
-        if suffix:
-            name = rename_with_suffix(dst_dir_fd, temp, dst_dir_fd, final_name)
-        else:
-            rename_noreplace(dst_dir_fd, temp, dst_dir_fd, final_name)
-            name = final_name
+        rename_noreplace(dst_dir_fd, temp, dst_dir_fd, final_name)
         placed = True
         os.fsync(dst_dir_fd)
-        return name
     except OSError as exc:
         if not placed:
-            _remove_quietly(dst_dir_fd, temp)
+            remove_quietly(dst_dir_fd, temp)
         if exc.errno in FULL_ERRNOS:
             raise DestinationFull(exc.strerror or "no space left") from None
         raise
     except BaseException:
         if not placed:
-            _remove_quietly(dst_dir_fd, temp)
+            remove_quietly(dst_dir_fd, temp)
         raise
 
 
@@ -329,7 +292,7 @@ def copy_xattrs(src_fd: int, out_fd: int) -> None:
             raise
 
 
-def _remove_quietly(dir_fd: int, name: str) -> None:
+def remove_quietly(dir_fd: int, name: str) -> None:
     try:
         os.unlink(name, dir_fd=dir_fd)
     except OSError:

@@ -8,9 +8,13 @@ overwritten (the restore of that file is skipped and says so), and the
 relocated copy is only taken if it is still the single-link regular file
 of the same owner. Content, owner, mode, xattrs and times come back intact:
 a rename on the same filesystem, otherwise the copy-fsync-check-rename of
-``fsops.copy_file``. Each restore is journaled (action ``restore``, path =
-where it was taken from, destination = where it went back) and marks the
-move's row ``restored_at``.
+``fsops.copy_file``. Each restore is journaled write-ahead like a move (an
+intent row with action ``restore``, path = where it is taken from,
+destination = where it goes back, committed before the act), completed
+after, and marks the move's row ``restored_at``. A restore holds the task's
+lock (no run of the task meanwhile) and first reconciles what an interrupted
+run or restore left pending. Directories recreated or reused in the target
+are checked like the relocation tree's (dkmonitor.clean.dirs, TARGET rules).
 """
 
 from __future__ import annotations
@@ -22,17 +26,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from dkmonitor.clean.dirs import TARGET, Chain, Refused, ensure_checked
 from dkmonitor.clean.fsops import (
     DestinationFull,
     DirStat,
     Unsafe,
     copy_file,
-    ensure_chain,
     lstat_at,
     open_chain,
     open_source_file,
     rename_noreplace,
     same_file,
+    temp_name,
 )
 from dkmonitor.clean.journal import (
     DONE,
@@ -40,14 +45,17 @@ from dkmonitor.clean.journal import (
     RESTORE,
     SKIPPED,
     ActionRecord,
+    Completion,
     Journal,
     JournalError,
     MovedFile,
     moved_files,
 )
+from dkmonitor.clean.reconcile import reconcile_task
 from dkmonitor.config import Settings
 from dkmonitor.db.engine import Database
 from dkmonitor.db.tasks import get_task
+from dkmonitor.lock import AlreadyRunning, task_lock
 from dkmonitor.taskspec import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -116,11 +124,31 @@ def restore_task(
         task = get_task(session, task_name)
     summary = RestoreSummary(task=task.name, dry_run=dry_run)
     try:
-        restorer = _Restorer(task, settings.hostname, dry_run)
+        with task_lock(settings.state_dir, task.name):
+            _restore_locked(database, settings, task, summary, username, since, report)
+    except AlreadyRunning as busy:
+        summary.error = f"task {task.name} is running (pid {busy.pid}); restore it afterwards"
+    return summary
+
+
+def _restore_locked(
+    database: Database, settings: Settings, task: TaskSpec, summary: RestoreSummary,
+    username: str | None, since: datetime | None,
+    report: Callable[[RestoreItem], None] | None,
+) -> None:
+    dry_run = summary.dry_run
+    if not dry_run:
+        settled = reconcile_task(database, task, settings.hostname)
+        if settled.problems:
+            summary.error = (f"task {task.name}: unfinished actions of an interrupted run "
+                             f"could not be reconciled: {settled.problems[0]}")
+            return
+    journal = None if dry_run else Journal(database, task.name, settings.hostname, None)
+    try:
+        restorer = _Restorer(task, settings.hostname, dry_run, journal)
     except OSError as exc:
         summary.error = f"task {task.name}: cannot open target {task.target_path}: {exc.strerror}"
-        return summary
-    journal = None if dry_run else Journal(database, task.name, settings.hostname, None)
+        return
     try:
         for moved in moved_files(database, task.name, settings.hostname,
                                  username=username, since=since):
@@ -130,7 +158,11 @@ def restore_task(
             if report is not None:
                 report(item)
             if journal is not None:
-                journal.record(_record(moved, item))
+                if restorer.action_id is not None:
+                    journal.finish(Completion(restorer.action_id, item.outcome, item.reason,
+                                              restores_id=moved.id))
+                else:
+                    journal.record(_record(moved, item))
             if stop:
                 summary.error = stop
                 break
@@ -140,7 +172,6 @@ def restore_task(
         summary.error = str(exc)
     finally:
         restorer.close()
-    return summary
 
 
 def _record(moved: MovedFile, item: RestoreItem) -> ActionRecord:
@@ -172,6 +203,8 @@ class _Restorer:
     task: TaskSpec
     hostname: str
     dry_run: bool
+    journal: Journal | None = None
+    action_id: int | None = None  # the intent of the file being restored, once committed
     _reloc_fds: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -188,6 +221,7 @@ class _Restorer:
     def restore(self, moved: MovedFile) -> tuple[RestoreItem, str | None]:
         original, relocated = os.fsdecode(moved.path), os.fsdecode(moved.destination)
         stop = None
+        self.action_id = None
         try:
             self._restore(original, relocated, moved)
             outcome, reason = DONE, None
@@ -228,7 +262,7 @@ class _Restorer:
         try:
             st = self._check_relocated(src_fd, reloc_name, moved)
             mirrored = src_dirs[len(src_dirs) - len(parent_parts):] if parent_parts else []
-            self._put_back(src_fd, reloc_name, st, mirrored, name, original)
+            self._put_back(src_fd, reloc_name, st, mirrored, name, (original, moved))
         finally:
             os.close(src_fd)
 
@@ -256,15 +290,17 @@ class _Restorer:
 
     def _put_back(
         self, src_fd: int, reloc_name: str, st: os.stat_result, mirrored: list[DirStat],
-        name: str, original: str,
+        name: str, where: tuple[str, MovedFile],
     ) -> None:
+        original, moved = where
         if self.dry_run:
             self._check_free(mirrored, name, original)
             return
         try:
-            dst_fd = ensure_chain(self.root_fd, mirrored, self.root_dev)
-        except Unsafe as exc:
-            raise _Skip(f"unsafe path in the target: {exc}") from None
+            chain = Chain(self.root_fd, self.target, TARGET, self.root_dev)
+            dst_fd = ensure_checked(chain, mirrored)
+        except Refused as exc:
+            raise _Fail(f"refused: {exc}") from None
         except DestinationFull as exc:
             raise _Full(str(exc)) from None
         except OSError as exc:
@@ -272,10 +308,12 @@ class _Restorer:
         try:
             if _exists(dst_fd, name):
                 raise _Skip(f"{original} exists now; not overwritten")
+            temp = temp_name()
+            self._begin(moved, st, f"{os.path.dirname(original)}/{temp}")
             if os.fstat(dst_fd).st_dev == st.st_dev:
                 self._rename_back(src_fd, reloc_name, st, dst_fd, name, original)
             else:
-                self._copy_back(src_fd, reloc_name, st, dst_fd, name, original)
+                self._copy_back(src_fd, reloc_name, st, (dst_fd, name, temp), original)
         finally:
             os.close(dst_fd)
 
@@ -311,16 +349,28 @@ class _Restorer:
             except OSError:
                 pass
 
+    def _begin(self, moved: MovedFile, st: os.stat_result, temp: str) -> None:
+        """Commit the restore's intent (JournalError: the restore stops, nothing done)."""
+        if self.journal is None:
+            return
+        self.action_id = self.journal.begin(ActionRecord(
+            action=RESTORE, outcome=SKIPPED, path=moved.destination, destination=moved.path,
+            size=moved.size, uid=moved.uid, username=moved.username, restores_id=moved.id,
+            temp=os.fsencode(temp), dev=st.st_dev, ino=st.st_ino,
+        ))
+
     @staticmethod
     def _copy_back(
-        src_fd: int, reloc_name: str, st: os.stat_result, dst_fd: int, name: str, original: str
+        src_fd: int, reloc_name: str, st: os.stat_result, dst: tuple[int, str, str],
+        original: str,
     ) -> None:
+        dst_fd, name, temp = dst
         try:
             fd = open_source_file(src_fd, reloc_name, st)
         except Unsafe as exc:
             raise _Skip(f"the relocated file {exc}") from None
         try:
-            copy_file(fd, st, dst_fd, name, suffix=False)
+            copy_file(fd, st, dst_fd, name, temp)
         except FileExistsError:
             raise _Skip(f"{original} exists now; not overwritten") from None
         except DestinationFull as exc:

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import logging
 
-from dkmonitor.clean.cleaner import Cleaner, CleanRefused
+from sqlalchemy.exc import SQLAlchemyError
+
+from dkmonitor.clean.cleaner import Cleaner
+from dkmonitor.clean.preflight import CleanRefused
+from dkmonitor.clean.reconcile import reconcile_task
 from dkmonitor.config import Settings
 from dkmonitor.db.engine import Database
 from dkmonitor.taskrun import CleanSummary, TaskRun
+from dkmonitor.taskspec import TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,29 @@ def clean_step(database: Database | None, settings: Settings, run: TaskRun) -> C
         summary = cleaner.clean()
     _log_summary(run, summary)
     return summary
+
+
+def reconcile_step(database: Database | None, settings: Settings, task: TaskSpec) -> list[str]:
+    """Settle what an interrupted run of ``task`` left pending; the problems left, if any.
+
+    The runner calls it at the start of every full run, under the task's lock,
+    before the scan (so the scan sees where the files really are). Rows it
+    cannot settle stay pending and keep the cleaner from acting (preflight).
+    """
+    if database is None:
+        return []
+    try:
+        settled = reconcile_task(database, task, settings.hostname)
+    except (OSError, SQLAlchemyError) as exc:
+        message = f"task {task.name}: cannot reconcile the action journal: {exc}"
+        log.error("%s", message)
+        return [message]
+    for problem in settled.problems:
+        log.error("task %s: cannot settle an unfinished action: %s", task.name, problem)
+    if settled.temps_removed:
+        log.info("task %s: removed %d temporary copies of an interrupted run", task.name,
+                 settled.temps_removed)
+    return [f"task {task.name}: unfinished action not settled: {p}" for p in settled.problems]
 
 
 def _log_summary(run: TaskRun, summary: CleanSummary) -> None:

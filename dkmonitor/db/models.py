@@ -158,17 +158,29 @@ class Notification(Base):
 
 
 class Action(Base):
-    """The cleaning journal: one row per file moved, deleted, restored, skipped or failed."""
+    """The cleaning journal: one row per file moved, deleted, restored, skipped or failed.
+
+    Write-ahead (migration 0005): a move, delete or restore is first committed
+    as ``pending`` (the intent: path, planned destination, temporary copy name
+    and the file's device/inode), then the act happens, then the row is
+    completed (``done``/``failed``/``skipped``, ``finished_at``). Rows still
+    ``pending`` were left by a crash; the next run reconciles them (see
+    dkmonitor.clean.reconcile) and marks them ``done`` or ``interrupted``.
+    """
 
     __tablename__ = "actions"
-    __table_args__ = (Index("ix_actions_task_created", "task_name", "created_at"),)
+    __table_args__ = (
+        Index("ix_actions_task_created", "task_name", "created_at"),
+        Index("ix_actions_pending", "outcome", "hostname", "task_name"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     scan_id: Mapped[int | None] = mapped_column(ForeignKey("scans.id", ondelete="SET NULL"))
     task_name: Mapped[str] = mapped_column(Text)
     hostname: Mapped[str] = mapped_column(String(255))
     action: Mapped[str] = mapped_column(String(16))  # move | delete | restore
-    outcome: Mapped[str] = mapped_column(String(16))  # done | skipped | failed
+    # pending (intent committed, act not confirmed) | done | skipped | failed | interrupted
+    outcome: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
     path: Mapped[bytes] = mapped_column(LargeBinary)
     destination: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -177,3 +189,9 @@ class Action(Base):
     username: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     restored_at: Mapped[datetime | None] = mapped_column(DateTime)
+    run_id: Mapped[str | None] = mapped_column(String(36))  # the run that wrote the row
+    temp_path: Mapped[bytes | None] = mapped_column(LargeBinary)  # temporary copy, if any
+    file_dev: Mapped[int | None] = mapped_column(BigInteger)  # the file acted on, as checked
+    file_ino: Mapped[int | None] = mapped_column(BigInteger)
+    restores_id: Mapped[int | None] = mapped_column(Integer)  # restore rows: the move undone
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)  # None while pending
