@@ -44,7 +44,7 @@ def scan_tree(root: str, options: ScanOptions, progress: Progress | None = None)
     root_stat = os.stat(root)
     if not stat.S_ISDIR(root_stat.st_mode):
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), root)
-    config = WalkConfig.build(root, root_stat.st_dev, options)
+    config = WalkConfig.build(root, root_stat.st_dev, options, root_stat.st_ino)
     log.debug("scanning %s: %d worker(s), scanner %s", root, options.workers, scanner_kind())
     if options.workers > 1:
         tally = walk_in_parallel(config, options.workers, progress)

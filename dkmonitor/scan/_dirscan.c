@@ -229,31 +229,42 @@ count_file(const struct stat *st, const struct params *p, PyObject *by_uid,
     return 0;
 }
 
-/* Appends (name, st_dev, st_ino) of a subdirectory, or (name, errno) of an
- * entry that could not be lstat'ed, to list. */
+/* Pushes (parent, name, st_dev, st_ino) of a subdirectory onto the walker's
+ * stack. */
 static int
-append_name(PyObject *list, PyObject *name, int error, const struct stat *st)
+push_subdir(PyObject *stack, PyObject *parent, PyObject *name, const struct stat *st)
 {
-    PyObject *item = error
-        ? Py_BuildValue("(Oi)", name, error)
-        : Py_BuildValue("(OKK)", name, (unsigned long long)st->st_dev,
-                        (unsigned long long)st->st_ino);
+    PyObject *item = Py_BuildValue("(OOKK)", parent, name, (unsigned long long)st->st_dev,
+                                   (unsigned long long)st->st_ino);
     if (item == NULL)
         return -1;
-    int failed = PyList_Append(list, item);
+    int failed = PyList_Append(stack, item);
+    Py_DECREF(item);
+    return failed;
+}
+
+/* Appends (name, errno) of an entry that could not be lstat'ed. */
+static int
+append_failure(PyObject *failures, PyObject *name, int error)
+{
+    PyObject *item = Py_BuildValue("(Oi)", name, error);
+    if (item == NULL)
+        return -1;
+    int failed = PyList_Append(failures, item);
     Py_DECREF(item);
     return failed;
 }
 
 PyDoc_STRVAR(scan_dir_doc,
-"scan_dir(fd, by_uid, linked, root_dev, one_fs, basis, now_ns, now, old_limit, excluded)\n"
-"    -> (subdirectories, failures, read_errno)\n\n"
-"Read the open directory ``fd`` (not closed), lstat every entry and add its\n"
-"regular files to ``by_uid`` / ``linked`` as walker.Walker.walk does.\n"
-"``excluded`` is None or a callable taking an entry name (str) that returns\n"
-"true to skip it. Returns (name, st_dev, st_ino) of the subdirectories to walk, a list of\n"
-"(name, errno) for entries that could not be lstat'ed, and the errno of a\n"
-"failed readdir (0 when the directory was read to the end).");
+"scan_dir(fd, parent, stack, by_uid, linked, root_dev, one_fs, basis, now_ns, now,\n"
+"         old_limit, excluded) -> (pushed, failures, read_errno)\n\n"
+"Read the open directory ``fd`` (not closed), lstat every entry relative to it\n"
+"and add its regular files to ``by_uid`` / ``linked`` as\n"
+"walker.Walker._scan_python does. ``excluded`` is None or a callable taking an\n"
+"entry name (str) that returns true to skip it. Subdirectories to walk are\n"
+"appended to the list ``stack`` as (parent, name, st_dev, st_ino). Returns how\n"
+"many were pushed, a list of (name, errno) for entries that could not be\n"
+"lstat'ed, and the errno of a failed readdir (0 when read to the end).");
 
 static PyObject *
 scan_dir(PyObject *module, PyObject *args)
@@ -262,10 +273,10 @@ scan_dir(PyObject *module, PyObject *args)
     unsigned long long root_dev;
     long long now_ns;
     double now, old_limit;
-    PyObject *by_uid, *linked, *excluded;
-    if (!PyArg_ParseTuple(args, "iO!O!KpiLddO", &fd, &PyDict_Type, &by_uid, &PyDict_Type,
-                          &linked, &root_dev, &one_fs, &basis, &now_ns, &now, &old_limit,
-                          &excluded))
+    PyObject *parent, *stack, *by_uid, *linked, *excluded;
+    if (!PyArg_ParseTuple(args, "iOO!O!O!KpiLddO", &fd, &parent, &PyList_Type, &stack,
+                          &PyDict_Type, &by_uid, &PyDict_Type, &linked, &root_dev, &one_fs,
+                          &basis, &now_ns, &now, &old_limit, &excluded))
         return NULL;
     if (excluded == Py_None)
         excluded = NULL;
@@ -282,11 +293,12 @@ scan_dir(PyObject *module, PyObject *args)
     /* fdopendir shares the file offset with fd: start from the first entry. */
     rewinddir(dir);
 
-    PyObject *subdirs = PyList_New(0), *failures = PyList_New(0);
+    PyObject *failures = PyList_New(0);
     struct owner owners[MAX_OWNERS];
     int owner_count = 0, read_errno = 0;
+    Py_ssize_t pushed = 0;
     unsigned long seen = 0;
-    if (subdirs == NULL || failures == NULL)
+    if (failures == NULL)
         goto error;
 
     for (;;) {
@@ -325,10 +337,12 @@ scan_dir(PyObject *module, PyObject *args)
         if (keep_name) {
             if (name == NULL && (name = PyUnicode_DecodeFSDefault(raw)) == NULL)
                 goto error;
-            int failed = append_name(error ? failures : subdirs, name, error, &st);
+            int failed = error ? append_failure(failures, name, error)
+                               : push_subdir(stack, parent, name, &st);
             Py_DECREF(name);
             if (failed)
                 goto error;
+            pushed += !error;
             continue;
         }
         Py_XDECREF(name);
@@ -338,15 +352,13 @@ scan_dir(PyObject *module, PyObject *args)
     }
     closedir(dir);
     if (flush_owners(by_uid, owners, &owner_count) < 0) {
-        Py_DECREF(subdirs);
         Py_DECREF(failures);
         return NULL;
     }
-    return Py_BuildValue("(NNi)", subdirs, failures, read_errno);
+    return Py_BuildValue("(nNi)", pushed, failures, read_errno);
 
 error:
     closedir(dir);
-    Py_XDECREF(subdirs);
     Py_XDECREF(failures);
     return NULL;
 }

@@ -1,0 +1,175 @@
+"""Directories reached by file descriptor, at any depth, with a bounded number of fds.
+
+Why: a path longer than PATH_MAX (4096 bytes: about 2000 levels of one-letter
+names) cannot be opened, so a walk by path would see a deep directory as one
+unreadable entry and a user could hide any amount of data below it. The walk
+therefore opens every directory with ``openat(parent_fd, name)`` and never
+builds a path for the kernel to resolve; paths are only built for messages,
+path exclusions and work handed to another worker.
+
+Which fds stay open: a walked directory keeps its fd only while some of its
+subdirectories are still waiting on the stack (``Dir.waiting``), since those
+are opened relative to it; the last one to be opened releases it. In an
+ordinary tree that is at most one fd per level of the current branch. A deep
+tree that branches at every level would need one per level, so at most
+``FD_BUDGET`` are kept: past it the fd opened longest ago (the shallowest, whose
+subdirectories the depth-first walk reaches last) is closed, and when it is
+needed again it is reopened from its nearest open ancestor (or the root), name
+by name, caching the directories on the way that still have work waiting. The
+cost of that reopen is the distance to an open ancestor, paid only in trees
+deeper than the budget; nothing is ever recursive.
+
+Every reopened directory must still be the one first seen (same st_dev and
+st_ino), exactly as a freshly opened one must match its parent's lstat: a
+directory swapped for another (or a symlink: O_NOFOLLOW) mid-scan cannot lead
+the walk outside the target.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+# Work handed to another worker is reopened name by name from the root, so its
+# cost grows with its depth: only directories this shallow are handed over (a
+# tree whose only parallelism lies deeper is walked by one worker, which is
+# better than paying depth x directories openat calls).
+DONATE_MAX_DEPTH = 64
+
+# Enough for any ordinary tree's branch (so nothing is ever reopened there),
+# far below the usual RLIMIT_NOFILE of 1024 even with a few workers' pipes.
+FD_BUDGET = 128
+
+OPEN_ROOT = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+OPEN_SUBDIR = OPEN_ROOT | os.O_NOFOLLOW
+
+
+class Replaced(OSError):
+    """A directory is no longer the one its parent listed (or the root was swapped)."""
+
+    def __init__(self) -> None:
+        super().__init__(errno.ESTALE, "replaced during the scan; skipped")
+
+
+class Dir:
+    """A directory being walked: how to reach it again, and its fd while it is useful.
+
+    ``parent is None`` marks the target itself (``name`` is then its absolute
+    path, the only path ever given to the kernel). ``dev``/``ino`` are 0 where
+    unknown (the intermediate directories of work handed over by another
+    worker: only the directory handed over is checked, which is enough).
+    """
+
+    __slots__ = ("parent", "name", "dev", "ino", "fd", "waiting", "depth")
+
+    parent: Dir | None
+    depth: int  # levels below the root
+
+    def __init__(self, parent: Dir | None, name: str, dev: int, ino: int) -> None:
+        self.parent = parent
+        self.depth = 0 if parent is None else parent.depth + 1
+        self.name = name
+        self.dev = dev
+        self.ino = ino
+        self.fd = -1
+        self.waiting = 0  # subdirectories on the stack, to be opened relative to this one
+
+    def path(self) -> str:
+        """The absolute path, for messages and path globs only (may exceed PATH_MAX)."""
+        names: list[str] = []
+        node: Dir | None = self
+        while node is not None:
+            names.append(node.name)
+            node = node.parent
+        names.reverse()
+        if len(names) == 1:
+            return names[0]
+        return names[0].rstrip("/") + "/" + "/".join(names[1:])
+
+    def prefix(self) -> str:
+        """``path() + "/"`` (the root ``/`` already ends with one)."""
+        path = self.path()
+        return path if path.endswith("/") else path + "/"
+
+
+def child_path(parent: Dir | None, name: str) -> str:
+    """Path of the entry ``name`` of ``parent`` (``name`` itself for the root)."""
+    return name if parent is None else parent.prefix() + name
+
+
+def open_checked(parent_fd: int | None, node: Dir) -> int:
+    """Open ``node`` (relative to ``parent_fd``; the root by path) and check its identity."""
+    if parent_fd is None:
+        fd = os.open(node.name, OPEN_ROOT)
+    else:
+        fd = os.open(node.name, OPEN_SUBDIR, dir_fd=parent_fd)
+    if node.ino:
+        opened = os.fstat(fd)
+        if opened.st_ino != node.ino or opened.st_dev != node.dev:
+            os.close(fd)
+            raise Replaced()
+    return fd
+
+
+class DirFds:
+    """The open directory fds of one walker, at most ``budget`` of them."""
+
+    def __init__(self, budget: int | None = None) -> None:
+        budget = FD_BUDGET if budget is None else budget
+        if budget < 2:  # a reopen keeps the directory it stands in while opening the next
+            raise ValueError("the fd budget must be at least 2")
+        self.budget = budget
+        self._open: dict[Dir, None] = {}  # insertion order = the order they were opened
+
+    def keep(self, node: Dir, fd: int) -> None:
+        """``node`` keeps ``fd`` (its subdirectories are waiting); evict past the budget."""
+        node.fd = fd
+        opened = self._open
+        opened[node] = None
+        if len(opened) > self.budget:
+            oldest = next(iter(opened))
+            del opened[oldest]
+            os.close(oldest.fd)
+            oldest.fd = -1
+
+    def release(self, node: Dir) -> None:
+        """Close ``node``'s fd (nothing left waiting on it)."""
+        if node.fd >= 0:
+            del self._open[node]
+            os.close(node.fd)
+            node.fd = -1
+
+    def fd_of(self, node: Dir) -> int:
+        """``node``'s fd, reopened from its nearest open ancestor if it was evicted.
+
+        Raises ``OSError`` (:class:`Replaced` for a swapped directory) when the
+        way back no longer leads to the same directories.
+        """
+        if node.fd >= 0:
+            return node.fd
+        chain: list[Dir] = []
+        base: Dir | None = node
+        while base is not None and base.fd < 0:
+            chain.append(base)
+            base = base.parent
+        fd = base.fd if base is not None else None
+        passing = -1  # an fd opened on the way and not kept: closed once past it
+        try:
+            for step in reversed(chain):
+                opened = open_checked(fd, step)
+                if passing >= 0:
+                    os.close(passing)
+                    passing = -1
+                if step is node or step.waiting:
+                    self.keep(step, opened)
+                else:
+                    passing = opened
+                fd = opened
+        finally:
+            if passing >= 0:
+                os.close(passing)
+        return node.fd
+
+    def close_all(self) -> None:
+        for node in list(self._open):
+            self.release(node)
