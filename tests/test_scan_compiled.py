@@ -186,3 +186,12 @@ def test_a_directory_with_more_owners_than_the_loop_tracks_at_once(
     assert_same(compiled, python)
     assert compiled.by_uid == scan_target.expected(30)
     assert len(compiled.by_uid) == 75
+
+
+def test_the_compiled_basis_codes_are_the_age_rule_codes() -> None:
+    """The C enum of age bases is in AGE_BASES order: AgeRule.code means one basis."""
+    from dkmonitor.scan import _dirscan
+    from dkmonitor.scan.age import AGE_BASES, AgeRule
+
+    assert _dirscan.BASES == AGE_BASES
+    assert [AgeRule(1, 0.0, basis).code for basis in AGE_BASES] == list(range(len(AGE_BASES)))

@@ -37,8 +37,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Must match the age bases of dkmonitor.scan.age (walker passes the index). */
-enum basis { BASIS_USED, BASIS_ATIME, BASIS_MTIME, BASIS_CTIME };
+/* The age bases, by the code walker passes (AgeRule.code, the index in
+ * dkmonitor.scan.age.AGE_BASES). Exported as _dirscan.BASES; a test checks it
+ * equals AGE_BASES, so the two orders cannot drift apart. */
+enum basis { BASIS_USED, BASIS_ATIME, BASIS_MTIME, BASIS_CTIME, NBASES };
+static const char *const basis_names[NBASES] = {
+    [BASIS_USED] = "used", [BASIS_ATIME] = "atime", [BASIS_MTIME] = "mtime",
+    [BASIS_CTIME] = "ctime",
+};
 
 /* Must match the column order of dkmonitor.scan.tally. */
 enum column { FILES, BYTES, BLOCKS, OLD_FILES, OLD_BYTES, AGE_NS, NCOLUMNS };
@@ -278,6 +284,10 @@ scan_dir(PyObject *module, PyObject *args)
                           &PyDict_Type, &by_uid, &PyDict_Type, &linked, &root_dev, &one_fs,
                           &basis, &now_ns, &now, &old_limit, &excluded))
         return NULL;
+    if (basis < 0 || basis >= NBASES) {
+        PyErr_Format(PyExc_ValueError, "unknown age basis code %d", basis);
+        return NULL;
+    }
     if (excluded == Py_None)
         excluded = NULL;
     struct params p = {(dev_t)root_dev, one_fs, basis, now_ns, now, old_limit};
@@ -379,5 +389,27 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__dirscan(void)
 {
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    PyObject *bases = PyTuple_New(NBASES);
+    if (bases == NULL) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    for (int i = 0; i < NBASES; i++) {
+        PyObject *name = PyUnicode_FromString(basis_names[i]);
+        if (name == NULL) {
+            Py_DECREF(bases);
+            Py_DECREF(m);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(bases, i, name);
+    }
+    if (PyModule_AddObject(m, "BASES", bases) < 0) {
+        Py_DECREF(bases);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -17,3 +17,5 @@ def scan_dir(
     old_limit: float,
     excluded: Callable[[str], bool] | None,
 ) -> tuple[int, list[tuple[str, int]], int]: ...
+
+BASES: tuple[str, ...]

@@ -8,19 +8,42 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dkmonitor.scan.age import DAY
+from dkmonitor.scan.age import DAY, AgeRule
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class ScanOptions:
-    """What a scan needs to know; built by the runner from a task and settings."""
+    """What a scan needs to know; built by the runner from a task and settings.
 
-    old_days: float
-    now: float
-    age_basis: str = "used"
+    ``age`` is the task's :class:`~dkmonitor.scan.age.AgeRule`; callers that
+    have no rule at hand may give ``old_days``, ``now`` and ``age_basis``
+    instead, which make one (the triple is not kept anywhere else).
+    """
+
+    age: AgeRule
     exclude: tuple[str, ...] = ()
     one_file_system: bool = True
     workers: int = 1
+
+    def __init__(
+        self,
+        age: AgeRule | None = None,
+        *,
+        old_days: float | None = None,
+        now: float | None = None,
+        age_basis: str = "used",
+        exclude: tuple[str, ...] = (),
+        one_file_system: bool = True,
+        workers: int = 1,
+    ) -> None:
+        if age is None:
+            if old_days is None or now is None:
+                raise TypeError("ScanOptions needs age=AgeRule(...) or old_days= and now=")
+            age = AgeRule(old_days, now, age_basis)
+        object.__setattr__(self, "age", age)
+        object.__setattr__(self, "exclude", tuple(exclude))
+        object.__setattr__(self, "one_file_system", one_file_system)
+        object.__setattr__(self, "workers", workers)
 
 
 @dataclass

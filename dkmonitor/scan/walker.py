@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dkmonitor.scan import dirfds
-from dkmonitor.scan.age import AGE_BASES, DAY, is_old
+from dkmonitor.scan.age import AgeRule
 from dkmonitor.scan.dirfds import Dir, DirFds, child_path, open_checked
 from dkmonitor.scan.stats import ScanOptions
 from dkmonitor.scan.tally import Tally
@@ -83,9 +83,7 @@ class WalkConfig:
     root_dev: int
     root_ino: int
     one_file_system: bool
-    now: float
-    old_days: float
-    age_basis: str
+    age: AgeRule
     exclude: tuple[str, ...]
 
     @classmethod
@@ -93,16 +91,12 @@ class WalkConfig:
         cls, root: str, root_dev: int, options: ScanOptions, root_ino: int = 0
     ) -> WalkConfig:
         """``root_ino`` 0: the root's identity is not checked when it is opened."""
-        if options.age_basis not in AGE_BASES:
-            raise ValueError(f"unknown age basis {options.age_basis!r}")
         return cls(
             root=root,
             root_dev=root_dev,
             root_ino=root_ino,
             one_file_system=options.one_file_system,
-            now=options.now,
-            old_days=options.old_days,
-            age_basis=options.age_basis,
+            age=options.age,
             exclude=tuple(options.exclude),
         )
 
@@ -159,13 +153,12 @@ class Walker:
         self._excluding = self._exclude_name is not None or self._exclude_path is not None
         self.fds = DirFds()
         self._root_dir = Dir(None, config.root, config.root_dev, config.root_ino)
-        # The age arithmetic both loops share, computed once.
-        cut_ns = int((config.now - config.old_days * DAY) * 1e9)
-        self._now_ns = int(config.now * 1e9)
+        # The age arithmetic both loops share, computed once from the one rule.
+        rule = config.age
+        cut_ns = int((rule.now - rule.limit_seconds) * 1e9)
+        self._now_ns = int(rule.now * 1e9)
         self._old_below = cut_ns - _BOUNDARY_SLACK_NS  # last use before this: surely old
         self._young_above = cut_ns + _BOUNDARY_SLACK_NS  # after this: surely not old
-        self._old_limit = config.old_days * DAY  # exactly is_old's threshold
-        self._basis_index = AGE_BASES.index(config.age_basis)
 
     def _exclusion(self, prefix: str) -> Callable[[str], bool]:
         """The compiled loop's test for an entry name in the directory ``prefix``."""
@@ -278,10 +271,11 @@ class Walker:
         tally = self.tally
         config = self.config
         excluded = self._exclusion(node.prefix()) if self._excluding else None
+        rule = config.age
         pushed, failures, read_errno = _dirscan.scan_dir(
             fd, node, stack, tally.by_uid, tally.linked, config.root_dev,
-            config.one_file_system, self._basis_index, self._now_ns, config.now,
-            self._old_limit, excluded)
+            config.one_file_system, rule.code, self._now_ns, rule.now,
+            rule.limit_seconds, excluded)
         if failures:
             prefix = node.prefix()
             for name, number in failures:
@@ -307,12 +301,12 @@ class Walker:
         exclude_path = self._exclude_path
         excluding = self._excluding
         prefix = node.prefix() if exclude_path is not None else ""
-        basis = config.age_basis
+        rule = config.age
+        is_old = rule.is_old
+        basis = rule.basis
         by_used = basis == "used"
         by_atime = basis == "atime"
         by_mtime = basis == "mtime"
-        now = config.now
-        old_days = config.old_days
         now_ns = self._now_ns
         old_below = self._old_below
         young_above = self._young_above
@@ -360,7 +354,7 @@ class Walker:
                         key = (st.st_dev, st.st_ino)
                         if key not in linked:
                             old = last < old_below or (
-                                last <= young_above and is_old(st, now, old_days, basis))
+                                last <= young_above and is_old(st))
                             linked[key] = (uid, size, st.st_blocks, age, old)
                         continue
 
@@ -372,7 +366,7 @@ class Walker:
                     counters[2] += st.st_blocks
                     counters[5] += age
                     if last <= young_above and (
-                        last < old_below or is_old(st, now, old_days, basis)
+                        last < old_below or is_old(st)
                     ):
                         counters[3] += 1
                         counters[4] += size
