@@ -92,6 +92,21 @@ class Dir:
         return path if path.endswith("/") else path + "/"
 
 
+def printable(path: str) -> str:
+    """A path safe to log, mail and store as UTF-8 (undecodable bytes as \\xNN)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def error_line(path: str, exc: OSError) -> str:
+    """The scan's error line for ``path``: its printable form and the reason."""
+    return f"{printable(path)}: {exc.strerror or exc}"
+
+
+def errno_line(path: str, number: int) -> str:
+    """The same line as :func:`error_line`, from the bare errno the compiled loop reports."""
+    return f"{printable(path)}: {os.strerror(number)}"
+
+
 def child_path(parent: Dir | None, name: str) -> str:
     """Path of the entry ``name`` of ``parent`` (``name`` itself for the root)."""
     return name if parent is None else parent.prefix() + name

@@ -1,13 +1,15 @@
 """The directory walk: one ``lstat`` per entry, totals per owner, nothing kept per file.
 
-The per-entry loop is where a full scan spends its time (millions of
+This module is the loop over directories (open, check, hand work to idle
+workers, progress); the loop over a directory's entries is elsewhere. The
+per-entry loop is where a full scan spends its time (millions of
 iterations). It exists twice, with identical results (tests/test_scan_compiled.py):
 
 * ``dkmonitor.scan._dirscan`` (C, built at install time when a compiler is
   there): used by default. It leaves the walk to the kernel's own cost
   (getdents, one fstatat per entry): at 1M files a 2-worker scan takes
   ~0.5x find's time, against ~0.7x with the Python loop;
-* the Python loop below: the reference and the fallback, written for
+* ``pyloop.scan_python``: the reference and the fallback, written for
   CPython's sake (locals instead of attribute lookups, no function call per
   file, counters in lists, ``DirEntry.stat(follow_symlinks=False)`` as the
   single ``lstat``, made with ``fstatat`` relative to the open directory fd).
@@ -33,24 +35,30 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 from dkmonitor.scan import dirfds
 from dkmonitor.scan.age import AgeRule
-from dkmonitor.scan.dirfds import Dir, DirFds, child_path, open_checked
+from dkmonitor.scan.dirfds import (
+    Dir,
+    DirFds,
+    child_path,
+    errno_line,
+    error_line,
+    open_checked,
+)
+from dkmonitor.scan.pyloop import scan_python
 from dkmonitor.scan.stats import ScanOptions
 from dkmonitor.scan.tally import Tally
 
 try:  # the compiled per-directory loop (setup.py builds it when it can)
     from dkmonitor.scan import _dirscan
-except ImportError:  # no compiler at install time: the Python loop below does the same
+except ImportError:  # no compiler at install time: pyloop.py does the same
     _dirscan = None  # type: ignore[assignment]
 
 COMPILED = _dirscan is not None
 
-_S_IFMT = 0o170000
-_S_IFREG = 0o100000
-_S_IFDIR = 0o040000
 # Within this many nanoseconds of the old/not-old boundary, ask age.is_old
 # itself, so the scanner and the cleaner can never disagree about a file.
 _BOUNDARY_SLACK_NS = 10_000
@@ -109,20 +117,6 @@ def _matcher(patterns: Iterable[str]) -> Callable[[str], Any] | None:
     return re.compile("|".join(fnmatch.translate(p) for p in patterns)).match
 
 
-def printable(path: str) -> str:
-    """A path safe to log, mail and store as UTF-8 (undecodable bytes as \\xNN)."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
-def _error(path: str, exc: OSError) -> str:
-    return f"{printable(path)}: {exc.strerror or exc}"
-
-
-def _errno_error(path: str, number: int) -> str:
-    """The same line as :func:`_error`, from the bare errno the compiled loop reports."""
-    return f"{printable(path)}: {os.strerror(number)}"
-
-
 class Walker:
     """Walks directories into a :class:`Tally`.
 
@@ -145,24 +139,24 @@ class Walker:
         self.on_tick = on_tick
         self.hungry = hungry
         self.donate = donate
-        self._scandir = scandir
+        self.scandir = scandir
         # A substituted scandir (the tests' race seam) needs the Python loop.
         self.compiled = COMPILED and scandir is os.scandir
-        self._exclude_name = _matcher(p for p in config.exclude if "/" not in p)
-        self._exclude_path = _matcher(p for p in config.exclude if "/" in p)
-        self._excluding = self._exclude_name is not None or self._exclude_path is not None
+        self.exclude_name = _matcher(p for p in config.exclude if "/" not in p)
+        self.exclude_path = _matcher(p for p in config.exclude if "/" in p)
+        self.excluding = self.exclude_name is not None or self.exclude_path is not None
         self.fds = DirFds()
         self._root_dir = Dir(None, config.root, config.root_dev, config.root_ino)
         # The age arithmetic both loops share, computed once from the one rule.
         rule = config.age
         cut_ns = int((rule.now - rule.limit_seconds) * 1e9)
-        self._now_ns = int(rule.now * 1e9)
-        self._old_below = cut_ns - _BOUNDARY_SLACK_NS  # last use before this: surely old
-        self._young_above = cut_ns + _BOUNDARY_SLACK_NS  # after this: surely not old
+        self.now_ns = int(rule.now * 1e9)
+        self.old_below = cut_ns - _BOUNDARY_SLACK_NS  # last use before this: surely old
+        self.young_above = cut_ns + _BOUNDARY_SLACK_NS  # after this: surely not old
 
     def _exclusion(self, prefix: str) -> Callable[[str], bool]:
         """The compiled loop's test for an entry name in the directory ``prefix``."""
-        by_name, by_path = self._exclude_name, self._exclude_path
+        by_name, by_path = self.exclude_name, self.exclude_path
 
         def excluded(name: str) -> bool:
             return bool((by_name is not None and by_name(name))
@@ -183,7 +177,7 @@ class Walker:
         monotonic = time.monotonic
         on_tick = self.on_tick
         hungry = self.hungry
-        scan = self._scan_compiled if self.compiled else self._scan_python
+        scan = self._scan_compiled if self.compiled else partial(scan_python, self)
         stack = [self._item(*pending) for pending in reversed(paths)]
         next_tick = monotonic() + TICK_SECONDS
         try:
@@ -198,7 +192,7 @@ class Walker:
                 try:
                     fd = open_checked(None if parent is None else fds.fd_of(parent), node)
                 except OSError as exc:
-                    tally.note_error(_error(child_path(parent, name), exc))
+                    tally.note_error(error_line(child_path(parent, name), exc))
                     fd = -1
                 if parent is not None:
                     parent.waiting -= 1
@@ -270,109 +264,19 @@ class Walker:
         assert _dirscan is not None
         tally = self.tally
         config = self.config
-        excluded = self._exclusion(node.prefix()) if self._excluding else None
+        excluded = self._exclusion(node.prefix()) if self.excluding else None
         rule = config.age
         pushed, failures, read_errno = _dirscan.scan_dir(
             fd, node, stack, tally.by_uid, tally.linked, config.root_dev,
-            config.one_file_system, rule.code, self._now_ns, rule.now,
+            config.one_file_system, rule.code, self.now_ns, rule.now,
             rule.limit_seconds, excluded)
         if failures:
             prefix = node.prefix()
             for name, number in failures:
-                tally.note_error(_errno_error(prefix + name, number))
+                tally.note_error(errno_line(prefix + name, number))
         if read_errno:
-            tally.note_error(_errno_error(node.path(), read_errno))
+            tally.note_error(errno_line(node.path(), read_errno))
         return int(pushed)
-
-    def _scan_python(self, fd: int, node: Dir, stack: list[Item]) -> int:
-        """One directory through the Python loop: the reference for the compiled one.
-
-        This is the per-entry loop: locals instead of attribute lookups, no
-        call per file, counters in lists (see the module docstring).
-        """
-        config = self.config
-        tally = self.tally
-        by_uid = tally.by_uid
-        by_uid_get = by_uid.get
-        linked = tally.linked
-        root_dev = config.root_dev
-        one_fs = config.one_file_system
-        exclude_name = self._exclude_name
-        exclude_path = self._exclude_path
-        excluding = self._excluding
-        prefix = node.prefix() if exclude_path is not None else ""
-        rule = config.age
-        is_old = rule.is_old
-        basis = rule.basis
-        by_used = basis == "used"
-        by_atime = basis == "atime"
-        by_mtime = basis == "mtime"
-        now_ns = self._now_ns
-        old_below = self._old_below
-        young_above = self._young_above
-        append = stack.append
-        pushed = 0
-        try:
-            with self._scandir(fd) as entries:
-                for entry in entries:
-                    try:
-                        if excluding:
-                            name = entry.name
-                            if exclude_name is not None and exclude_name(name):
-                                continue
-                            if exclude_path is not None and exclude_path(prefix + name):
-                                continue
-                        st = entry.stat(follow_symlinks=False)
-                    except OSError as exc:  # vanished since readdir, or unreadable
-                        tally.note_error(_error(node.prefix() + entry.name, exc))
-                        continue
-                    kind = st.st_mode & _S_IFMT
-                    if kind != _S_IFREG:
-                        if kind == _S_IFDIR and (not one_fs or st.st_dev == root_dev):
-                            append((node, entry.name, st.st_dev, st.st_ino))
-                            pushed += 1
-                        continue  # symlink, device, fifo, socket; or another filesystem
-
-                    if by_used:
-                        last = st.st_atime_ns
-                        mtime = st.st_mtime_ns
-                        if mtime > last:
-                            last = mtime
-                    elif by_atime:
-                        last = st.st_atime_ns
-                    elif by_mtime:
-                        last = st.st_mtime_ns
-                    else:
-                        last = st.st_ctime_ns
-                    age = now_ns - last
-                    if age < 0:
-                        age = 0
-                    uid = st.st_uid
-                    size = st.st_size
-
-                    if st.st_nlink > 1:  # counted once, at the end (see Tally.linked)
-                        key = (st.st_dev, st.st_ino)
-                        if key not in linked:
-                            old = last < old_below or (
-                                last <= young_above and is_old(st))
-                            linked[key] = (uid, size, st.st_blocks, age, old)
-                        continue
-
-                    counters = by_uid_get(uid)
-                    if counters is None:
-                        counters = by_uid[uid] = [0, 0, 0, 0, 0, 0]
-                    counters[0] += 1
-                    counters[1] += size
-                    counters[2] += st.st_blocks
-                    counters[5] += age
-                    if last <= young_above and (
-                        last < old_below or is_old(st)
-                    ):
-                        counters[3] += 1
-                        counters[4] += size
-        except OSError as exc:  # the directory went away while being read
-            tally.note_error(_error(node.path(), exc))
-        return pushed
 
 
 def walk_in_process(
