@@ -93,6 +93,9 @@ def test_a_tree_deeper_than_path_max_is_counted(
     assert (result.errors, result.error_samples) == (0, [])
     assert {uid: (u.files, u.bytes) for uid, u in result.by_uid.items()} == _expected(deep_tree)
     assert result.directories == deep_tree.directories
+    # every directory below the target is root's; every file counts as an inode
+    assert result.fileless_owners[0].directories == deep_tree.directories - 1
+    assert {uid: u.inodes for uid, u in result.by_uid.items()} == deep_tree.files
 
 
 @pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])

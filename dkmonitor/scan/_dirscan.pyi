@@ -9,6 +9,8 @@ def scan_dir(
     stack: list[Any],
     by_uid: dict[int, list[int]],
     linked: dict[tuple[int, int], Any],
+    hist: list[int],
+    dir_key: str,
     root_dev: int,
     one_fs: bool,
     basis: int,
@@ -16,6 +18,8 @@ def scan_dir(
     now: float,
     old_limit: float,
     excluded: Callable[[str], bool] | None,
-) -> tuple[int, list[tuple[str, int]], int]: ...
+) -> tuple[int, list[tuple[str, int]], int, int, int, int]: ...
 
 BASES: tuple[str, ...]
+SIZE_EDGES: tuple[int, ...]
+AGE_EDGES_NS: tuple[int, ...]

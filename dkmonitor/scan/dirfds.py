@@ -30,6 +30,8 @@ from __future__ import annotations
 import errno
 import os
 
+from dkmonitor.scan.stats import TOP_DIR_DEPTH
+
 # Work handed to another worker is reopened name by name from the root, so its
 # cost grows with its depth: only directories this shallow are handed over (a
 # tree whose only parallelism lies deeper is walked by one worker, which is
@@ -60,14 +62,23 @@ class Dir:
     worker: only the directory handed over is checked, which is enough).
     """
 
-    __slots__ = ("parent", "name", "dev", "ino", "fd", "waiting", "depth")
+    __slots__ = ("parent", "name", "dev", "ino", "fd", "waiting", "depth", "key")
 
     parent: Dir | None
     depth: int  # levels below the root
+    key: str  # where its files count for the top directories (stats.TOP_DIR_DEPTH)
 
     def __init__(self, parent: Dir | None, name: str, dev: int, ino: int) -> None:
         self.parent = parent
-        self.depth = 0 if parent is None else parent.depth + 1
+        if parent is None:
+            self.depth = 0
+            self.key = ""
+        else:
+            self.depth = depth = parent.depth + 1
+            if depth > TOP_DIR_DEPTH:
+                self.key = parent.key
+            else:
+                self.key = parent.key + "/" + name if parent.key else name
         self.name = name
         self.dev = dev
         self.ino = ino

@@ -266,10 +266,11 @@ class Walker:
         config = self.config
         excluded = self._exclusion(node.prefix()) if self.excluding else None
         rule = config.age
-        pushed, failures, read_errno = _dirscan.scan_dir(
-            fd, node, stack, tally.by_uid, tally.linked, config.root_dev,
-            config.one_file_system, rule.code, self.now_ns, rule.now,
+        pushed, failures, read_errno, files, size, old_bytes = _dirscan.scan_dir(
+            fd, node, stack, tally.by_uid, tally.linked, tally.hist, node.key,
+            config.root_dev, config.one_file_system, rule.code, self.now_ns, rule.now,
             rule.limit_seconds, excluded)
+        tally.add_dir(node.key, files, size, old_bytes)
         if failures:
             prefix = node.prefix()
             for name, number in failures:
