@@ -29,6 +29,7 @@ from dkmonitor.db.tasks import list_tasks
 from dkmonitor.errors import DatabaseUnavailable, TaskError
 from dkmonitor.lock import AlreadyRunning, task_lock
 from dkmonitor.scan import scan_tree
+from dkmonitor.scan.age import AgeRule
 from dkmonitor.scan.disk import DiskUsage, disk_usage, mount_options
 from dkmonitor.scan.stats import ScanOptions, ScanResult
 from dkmonitor.scan.users import username_for
@@ -199,12 +200,11 @@ class Runner:
                 "atime; every file will look old (use --age-basis used)"
             )
         options = ScanOptions(
-            old_days=task.old_file_threshold,
-            now=now,
-            age_basis=task.age_basis,
+            AgeRule(task.old_file_threshold, now, task.age_basis),
             exclude=self.settings.scan.exclude,
             one_file_system=self.settings.scan.one_file_system,
             workers=self.settings.scan.workers,
+            leave_out=(str(self.settings.state_dir), self.settings.logging.log_dir),
         )
         progress = self.progress(task) if self.progress else None
         try:
@@ -212,6 +212,8 @@ class Runner:
             disk = disk_usage(target)
         except OSError as exc:
             return self._failed(task, "full", f"scanning {target}: {exc.strerror or exc}")
+        for path in result.left_out:
+            log.info("task %s: left out %s (dkmonitor's own state or logs)", task.name, path)
         for sample in result.error_samples:
             log.warning("task %s: %s", task.name, sample)
         users = tuple(

@@ -44,14 +44,31 @@ def scan_tree(root: str, options: ScanOptions, progress: Progress | None = None)
     root_stat = os.stat(root)
     if not stat.S_ISDIR(root_stat.st_mode):
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), root)
-    config = WalkConfig.build(root, root_stat.st_dev, options, root_stat.st_ino)
+    leave_out = _identities(options.leave_out)
+    leave_out.pop((root_stat.st_dev, root_stat.st_ino), None)  # asked for: scanned
+    config = WalkConfig.build(root, root_stat.st_dev, options, root_stat.st_ino,
+                              frozenset(leave_out))
     log.debug("scanning %s: %d worker(s), scanner %s", root, options.workers, scanner_kind())
     if options.workers > 1:
         tally = walk_in_parallel(config, options.workers, progress)
     else:
         tally = walk_in_process(config, progress)
     result = tally.to_result(root)
+    result.left_out = tuple(path for key, path in leave_out.items() if key in tally.left_out)
     if progress is not None:
         total = result.total
         progress(total.files, total.bytes)
     return result
+
+
+def _identities(paths: tuple[str, ...]) -> dict[tuple[int, int], str]:
+    """(st_dev, st_ino) of each directory to leave out; missing ones are no concern."""
+    found: dict[tuple[int, int], str] = {}
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            found.setdefault((st.st_dev, st.st_ino), path)
+    return found

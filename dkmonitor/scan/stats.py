@@ -24,6 +24,10 @@ class ScanOptions:
     exclude: tuple[str, ...] = ()
     one_file_system: bool = True
     workers: int = 1
+    # Absolute paths of directories never to walk (dkmonitor's own state and
+    # log directories), matched by st_dev+st_ino so another spelling of the
+    # same directory (a symlink, a bind mount) is left out too.
+    leave_out: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -35,6 +39,7 @@ class ScanOptions:
         exclude: tuple[str, ...] = (),
         one_file_system: bool = True,
         workers: int = 1,
+        leave_out: tuple[str, ...] = (),
     ) -> None:
         if age is None:
             if old_days is None or now is None:
@@ -44,6 +49,7 @@ class ScanOptions:
         object.__setattr__(self, "exclude", tuple(exclude))
         object.__setattr__(self, "one_file_system", one_file_system)
         object.__setattr__(self, "workers", workers)
+        object.__setattr__(self, "leave_out", tuple(leave_out))
 
 
 @dataclass
@@ -148,6 +154,7 @@ class ScanResult:
     age_histogram: tuple[HistogramBucket, ...] = ()
     top_dirs_by_bytes: tuple[DirTotal, ...] = ()
     top_dirs_by_old_bytes: tuple[DirTotal, ...] = ()
+    left_out: tuple[str, ...] = ()  # ScanOptions.leave_out met in this target (not walked)
 
     MAX_ERROR_SAMPLES = 20
 

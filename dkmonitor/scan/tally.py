@@ -71,6 +71,7 @@ class Tally:
     # of the regular files directly under it.
     dirs: dict[str, list[int]] = field(default_factory=dict)
     directories: int = 0
+    left_out: set[tuple[int, int]] = field(default_factory=set)  # (dev, ino) met, not walked
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
 
@@ -117,6 +118,7 @@ class Tally:
         for dir_key, (files, size, old_bytes) in other.dirs.items():
             self.add_dir(dir_key, files, size, old_bytes)
         self.directories += other.directories
+        self.left_out |= other.left_out
         self.errors += other.errors
         room = ScanResult.MAX_ERROR_SAMPLES - len(self.error_samples)
         if room > 0:

@@ -93,13 +93,16 @@ class WalkConfig:
     one_file_system: bool
     age: AgeRule
     exclude: tuple[str, ...]
+    leave_out: frozenset[tuple[int, int]] = frozenset()  # (st_dev, st_ino) not to walk
 
     @classmethod
     def build(
-        cls, root: str, root_dev: int, options: ScanOptions, root_ino: int = 0
+        cls, root: str, root_dev: int, options: ScanOptions, root_ino: int = 0,
+        leave_out: frozenset[tuple[int, int]] = frozenset(),
     ) -> WalkConfig:
         """``root_ino`` 0: the root's identity is not checked when it is opened."""
         return cls(
+            leave_out=leave_out,
             root=root,
             root_dev=root_dev,
             root_ino=root_ino,
@@ -187,17 +190,8 @@ class Walker:
                 if on_tick is not None and monotonic() >= next_tick:
                     on_tick(tally)
                     next_tick = monotonic() + TICK_SECONDS
-                parent, name, dev, ino = stack.pop()
-                node = Dir(parent, name, dev, ino)
-                try:
-                    fd = open_checked(None if parent is None else fds.fd_of(parent), node)
-                except OSError as exc:
-                    tally.note_error(error_line(child_path(parent, name), exc))
-                    fd = -1
-                if parent is not None:
-                    parent.waiting -= 1
-                    if not parent.waiting:
-                        fds.release(parent)
+                node = Dir(*stack.pop())
+                fd = self._open(node)
                 if fd < 0:
                     continue
                 tally.directories += 1
@@ -215,6 +209,26 @@ class Walker:
             fds.close_all()
         if on_tick is not None:
             on_tick(tally)
+
+    def _open(self, node: Dir) -> int:
+        """``node``'s fd (checked: see dirfds.open_checked), or -1: left out or an error.
+
+        Either way its parent has one subdirectory less waiting.
+        """
+        parent = node.parent
+        fd = -1
+        if self.config.leave_out and (node.dev, node.ino) in self.config.leave_out:
+            self.tally.left_out.add((node.dev, node.ino))
+        else:
+            try:
+                fd = open_checked(None if parent is None else self.fds.fd_of(parent), node)
+            except OSError as exc:
+                self.tally.note_error(error_line(child_path(parent, node.name), exc))
+        if parent is not None:
+            parent.waiting -= 1
+            if not parent.waiting:
+                self.fds.release(parent)
+        return fd
 
     def _item(self, path: str, dev: int, ino: int) -> Item:
         """A stack entry for a directory given by path (the root, or work from another worker).
