@@ -17,10 +17,14 @@
  * donation between workers, progress, exclusion patterns -- stays in Python,
  * called once per directory.
  *
- * Semantics copied from walker.Walker.walk, keep them in step:
- *   - one lstat (fstatat AT_SYMLINK_NOFOLLOW relative to the directory fd);
- *   - directories are returned (on the same filesystem when one_fs), other
- *     non-regular files are ignored, symlinks are never followed;
+ * Semantics copied from pyloop.scan_python, keep them in step:
+ *   - one lstat (fstatat AT_SYMLINK_NOFOLLOW relative to the directory fd, so
+ *     at any depth: the walker opens each directory relative to its parent);
+ *   - directories are pushed on the walker's stack (on the same filesystem
+ *     when one_fs) and counted for their owner (DIRS), other non-regular
+ *     files counted (OTHERS), symlinks never followed;
+ *   - regular files go into the size and age histograms and the directory's
+ *     own sums (for the top directories);
  *   - "last use" by age basis, in integer nanoseconds for the age sum;
  *     "old" decided exactly as dkmonitor.scan.age.is_old does, with CPython's
  *     float seconds (sec + nsec * 1e-9), so scanner and cleaner agree;
