@@ -30,7 +30,8 @@ def scanner_kind() -> str:
 
 
 def scan_tree(root: str, options: ScanOptions, progress: Progress | None = None) -> ScanResult:
-    """Full scan of ``root``: per-owner files, bytes, allocation, old files, mean age.
+    """Full scan of ``root``: per-owner files, bytes, allocation, old files, mean age,
+    inodes and directories; per-target histograms and top directories (stats.py).
 
     A missing root or one that is not a directory raises the ``OSError`` (the
     runner reports "target missing"); a parallel worker that dies raises
@@ -39,6 +40,8 @@ def scan_tree(root: str, options: ScanOptions, progress: Progress | None = None)
     The root itself may be a symlink (to where the scratch disk is mounted);
     nothing below it is followed. ``progress(files, bytes)`` gets cumulative
     figures a few times a second, always from the calling process.
+    Directories in ``options.leave_out`` (other than ``root`` itself) are not
+    walked; ``result.left_out`` names those met.
     """
     root = os.path.abspath(os.fsdecode(root))
     root_stat = os.stat(root)
