@@ -42,6 +42,9 @@ DONATE_MAX_DEPTH = 64
 # far below the usual RLIMIT_NOFILE of 1024 even with a few workers' pipes.
 FD_BUDGET = 128
 
+# A path this short (bytes) the kernel resolves in one open (PATH_MAX is 4096).
+_SHORT_PATH = 4000
+
 OPEN_ROOT = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 OPEN_SUBDIR = OPEN_ROOT | os.O_NOFOLLOW
 
@@ -123,9 +126,12 @@ def child_path(parent: Dir | None, name: str) -> str:
     return name if parent is None else parent.prefix() + name
 
 
-def open_checked(parent_fd: int | None, node: Dir) -> int:
-    """Open ``node`` (relative to ``parent_fd``; the root by path) and check its identity."""
-    if parent_fd is None:
+def open_checked(parent_fd: int | None, node: Dir, path: bytes | None = None) -> int:
+    """Open ``node`` (relative to ``parent_fd``; the root, or ``path``, by path) and
+    check its identity."""
+    if path is not None:
+        fd = os.open(path, OPEN_SUBDIR)
+    elif parent_fd is None:
         fd = os.open(node.name, OPEN_ROOT)
     else:
         fd = os.open(node.name, OPEN_SUBDIR, dir_fd=parent_fd)
@@ -164,6 +170,27 @@ class DirFds:
             del self._open[node]
             os.close(node.fd)
             node.fd = -1
+
+    def open(self, node: Dir) -> int:
+        """Open ``node`` and check its identity (raises OSError / :class:`Replaced`).
+
+        Relative to its parent's fd when the parent has one (the usual case).
+        A parent without one (work handed over by another worker, or evicted
+        past the budget) is not reopened when the path is short enough for the
+        kernel: the directory is opened by path, once, and its identity check
+        catches any ancestor swapped meanwhile; only past PATH_MAX is the way
+        reopened name by name.
+        """
+        parent = node.parent
+        if parent is None:
+            return open_checked(None, node)
+        if parent.fd >= 0:
+            return open_checked(parent.fd, node)
+        if node.ino:
+            path = os.fsencode(node.path())
+            if len(path) < _SHORT_PATH:
+                return open_checked(None, node, path)
+        return open_checked(self.fd_of(parent), node)
 
     def fd_of(self, node: Dir) -> int:
         """``node``'s fd, reopened from its nearest open ancestor if it was evicted.

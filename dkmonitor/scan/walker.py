@@ -46,7 +46,6 @@ from dkmonitor.scan.dirfds import (
     child_path,
     errno_line,
     error_line,
-    open_checked,
 )
 from dkmonitor.scan.pyloop import scan_python
 from dkmonitor.scan.stats import ScanOptions
@@ -221,7 +220,7 @@ class Walker:
             self.tally.left_out.add((node.dev, node.ino))
         else:
             try:
-                fd = open_checked(None if parent is None else self.fds.fd_of(parent), node)
+                fd = self.fds.open(node)
             except OSError as exc:
                 self.tally.note_error(error_line(child_path(parent, node.name), exc))
         if parent is not None:
