@@ -32,6 +32,7 @@ from dkmonitor.errors import DatabaseUnavailable, TaskError
 from dkmonitor.lock import AlreadyRunning, task_lock
 from dkmonitor.runrecord import failure_record, noatime_warnings, scan_record, user_rows
 from dkmonitor.scan import scan_tree
+from dkmonitor.scan.age import AgeRule
 from dkmonitor.scan.disk import disk_usage
 from dkmonitor.scan.stats import ScanOptions, ScanResult
 from dkmonitor.taskrun import CleanSummary, TaskRun
@@ -221,6 +222,8 @@ class Runner:
             disk = disk_usage(target)
         except OSError as exc:
             return self._failed(task, "full", f"scanning {target}: {exc.strerror or exc}")
+        for path in result.left_out:
+            log.info("task %s: left out %s (dkmonitor's own state or logs)", task.name, path)
         for sample in result.error_samples:
             log.warning("task %s: %s", task.name, sample)
         users = user_rows(result)
@@ -267,12 +270,11 @@ class Runner:
 
     def _scan_options(self, task: TaskSpec, now: float) -> ScanOptions:
         return ScanOptions(
-            old_days=task.old_file_threshold,
-            now=now,
-            age_basis=task.age_basis,
+            AgeRule(task.old_file_threshold, now, task.age_basis),
             exclude=self.settings.scan.exclude,
             one_file_system=self.settings.scan.one_file_system,
             workers=self.settings.scan.workers,
+            leave_out=(str(self.settings.state_dir), self.settings.logging.log_dir),
         )
 
     def _clean(self, outcome: TaskOutcome) -> None:

@@ -20,7 +20,14 @@ import dkmonitor
 from dkmonitor.scan import ScanOptions, scan_tree, walker
 from dkmonitor.scan.age import DAY
 from dkmonitor.scan.stats import ScanResult
-from tests.fixtures.tree import UNKNOWN_UID, TreeBuilder, scan_as_unprivileged
+from tests.fixtures.tree import (
+    UNKNOWN_UID,
+    TreeBuilder,
+    assert_census,
+    census,
+    files_only,
+    scan_as_unprivileged,
+)
 from tests.test_scan_parallel import build_mixed_tree
 
 pytestmark = pytest.mark.usefixtures("requires_root")
@@ -46,9 +53,15 @@ def scan_both(
 
 
 def assert_same(compiled: ScanResult, python: ScanResult) -> None:
+    """Every field, the new ones (inodes, histograms, top directories) included."""
     assert compiled.by_uid == python.by_uid
+    assert compiled.fileless_owners == python.fileless_owners
     assert compiled.total == python.total
     assert compiled.directories == python.directories
+    assert compiled.size_histogram == python.size_histogram
+    assert compiled.age_histogram == python.age_histogram
+    assert compiled.top_dirs_by_bytes == python.top_dirs_by_bytes
+    assert compiled.top_dirs_by_old_bytes == python.top_dirs_by_old_bytes
     assert (compiled.errors, compiled.error_samples) == (python.errors, python.error_samples)
 
 
@@ -70,7 +83,7 @@ def test_same_numbers_on_a_mixed_tree(
     compiled, python = scan_both(scan_target.root, monkeypatch, old_days=30, now=scan_now,
                                  age_basis=basis, workers=workers)
     assert_same(compiled, python)
-    assert compiled.by_uid == scan_target.expected(30, basis)
+    assert files_only(compiled.by_uid) == scan_target.expected(30, basis)
     assert UNKNOWN_UID in compiled.by_uid
 
 
@@ -104,7 +117,7 @@ def test_files_at_the_old_boundary_and_at_extreme_times(
     assert_same(compiled, python)
     expected = scan_target.expected(old_days)
     assert compiled.by_uid.keys() == expected.keys()
-    for uid, usage in compiled.by_uid.items():  # the oracle sums float ages: nanosecond noise
+    for uid, usage in files_only(compiled.by_uid).items():  # the oracle sums float ages
         assert dataclasses.replace(usage, age_seconds=0) == dataclasses.replace(
             expected[uid], age_seconds=0)
         assert usage.age_seconds == pytest.approx(expected[uid].age_seconds, abs=1e-3)
@@ -133,7 +146,7 @@ def test_non_utf8_directory_names_are_walked_into(
     scan_target.file(b"ok/\x80.dat", uid=1003, size=5, atime_days=1)
     compiled, python = scan_both(scan_target.root, monkeypatch, old_days=30, now=scan_now)
     assert_same(compiled, python)
-    assert compiled.by_uid == scan_target.expected(30)
+    assert files_only(compiled.by_uid) == scan_target.expected(30)
     assert compiled.by_uid[1003].files == 2
 
 
@@ -184,5 +197,69 @@ def test_a_directory_with_more_owners_than_the_loop_tracks_at_once(
                          size=3 * index, atime_days=index % 45)
     compiled, python = scan_both(scan_target.root, monkeypatch, old_days=30, now=scan_now)
     assert_same(compiled, python)
-    assert compiled.by_uid == scan_target.expected(30)
+    assert files_only(compiled.by_uid) == scan_target.expected(30)
     assert len(compiled.by_uid) == 75
+
+
+def test_the_compiled_basis_codes_are_the_age_rule_codes() -> None:
+    """The C enum of age bases is in AGE_BASES order: AgeRule.code means one basis."""
+    from dkmonitor.scan import _dirscan
+    from dkmonitor.scan.age import AGE_BASES, AgeRule
+
+    assert _dirscan.BASES == AGE_BASES
+    assert [AgeRule(1, 0.0, basis).code for basis in AGE_BASES] == list(range(len(AGE_BASES)))
+
+
+def _shaped_tree(scan_target: TreeBuilder, outside: Path) -> None:
+    """The mixed tree plus every histogram bucket edge, depth 6, and owners of no file."""
+    build_mixed_tree(scan_target, outside)
+    sizes = [0, 4095, 4096, 65535, 65536, 1 << 20, (16 << 20) - 1, 16 << 20, 300 << 20,
+             4 << 30, (64 << 30) - 1, 64 << 30, 70 << 30]  # sparse: no space taken
+    ages = [0, 6.5, 7, 29, 30, 89, 90, 179, 180, 364, 365, 729, 730, 2000]
+    for index, size in enumerate(sizes):
+        scan_target.file(f"big/a{index % 3}/b/c/d/e/size{index}.dat", uid=1001 + index % 2,
+                         size=size, atime_days=ages[index % len(ages)])
+    for index, days in enumerate(ages):
+        scan_target.file(f"ages/d{index}.dat", uid=1003, size=index + 1, atime_days=days)
+    scan_target.hardlink("big/a0/b/c/d/e/size0.dat", "ages/linked.dat")
+    scan_target.dir("only-dirs/x/y", uid=1500)
+    os.lchown(scan_target.symlink("/nowhere", "only-dirs/x/link"), 1501, 1501)
+    os.chown(scan_target.fifo("only-dirs/fifo"), 1501, 1501)
+
+
+@pytest.mark.parametrize("basis", ["used", "mtime"])
+@pytest.mark.parametrize("workers", [1, 3])
+def test_inodes_histograms_and_top_directories(
+    scan_target: TreeBuilder, tmp_path: Path, scan_now: float, monkeypatch: pytest.MonkeyPatch,
+    basis: str, workers: int,
+) -> None:
+    """Issue 14 item 1: the same walk counts inodes and directories per owner, the
+    size and age histograms and the top directories; both loops and any number of
+    workers give exactly the numbers of an independent lstat walk."""
+    _shaped_tree(scan_target, tmp_path / "outside")
+    compiled, python = scan_both(scan_target.root, monkeypatch, old_days=30, now=scan_now,
+                                 age_basis=basis, workers=workers)
+    assert_same(compiled, python)
+    assert_census(compiled, census(scan_target.root, scan_now, 30, basis))
+    assert files_only(compiled.by_uid) == scan_target.expected(30, basis)
+    # owners of no regular file: root (the builder's directories), 1500 (a
+    # directory), 1501 (a symlink and a fifo)
+    assert set(compiled.fileless_owners) == {0, 1500, 1501}
+    assert compiled.fileless_owners[1500].directories == 1
+    assert compiled.fileless_owners[1501].inodes == 2  # the symlink and the fifo
+    assert len(compiled.top_dirs_by_bytes) == 20
+    assert max(d.depth for d in compiled.top_dirs_by_bytes) <= 3
+    assert [b.label for b in compiled.size_histogram] == [
+        "<4K", "<64K", "<1M", "<16M", "<256M", "<4G", "<64G", ">=64G"]
+    assert [b.upper for b in compiled.age_histogram] == [7, 30, 90, 180, 365, 730, None]
+    total = compiled.total
+    assert sum(b.files for b in compiled.size_histogram) == total.files
+    assert sum(b.bytes for b in compiled.age_histogram) == total.bytes
+
+
+def test_the_compiled_buckets_are_the_documented_ones() -> None:
+    from dkmonitor.scan import _dirscan
+    from dkmonitor.scan.stats import AGE_EDGES_NS, SIZE_EDGES
+
+    assert _dirscan.SIZE_EDGES == SIZE_EDGES
+    assert _dirscan.AGE_EDGES_NS == AGE_EDGES_NS

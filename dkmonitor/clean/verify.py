@@ -10,18 +10,12 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 
 from dkmonitor.clean.fsops import lstat_at
 from dkmonitor.clean.select import Candidate
-from dkmonitor.scan.age import is_old
+from dkmonitor.scan.age import AgeRule, is_old
 
-
-@dataclass(frozen=True)
-class AgeRule:
-    old_days: float
-    now: float
-    basis: str = "used"
+__all__ = ["AgeRule", "recheck"]  # AgeRule is the scanner's own, re-exported for the cleaner
 
 
 def recheck(

@@ -39,7 +39,8 @@ def scan_tree(
     progress: Progress | None = None,
     pool: ScanPool | None = None,
 ) -> ScanResult:
-    """Full scan of ``root``: per-owner files, bytes, allocation, old files, mean age.
+    """Full scan of ``root``: per-owner files, bytes, allocation, old files, mean age,
+    inodes and directories; per-target histograms and top directories (stats.py).
 
     A missing root or one that is not a directory raises the ``OSError`` (the
     runner reports "target missing"); a parallel worker that dies raises
@@ -47,15 +48,19 @@ def scan_tree(
     directories, files vanishing mid-scan) is counted in ``result.errors``.
     The root itself may be a symlink (to where the scratch disk is mounted);
     nothing below it is followed. ``progress(files, bytes)`` gets cumulative
-    figures a few times a second, always from the calling process. With a
-    ``pool`` (rank 0 of an MPI job) every other rank walks too, and
-    ``options.workers`` is not used.
+    figures a few times a second, always from the calling process.
+    Directories in ``options.leave_out`` (other than ``root`` itself) are not
+    walked; ``result.left_out`` names those met. With a ``pool`` (rank 0 of an
+    MPI job) every other rank walks too, and ``options.workers`` is not used.
     """
     root = os.path.abspath(os.fsdecode(root))
     root_stat = os.stat(root)
     if not stat.S_ISDIR(root_stat.st_mode):
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), root)
-    config = WalkConfig.build(root, root_stat.st_dev, options)
+    leave_out = _identities(options.leave_out)
+    leave_out.pop((root_stat.st_dev, root_stat.st_ino), None)  # asked for: scanned
+    config = WalkConfig.build(root, root_stat.st_dev, options, root_stat.st_ino,
+                              frozenset(leave_out))
     if pool is not None:
         log.debug("scanning %s: %d MPI rank(s), scanner %s", root, pool.workers, scanner_kind())
         tally = pool.walk(config, progress)
@@ -66,7 +71,21 @@ def scan_tree(
         log.debug("scanning %s: 1 worker, scanner %s", root, scanner_kind())
         tally = walk_in_process(config, progress)
     result = tally.to_result(root)
+    result.left_out = tuple(path for key, path in leave_out.items() if key in tally.left_out)
     if progress is not None:
         total = result.total
         progress(total.files, total.bytes)
     return result
+
+
+def _identities(paths: tuple[str, ...]) -> dict[tuple[int, int], str]:
+    """(st_dev, st_ino) of each directory to leave out; missing ones are no concern."""
+    found: dict[tuple[int, int], str] = {}
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            found.setdefault((st.st_dev, st.st_ino), path)
+    return found

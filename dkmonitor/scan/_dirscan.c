@@ -17,10 +17,14 @@
  * donation between workers, progress, exclusion patterns -- stays in Python,
  * called once per directory.
  *
- * Semantics copied from walker.Walker.walk, keep them in step:
- *   - one lstat (fstatat AT_SYMLINK_NOFOLLOW relative to the directory fd);
- *   - directories are returned (on the same filesystem when one_fs), other
- *     non-regular files are ignored, symlinks are never followed;
+ * Semantics copied from pyloop.scan_python, keep them in step:
+ *   - one lstat (fstatat AT_SYMLINK_NOFOLLOW relative to the directory fd, so
+ *     at any depth: the walker opens each directory relative to its parent);
+ *   - directories are pushed on the walker's stack (on the same filesystem
+ *     when one_fs) and counted for their owner (DIRS), other non-regular
+ *     files counted (OTHERS), symlinks never followed;
+ *   - regular files go into the size and age histograms and the directory's
+ *     own sums (for the top directories);
  *   - "last use" by age basis, in integer nanoseconds for the age sum;
  *     "old" decided exactly as dkmonitor.scan.age.is_old does, with CPython's
  *     float seconds (sec + nsec * 1e-9), so scanner and cleaner agree;
@@ -37,11 +41,37 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Must match the age bases of dkmonitor.scan.age (walker passes the index). */
-enum basis { BASIS_USED, BASIS_ATIME, BASIS_MTIME, BASIS_CTIME };
+/* The age bases, by the code walker passes (AgeRule.code, the index in
+ * dkmonitor.scan.age.AGE_BASES). Exported as _dirscan.BASES; a test checks it
+ * equals AGE_BASES, so the two orders cannot drift apart. */
+enum basis { BASIS_USED, BASIS_ATIME, BASIS_MTIME, BASIS_CTIME, NBASES };
+static const char *const basis_names[NBASES] = {
+    [BASIS_USED] = "used", [BASIS_ATIME] = "atime", [BASIS_MTIME] = "mtime",
+    [BASIS_CTIME] = "ctime",
+};
 
 /* Must match the column order of dkmonitor.scan.tally. */
-enum column { FILES, BYTES, BLOCKS, OLD_FILES, OLD_BYTES, AGE_NS, NCOLUMNS };
+enum column { FILES, BYTES, BLOCKS, OLD_FILES, OLD_BYTES, AGE_NS, DIRS, OTHERS, NCOLUMNS };
+
+/* The per-target histograms (dkmonitor.scan.stats; exported as SIZE_EDGES and
+ * AGE_EDGES_NS, a test checks they equal the Python ones): a value falls in
+ * the first bucket whose upper edge it is below, else in the last one. The
+ * flat layout of tally.Tally.hist: files then bytes per size bucket, files
+ * then bytes per age bucket. */
+#define NSIZE 8
+#define NAGE 7
+static const long long size_edges[NSIZE - 1] = {
+    4LL << 10, 64LL << 10, 1LL << 20, 16LL << 20, 256LL << 20, 4LL << 30, 64LL << 30,
+};
+enum hist { SIZE_FILES = 0, SIZE_BYTES = NSIZE, AGE_FILES = 2 * NSIZE,
+            AGE_BYTES = 2 * NSIZE + NAGE, NHIST = 2 * NSIZE + 2 * NAGE };
+
+/* What one directory adds to the target: histograms and, for the top
+ * directories, its own regular files (one link) and their bytes. */
+struct dirsums {
+    __int128 hist[NHIST];
+    __int128 files, bytes, old_bytes;
+};
 
 /* Owners seen in one directory, flushed into the Python dict at its end (or
  * when full). 128-bit sums: a directory of ten million files, each centuries
@@ -58,7 +88,8 @@ struct params {
     int basis;
     __int128 now_ns;
     double now;
-    double old_limit; /* old_days * DAY, computed in Python */
+    double old_limit; /* AgeRule.limit_seconds */
+    PyObject *dir_key; /* str: where this directory's files count (tally.Tally.dirs) */
 };
 
 static PyObject *
@@ -109,7 +140,7 @@ flush_owner(PyObject *by_uid, const struct owner *owner)
     }
     Py_DECREF(key);
     if (!PyList_Check(counters) || PyList_GET_SIZE(counters) != NCOLUMNS) {
-        PyErr_SetString(PyExc_TypeError, "by_uid values must be lists of 6 integers");
+        PyErr_SetString(PyExc_TypeError, "by_uid values must be lists of 8 integers");
         return -1;
     }
     for (int column = 0; column < NCOLUMNS; column++) {
@@ -150,10 +181,102 @@ float_seconds(const struct timespec *ts)
     return ts->tv_sec + ts->tv_nsec * 1e-9;
 }
 
+/* The owner's sums for uid (a new slot, flushing all when full); NULL with a
+ * Python error set on failure. */
+static struct owner *
+find_owner(PyObject *by_uid, struct owner *owners, int *owner_count, uid_t uid)
+{
+    for (int i = 0; i < *owner_count; i++)
+        if (owners[i].uid == uid)
+            return &owners[i];
+    if (*owner_count == MAX_OWNERS && flush_owners(by_uid, owners, owner_count) < 0)
+        return NULL;
+    struct owner *owner = &owners[(*owner_count)++];
+    memset(owner, 0, sizeof *owner);
+    owner->uid = uid;
+    return owner;
+}
+
+/* The size bucket: 0 below 4 KiB, then one per power of 16, the last open.
+ * From the bit length, so no loop per file. */
+static inline int
+size_bucket(long long size)
+{
+    if (size < (4LL << 10))
+        return 0;
+    int log2 = 63 - __builtin_clzll((unsigned long long)size); /* >= 12 here */
+    int bucket = (log2 - 12) / 4 + 1;
+    return bucket < NSIZE - 1 ? bucket : NSIZE - 1;
+}
+
+/* The age edges in nanoseconds (730 days is ~6.3e16: fits 64 bits). */
+#define DAYS_NS(days) ((long long)(days) * 86400LL * 1000000000LL)
+static const long long age_edges_ns[NAGE - 1] = {
+    DAYS_NS(7), DAYS_NS(30), DAYS_NS(90), DAYS_NS(180), DAYS_NS(365), DAYS_NS(730),
+};
+
+static inline int
+age_bucket(__int128 age)
+{
+    int bucket = 0;
+    while (bucket < NAGE - 1 && age >= age_edges_ns[bucket])
+        bucket++;
+    return bucket;
+}
+
+/* A file with several links: first sighting kept, with the smallest directory
+ * key it was seen under (as walker's Python loop and Tally.merge do). */
+static int
+count_linked(const struct stat *st, const struct params *p, PyObject *linked,
+             __int128 age, int old)
+{
+    PyObject *key = Py_BuildValue("(KK)", (unsigned long long)st->st_dev,
+                                  (unsigned long long)st->st_ino);
+    if (key == NULL)
+        return -1;
+    PyObject *known = PyDict_GetItemWithError(linked, key); /* borrowed */
+    if (known == NULL && PyErr_Occurred()) {
+        Py_DECREF(key);
+        return -1;
+    }
+    PyObject *value = NULL;
+    if (known != NULL) {
+        if (!PyTuple_Check(known) || PyTuple_GET_SIZE(known) != 6) {
+            Py_DECREF(key);
+            PyErr_SetString(PyExc_TypeError, "linked values must be 6-tuples");
+            return -1;
+        }
+        int smaller = PyUnicode_Compare(p->dir_key, PyTuple_GET_ITEM(known, 5));
+        if (smaller == -1 && PyErr_Occurred()) {
+            Py_DECREF(key);
+            return -1;
+        }
+        if (smaller >= 0) {
+            Py_DECREF(key);
+            return 0;
+        }
+        value = Py_BuildValue("(OOOOOO)", PyTuple_GET_ITEM(known, 0),
+                              PyTuple_GET_ITEM(known, 1), PyTuple_GET_ITEM(known, 2),
+                              PyTuple_GET_ITEM(known, 3), PyTuple_GET_ITEM(known, 4),
+                              p->dir_key);
+    } else {
+        PyObject *age_obj = long_from_int128(age);
+        value = age_obj == NULL ? NULL
+            : Py_BuildValue("(kLLOOO)", (unsigned long)st->st_uid, (long long)st->st_size,
+                            (long long)st->st_blocks, age_obj, old ? Py_True : Py_False,
+                            p->dir_key);
+        Py_XDECREF(age_obj);
+    }
+    int failed = value == NULL || PyDict_SetItem(linked, key, value) < 0;
+    Py_DECREF(key);
+    Py_XDECREF(value);
+    return failed ? -1 : 0;
+}
+
 /* Counts one regular file; returns -1 with a Python error set on failure. */
 static int
 count_file(const struct stat *st, const struct params *p, PyObject *by_uid,
-           PyObject *linked, struct owner *owners, int *owner_count)
+           PyObject *linked, struct owner *owners, int *owner_count, struct dirsums *sums)
 {
     __int128 last;
     double last_f;
@@ -183,41 +306,12 @@ count_file(const struct stat *st, const struct params *p, PyObject *by_uid,
         age = 0;
     int old = p->now - last_f > p->old_limit;
 
-    if (st->st_nlink > 1) { /* counted once, at the end (see tally.Tally.linked) */
-        PyObject *key = Py_BuildValue("(KK)", (unsigned long long)st->st_dev,
-                                      (unsigned long long)st->st_ino);
-        if (key == NULL)
-            return -1;
-        int known = PyDict_Contains(linked, key);
-        if (known != 0) {
-            Py_DECREF(key);
-            return known < 0 ? -1 : 0;
-        }
-        PyObject *age_obj = long_from_int128(age);
-        PyObject *value = age_obj == NULL ? NULL
-            : Py_BuildValue("(kLLOO)", (unsigned long)st->st_uid, (long long)st->st_size,
-                            (long long)st->st_blocks, age_obj, old ? Py_True : Py_False);
-        Py_XDECREF(age_obj);
-        int failed = value == NULL || PyDict_SetItem(linked, key, value) < 0;
-        Py_DECREF(key);
-        Py_XDECREF(value);
-        return failed ? -1 : 0;
-    }
+    if (st->st_nlink > 1) /* counted once, at the end (see tally.Tally.linked) */
+        return count_linked(st, p, linked, age, old);
 
-    struct owner *owner = NULL;
-    for (int i = 0; i < *owner_count; i++) {
-        if (owners[i].uid == st->st_uid) {
-            owner = &owners[i];
-            break;
-        }
-    }
-    if (owner == NULL) {
-        if (*owner_count == MAX_OWNERS && flush_owners(by_uid, owners, owner_count) < 0)
-            return -1;
-        owner = &owners[(*owner_count)++];
-        memset(owner, 0, sizeof *owner);
-        owner->uid = st->st_uid;
-    }
+    struct owner *owner = find_owner(by_uid, owners, owner_count, st->st_uid);
+    if (owner == NULL)
+        return -1;
     owner->sums[FILES] += 1;
     owner->sums[BYTES] += st->st_size;
     owner->sums[BLOCKS] += st->st_blocks;
@@ -225,35 +319,80 @@ count_file(const struct stat *st, const struct params *p, PyObject *by_uid,
     if (old) {
         owner->sums[OLD_FILES] += 1;
         owner->sums[OLD_BYTES] += st->st_size;
+        sums->old_bytes += st->st_size;
+    }
+    sums->files += 1;
+    sums->bytes += st->st_size;
+    int bucket = size_bucket(st->st_size);
+    sums->hist[SIZE_FILES + bucket] += 1;
+    sums->hist[SIZE_BYTES + bucket] += st->st_size;
+    bucket = age_bucket(age);
+    sums->hist[AGE_FILES + bucket] += 1;
+    sums->hist[AGE_BYTES + bucket] += st->st_size;
+    return 0;
+}
+
+/* hist[i] += sums[i] for every bucket (hist: the tally's flat Python list). */
+static int
+flush_hist(PyObject *hist, const struct dirsums *sums)
+{
+    if (!PyList_Check(hist) || PyList_GET_SIZE(hist) != NHIST) {
+        PyErr_SetString(PyExc_TypeError, "hist must be a list of 30 integers");
+        return -1;
+    }
+    for (int i = 0; i < NHIST; i++) {
+        if (sums->hist[i] == 0)
+            continue;
+        PyObject *add = long_from_int128(sums->hist[i]);
+        if (add == NULL)
+            return -1;
+        PyObject *sum = PyNumber_Add(PyList_GET_ITEM(hist, i), add);
+        Py_DECREF(add);
+        if (sum == NULL)
+            return -1;
+        PyList_SetItem(hist, i, sum);
     }
     return 0;
 }
 
-/* Appends (name, st_dev, st_ino) of a subdirectory, or (name, errno) of an
- * entry that could not be lstat'ed, to list. */
+/* Pushes (parent, name, st_dev, st_ino) of a subdirectory onto the walker's
+ * stack. */
 static int
-append_name(PyObject *list, PyObject *name, int error, const struct stat *st)
+push_subdir(PyObject *stack, PyObject *parent, PyObject *name, const struct stat *st)
 {
-    PyObject *item = error
-        ? Py_BuildValue("(Oi)", name, error)
-        : Py_BuildValue("(OKK)", name, (unsigned long long)st->st_dev,
-                        (unsigned long long)st->st_ino);
+    PyObject *item = Py_BuildValue("(OOKK)", parent, name, (unsigned long long)st->st_dev,
+                                   (unsigned long long)st->st_ino);
     if (item == NULL)
         return -1;
-    int failed = PyList_Append(list, item);
+    int failed = PyList_Append(stack, item);
+    Py_DECREF(item);
+    return failed;
+}
+
+/* Appends (name, errno) of an entry that could not be lstat'ed. */
+static int
+append_failure(PyObject *failures, PyObject *name, int error)
+{
+    PyObject *item = Py_BuildValue("(Oi)", name, error);
+    if (item == NULL)
+        return -1;
+    int failed = PyList_Append(failures, item);
     Py_DECREF(item);
     return failed;
 }
 
 PyDoc_STRVAR(scan_dir_doc,
-"scan_dir(fd, by_uid, linked, root_dev, one_fs, basis, now_ns, now, old_limit, excluded)\n"
-"    -> (subdirectories, failures, read_errno)\n\n"
-"Read the open directory ``fd`` (not closed), lstat every entry and add its\n"
-"regular files to ``by_uid`` / ``linked`` as walker.Walker.walk does.\n"
-"``excluded`` is None or a callable taking an entry name (str) that returns\n"
-"true to skip it. Returns (name, st_dev, st_ino) of the subdirectories to walk, a list of\n"
-"(name, errno) for entries that could not be lstat'ed, and the errno of a\n"
-"failed readdir (0 when the directory was read to the end).");
+"scan_dir(fd, parent, stack, by_uid, linked, hist, dir_key, root_dev, one_fs, basis,\n"
+"         now_ns, now, old_limit, excluded)\n"
+"    -> (pushed, failures, read_errno, files, bytes, old_bytes)\n\n"
+"Read the open directory ``fd`` (not closed), lstat every entry relative to it\n"
+"and count it into ``by_uid`` / ``linked`` / ``hist`` as pyloop.scan_python\n"
+"does. ``excluded`` is None or a callable taking an entry name (str) that\n"
+"returns true to skip it. Subdirectories to walk are appended to the list\n"
+"``stack`` as (parent, name, st_dev, st_ino). Returns how many were pushed, a\n"
+"list of (name, errno) for entries that could not be lstat'ed, the errno of a\n"
+"failed readdir (0 when read to the end), and the files, bytes and old bytes\n"
+"of the regular files with one link (for the top directories).");
 
 static PyObject *
 scan_dir(PyObject *module, PyObject *args)
@@ -262,14 +401,19 @@ scan_dir(PyObject *module, PyObject *args)
     unsigned long long root_dev;
     long long now_ns;
     double now, old_limit;
-    PyObject *by_uid, *linked, *excluded;
-    if (!PyArg_ParseTuple(args, "iO!O!KpiLddO", &fd, &PyDict_Type, &by_uid, &PyDict_Type,
-                          &linked, &root_dev, &one_fs, &basis, &now_ns, &now, &old_limit,
+    PyObject *parent, *stack, *by_uid, *linked, *hist, *dir_key, *excluded;
+    if (!PyArg_ParseTuple(args, "iOO!O!O!O!UKpiLddO", &fd, &parent, &PyList_Type, &stack,
+                          &PyDict_Type, &by_uid, &PyDict_Type, &linked, &PyList_Type, &hist,
+                          &dir_key, &root_dev, &one_fs, &basis, &now_ns, &now, &old_limit,
                           &excluded))
         return NULL;
+    if (basis < 0 || basis >= NBASES) {
+        PyErr_Format(PyExc_ValueError, "unknown age basis code %d", basis);
+        return NULL;
+    }
     if (excluded == Py_None)
         excluded = NULL;
-    struct params p = {(dev_t)root_dev, one_fs, basis, now_ns, now, old_limit};
+    struct params p = {(dev_t)root_dev, one_fs, basis, now_ns, now, old_limit, dir_key};
 
     int own_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0); /* closedir() closes it, not the caller's */
     if (own_fd < 0)
@@ -282,11 +426,14 @@ scan_dir(PyObject *module, PyObject *args)
     /* fdopendir shares the file offset with fd: start from the first entry. */
     rewinddir(dir);
 
-    PyObject *subdirs = PyList_New(0), *failures = PyList_New(0);
+    PyObject *failures = PyList_New(0);
     struct owner owners[MAX_OWNERS];
+    struct dirsums sums;
+    memset(&sums, 0, sizeof sums);
     int owner_count = 0, read_errno = 0;
+    Py_ssize_t pushed = 0;
     unsigned long seen = 0;
-    if (subdirs == NULL || failures == NULL)
+    if (failures == NULL)
         goto error;
 
     for (;;) {
@@ -320,33 +467,48 @@ scan_dir(PyObject *module, PyObject *args)
 
         struct stat st;
         int error = fstatat(dirfd(dir), raw, &st, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : errno;
-        int keep_name = error != 0
-            || (S_ISDIR(st.st_mode) && (!p.one_fs || st.st_dev == p.root_dev));
-        if (keep_name) {
+        int walk_it = error == 0 && S_ISDIR(st.st_mode)
+            && (!p.one_fs || st.st_dev == p.root_dev);
+        if (error == 0 && !S_ISREG(st.st_mode) && (walk_it || !S_ISDIR(st.st_mode))) {
+            /* an inode owned: a directory on this filesystem, or any non-directory */
+            struct owner *owner = find_owner(by_uid, owners, &owner_count, st.st_uid);
+            if (owner == NULL) {
+                Py_XDECREF(name);
+                goto error;
+            }
+            owner->sums[walk_it ? DIRS : OTHERS] += 1;
+        }
+        if (error != 0 || walk_it) {
             if (name == NULL && (name = PyUnicode_DecodeFSDefault(raw)) == NULL)
                 goto error;
-            int failed = append_name(error ? failures : subdirs, name, error, &st);
+            int failed = error ? append_failure(failures, name, error)
+                               : push_subdir(stack, parent, name, &st);
             Py_DECREF(name);
             if (failed)
                 goto error;
+            pushed += !error;
             continue;
         }
         Py_XDECREF(name);
         if (S_ISREG(st.st_mode)
-            && count_file(&st, &p, by_uid, linked, owners, &owner_count) < 0)
+            && count_file(&st, &p, by_uid, linked, owners, &owner_count, &sums) < 0)
             goto error;
     }
     closedir(dir);
-    if (flush_owners(by_uid, owners, &owner_count) < 0) {
-        Py_DECREF(subdirs);
+    PyObject *files = NULL, *bytes = NULL, *old_bytes = NULL;
+    if (flush_owners(by_uid, owners, &owner_count) < 0 || flush_hist(hist, &sums) < 0
+        || (files = long_from_int128(sums.files)) == NULL
+        || (bytes = long_from_int128(sums.bytes)) == NULL
+        || (old_bytes = long_from_int128(sums.old_bytes)) == NULL) {
+        Py_XDECREF(files);
+        Py_XDECREF(bytes);
         Py_DECREF(failures);
         return NULL;
     }
-    return Py_BuildValue("(NNi)", subdirs, failures, read_errno);
+    return Py_BuildValue("(nNiNNN)", pushed, failures, read_errno, files, bytes, old_bytes);
 
 error:
     closedir(dir);
-    Py_XDECREF(subdirs);
     Py_XDECREF(failures);
     return NULL;
 }
@@ -367,5 +529,52 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__dirscan(void)
 {
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    PyObject *bases = PyTuple_New(NBASES);
+    if (bases == NULL) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    for (int i = 0; i < NBASES; i++) {
+        PyObject *name = PyUnicode_FromString(basis_names[i]);
+        if (name == NULL) {
+            Py_DECREF(bases);
+            Py_DECREF(m);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(bases, i, name);
+    }
+    if (PyModule_AddObject(m, "BASES", bases) < 0) {
+        Py_DECREF(bases);
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyObject *sizes = PyTuple_New(NSIZE - 1), *ages = PyTuple_New(NAGE - 1);
+    int failed = sizes == NULL || ages == NULL;
+    for (int i = 0; !failed && i < NSIZE - 1; i++) {
+        PyObject *edge = PyLong_FromLongLong(size_edges[i]);
+        failed = edge == NULL;
+        if (edge != NULL)
+            PyTuple_SET_ITEM(sizes, i, edge);
+    }
+    for (int i = 0; !failed && i < NAGE - 1; i++) {
+        PyObject *edge = PyLong_FromLongLong(age_edges_ns[i]);
+        failed = edge == NULL;
+        if (edge != NULL)
+            PyTuple_SET_ITEM(ages, i, edge);
+    }
+    if (failed || PyModule_AddObject(m, "SIZE_EDGES", sizes) < 0) {
+        Py_XDECREF(sizes);
+        Py_XDECREF(ages);
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyModule_AddObject(m, "AGE_EDGES_NS", ages) < 0) {
+        Py_DECREF(ages);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

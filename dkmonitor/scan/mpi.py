@@ -132,7 +132,7 @@ def walk_over_mpi(
     progress: Callable[[int, int], None] | None = None,
 ) -> Tally:
     """Walk ``config.root`` with ``workers`` ranks; the merged tally, on rank 0."""
-    pending: deque[Pending] = deque([(config.root, 0, 0)])
+    pending: deque[Pending] = deque([(config.root, config.root_dev, config.root_ino)])
     running: set[Future[tuple[Tally, list[Pending]]]] = set()
     total = Tally()
     next_report = time.monotonic()

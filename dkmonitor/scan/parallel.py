@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from multiprocessing.sharedctypes import RawArray, RawValue
-from typing import Any
+from typing import Any, cast
 
 from dkmonitor.scan.tally import Tally
 from dkmonitor.scan.walker import TICK_SECONDS, Pending, WalkConfig, Walker
@@ -147,7 +147,8 @@ class _Pool:
 
 def _receive(conn: Connection) -> tuple[str, Any]:
     try:
-        return conn.recv()
+        message: tuple[str, Any] = conn.recv()
+        return message
     except (EOFError, OSError) as exc:
         raise ScanWorkerError("a scan worker died unexpectedly") from exc
 
@@ -170,7 +171,7 @@ def walk_in_parallel(
 def _distribute(
     pool: _Pool, config: WalkConfig, progress: Callable[[int, int], None] | None
 ) -> Tally:
-    pending: deque[Pending] = deque([(config.root, 0, 0)])
+    pending: deque[Pending] = deque([(config.root, config.root_dev, config.root_ino)])
     idle = list(range(len(pool.conns)))
     busy = {conn: index for index, conn in enumerate(pool.conns)}
     next_report = time.monotonic()  # report (0, 0) at once: the display starts at the start
@@ -180,7 +181,8 @@ def _distribute(
         if not pending and len(idle) == len(pool.conns):
             break
         pool.hungry.value = 1 if idle and not pending else 0
-        for conn in wait(pool.conns, timeout=TICK_SECONDS):
+        for ready in wait(pool.conns, timeout=TICK_SECONDS):
+            conn = cast(Connection, ready)  # wait() returns the objects it was given
             kind, payload = _receive(conn)
             if kind == "more":
                 pending.extend(payload)

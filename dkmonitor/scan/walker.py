@@ -1,20 +1,26 @@
 """The directory walk: one ``lstat`` per entry, totals per owner, nothing kept per file.
 
-The per-entry loop is where a full scan spends its time (millions of
+This module is the loop over directories (open, check, hand work to idle
+workers, progress); the loop over a directory's entries is elsewhere. The
+per-entry loop is where a full scan spends its time (millions of
 iterations). It exists twice, with identical results (tests/test_scan_compiled.py):
 
 * ``dkmonitor.scan._dirscan`` (C, built at install time when a compiler is
   there): used by default. It leaves the walk to the kernel's own cost
   (getdents, one fstatat per entry): at 1M files a 2-worker scan takes
   ~0.5x find's time, against ~0.7x with the Python loop;
-* the Python loop below: the reference and the fallback, written for
+* ``pyloop.scan_python``: the reference and the fallback, written for
   CPython's sake (locals instead of attribute lookups, no function call per
   file, counters in lists, ``DirEntry.stat(follow_symlinks=False)`` as the
   single ``lstat``, made with ``fstatat`` relative to the open directory fd).
 
-Either way the kernel never re-resolves long paths per file, and pending
-directories are a plain stack of (path, st_dev, st_ino), so memory is bounded
-by the tree's breadth, not its size.
+Either way no path is ever resolved by the kernel below the root: every
+directory is opened relative to its parent's fd and every entry lstat'ed
+relative to its directory's fd, so depth is unlimited (data 3000 levels down,
+past PATH_MAX, is counted like any other) and fds stay within a budget
+(dirfds.py says how). Pending directories are a plain stack of (parent,
+name, st_dev, st_ino), so memory is bounded by the tree's breadth and depth,
+not its size.
 
 Names are ``str`` decoded with ``surrogateescape`` (what ``os.scandir`` on a
 file descriptor yields), so non-UTF-8 names round-trip to the filesystem
@@ -29,24 +35,29 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
-from dkmonitor.scan.age import AGE_BASES, DAY, is_old
+from dkmonitor.scan import dirfds
+from dkmonitor.scan.age import AgeRule
+from dkmonitor.scan.dirfds import (
+    Dir,
+    DirFds,
+    child_path,
+    errno_line,
+    error_line,
+)
+from dkmonitor.scan.pyloop import scan_python
 from dkmonitor.scan.stats import ScanOptions
 from dkmonitor.scan.tally import Tally
 
 try:  # the compiled per-directory loop (setup.py builds it when it can)
     from dkmonitor.scan import _dirscan
-except ImportError:  # no compiler at install time: the Python loop below does the same
+except ImportError:  # no compiler at install time: pyloop.py does the same
     _dirscan = None  # type: ignore[assignment]
 
 COMPILED = _dirscan is not None
 
-_S_IFMT = 0o170000
-_S_IFREG = 0o100000
-_S_IFDIR = 0o040000
-_OPEN_ROOT = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-_OPEN_SUBDIR = _OPEN_ROOT | os.O_NOFOLLOW
 # Within this many nanoseconds of the old/not-old boundary, ask age.is_old
 # itself, so the scanner and the cleaner can never disagree about a file.
 _BOUNDARY_SLACK_NS = 10_000
@@ -56,11 +67,13 @@ TICK_SECONDS = 0.2
 # (a file deleted between readdir and lstat) deterministically.
 Scandir = Callable[[int], Any]
 
-# A directory waiting to be walked: its path and the (st_dev, st_ino) its
-# parent's lstat saw ((0, 0) for the root). Opening by path re-resolves every
-# ancestor; checking the identity after opening means an ancestor swapped for
-# a symlink mid-scan cannot lead the walk outside the target.
+# A directory handed between workers: its path (possibly past PATH_MAX: it is
+# reopened name by name, never given to the kernel whole) and the
+# (st_dev, st_ino) its parent's lstat saw, checked after opening.
 Pending = tuple[str, int, int]
+# A directory on a walker's stack: its parent (None for the root), its name
+# (the root's absolute path for the root) and the (st_dev, st_ino) listed.
+Item = tuple[Dir | None, str, int, int]
 
 
 class Flag(Protocol):
@@ -75,23 +88,25 @@ class WalkConfig:
 
     root: str
     root_dev: int
+    root_ino: int
     one_file_system: bool
-    now: float
-    old_days: float
-    age_basis: str
+    age: AgeRule
     exclude: tuple[str, ...]
+    leave_out: frozenset[tuple[int, int]] = frozenset()  # (st_dev, st_ino) not to walk
 
     @classmethod
-    def build(cls, root: str, root_dev: int, options: ScanOptions) -> WalkConfig:
-        if options.age_basis not in AGE_BASES:
-            raise ValueError(f"unknown age basis {options.age_basis!r}")
+    def build(
+        cls, root: str, root_dev: int, options: ScanOptions, root_ino: int = 0,
+        leave_out: frozenset[tuple[int, int]] = frozenset(),
+    ) -> WalkConfig:
+        """``root_ino`` 0: the root's identity is not checked when it is opened."""
         return cls(
+            leave_out=leave_out,
             root=root,
             root_dev=root_dev,
+            root_ino=root_ino,
             one_file_system=options.one_file_system,
-            now=options.now,
-            old_days=options.old_days,
-            age_basis=options.age_basis,
+            age=options.age,
             exclude=tuple(options.exclude),
         )
 
@@ -102,20 +117,6 @@ def _matcher(patterns: Iterable[str]) -> Callable[[str], Any] | None:
     if not patterns:
         return None
     return re.compile("|".join(fnmatch.translate(p) for p in patterns)).match
-
-
-def printable(path: str) -> str:
-    """A path safe to log, mail and store as UTF-8 (undecodable bytes as \\xNN)."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
-def _error(path: str, exc: OSError) -> str:
-    return f"{printable(path)}: {exc.strerror or exc}"
-
-
-def _errno_error(path: str, number: int) -> str:
-    """The same line as :func:`_error`, from the bare errno the compiled loop reports."""
-    return f"{printable(path)}: {os.strerror(number)}"
 
 
 class Walker:
@@ -140,15 +141,24 @@ class Walker:
         self.on_tick = on_tick
         self.hungry = hungry
         self.donate = donate
-        self._scandir = scandir
+        self.scandir = scandir
         # A substituted scandir (the tests' race seam) needs the Python loop.
         self.compiled = COMPILED and scandir is os.scandir
-        self._exclude_name = _matcher(p for p in config.exclude if "/" not in p)
-        self._exclude_path = _matcher(p for p in config.exclude if "/" in p)
+        self.exclude_name = _matcher(p for p in config.exclude if "/" not in p)
+        self.exclude_path = _matcher(p for p in config.exclude if "/" in p)
+        self.excluding = self.exclude_name is not None or self.exclude_path is not None
+        self.fds = DirFds()
+        self._root_dir = Dir(None, config.root, config.root_dev, config.root_ino)
+        # The age arithmetic both loops share, computed once from the one rule.
+        rule = config.age
+        cut_ns = int((rule.now - rule.limit_seconds) * 1e9)
+        self.now_ns = int(rule.now * 1e9)
+        self.old_below = cut_ns - _BOUNDARY_SLACK_NS  # last use before this: surely old
+        self.young_above = cut_ns + _BOUNDARY_SLACK_NS  # after this: surely not old
 
     def _exclusion(self, prefix: str) -> Callable[[str], bool]:
         """The compiled loop's test for an entry name in the directory ``prefix``."""
-        by_name, by_path = self._exclude_name, self._exclude_path
+        by_name, by_path = self.exclude_name, self.exclude_path
 
         def excluded(name: str) -> bool:
             return bool((by_name is not None and by_name(name))
@@ -157,140 +167,130 @@ class Walker:
         return excluded
 
     def walk(self, paths: list[Pending]) -> None:
-        """Walk every directory in ``paths`` and everything below it."""
-        config = self.config
+        """Walk every directory in ``paths`` and everything below it.
+
+        The loop over directories: each is opened relative to its parent's fd
+        (see dirfds), checked against its parent's lstat, read by the per-entry
+        loop, and keeps its fd only while its subdirectories wait on the stack.
+        """
         tally = self.tally
-        by_uid = tally.by_uid
-        by_uid_get = by_uid.get
-        linked = tally.linked
-        scandir = self._scandir
-        open_dir = os.open
-        fstat = os.fstat
+        fds = self.fds
         close = os.close
         monotonic = time.monotonic
-        root = config.root
-        root_dev = config.root_dev
-        one_fs = config.one_file_system
-        exclude_name = self._exclude_name
-        exclude_path = self._exclude_path
-        excluding = exclude_name is not None or exclude_path is not None
         on_tick = self.on_tick
         hungry = self.hungry
-        donate = self.donate
-
-        basis = config.age_basis
-        by_used = basis == "used"
-        by_atime = basis == "atime"
-        by_mtime = basis == "mtime"
-        now = config.now
-        old_days = config.old_days
-        now_ns = int(now * 1e9)
-        cut_ns = int((now - old_days * DAY) * 1e9)
-        old_below = cut_ns - _BOUNDARY_SLACK_NS  # last use before this: surely old
-        young_above = cut_ns + _BOUNDARY_SLACK_NS  # after this: surely not old
-        scan_dir = _dirscan.scan_dir if self.compiled and _dirscan is not None else None
-        basis_index = AGE_BASES.index(basis)
-        old_limit = old_days * DAY  # exactly is_old's threshold
-
-        stack = list(reversed(paths))
+        scan = self._scan_compiled if self.compiled else partial(scan_python, self)
+        stack = [self._item(*pending) for pending in reversed(paths)]
         next_tick = monotonic() + TICK_SECONDS
-        while stack:
-            if hungry is not None and hungry.value and len(stack) > 1 and donate is not None:
-                hungry.value = 0
-                half = len(stack) // 2
-                given = stack[:half]  # the bottom: shallowest, hence biggest, subtrees
-                del stack[:half]
-                donate(given)
-            if on_tick is not None and monotonic() >= next_tick:
-                on_tick(tally)
-                next_tick = monotonic() + TICK_SECONDS
-
-            path, seen_dev, seen_ino = stack.pop()
-            try:
-                fd = open_dir(path, _OPEN_ROOT if path == root else _OPEN_SUBDIR)
-            except OSError as exc:
-                tally.note_error(_error(path, exc))
-                continue
-            prefix = path + "/" if path != "/" else "/"
-            try:
-                if seen_ino:
-                    opened = fstat(fd)
-                    if opened.st_ino != seen_ino or opened.st_dev != seen_dev:
-                        tally.note_error(f"{printable(path)}: replaced during the scan; skipped")
-                        continue
-                tally.directories += 1
-                if scan_dir is not None:
-                    subdirs, failures, read_errno = scan_dir(
-                        fd, by_uid, linked, root_dev, one_fs, basis_index, now_ns, now,
-                        old_limit, self._exclusion(prefix) if excluding else None)
-                    stack.extend([(prefix + name, dev, ino) for name, dev, ino in subdirs])
-                    for name, number in failures:
-                        tally.note_error(_errno_error(prefix + name, number))
-                    if read_errno:
-                        tally.note_error(_errno_error(path, read_errno))
+        try:
+            while stack:
+                if hungry is not None and hungry.value and len(stack) > 1 and self._donate(stack):
+                    hungry.value = 0
+                if on_tick is not None and monotonic() >= next_tick:
+                    on_tick(tally)
+                    next_tick = monotonic() + TICK_SECONDS
+                node = Dir(*stack.pop())
+                fd = self._open(node)
+                if fd < 0:
                     continue
-                with scandir(fd) as entries:
-                    for entry in entries:
-                        try:
-                            if excluding:
-                                name = entry.name
-                                if exclude_name is not None and exclude_name(name):
-                                    continue
-                                if exclude_path is not None and exclude_path(prefix + name):
-                                    continue
-                            st = entry.stat(follow_symlinks=False)
-                        except OSError as exc:  # vanished since readdir, or unreadable
-                            tally.note_error(_error(prefix + entry.name, exc))
-                            continue
-                        kind = st.st_mode & _S_IFMT
-                        if kind != _S_IFREG:
-                            if kind == _S_IFDIR and (not one_fs or st.st_dev == root_dev):
-                                stack.append((prefix + entry.name, st.st_dev, st.st_ino))
-                            continue  # symlink, device, fifo, socket; or another filesystem
-
-                        if by_used:
-                            last = st.st_atime_ns
-                            mtime = st.st_mtime_ns
-                            if mtime > last:
-                                last = mtime
-                        elif by_atime:
-                            last = st.st_atime_ns
-                        elif by_mtime:
-                            last = st.st_mtime_ns
-                        else:
-                            last = st.st_ctime_ns
-                        age = now_ns - last
-                        if age < 0:
-                            age = 0
-                        uid = st.st_uid
-                        size = st.st_size
-
-                        if st.st_nlink > 1:  # counted once, at the end (see Tally.linked)
-                            key = (st.st_dev, st.st_ino)
-                            if key not in linked:
-                                old = last < old_below or (
-                                    last <= young_above and is_old(st, now, old_days, basis))
-                                linked[key] = (uid, size, st.st_blocks, age, old)
-                            continue
-
-                        counters = by_uid_get(uid)
-                        if counters is None:
-                            counters = by_uid[uid] = [0, 0, 0, 0, 0, 0]
-                        counters[0] += 1
-                        counters[1] += size
-                        counters[2] += st.st_blocks
-                        counters[5] += age
-                        if last <= young_above and (
-                            last < old_below or is_old(st, now, old_days, basis)
-                        ):
-                            counters[3] += 1
-                            counters[4] += size
-            except OSError as exc:  # the directory went away while being read
-                tally.note_error(_error(path, exc))
-            finally:
-                close(fd)
+                tally.directories += 1
+                try:
+                    waiting = scan(fd, node, stack)
+                except BaseException:
+                    close(fd)
+                    raise
+                if waiting:
+                    node.waiting = waiting
+                    fds.keep(node, fd)
+                else:
+                    close(fd)
+        finally:
+            fds.close_all()
         if on_tick is not None:
             on_tick(tally)
+
+    def _open(self, node: Dir) -> int:
+        """``node``'s fd (checked: see dirfds.open_checked), or -1: left out or an error.
+
+        Either way its parent has one subdirectory less waiting.
+        """
+        parent = node.parent
+        fd = -1
+        if self.config.leave_out and (node.dev, node.ino) in self.config.leave_out:
+            self.tally.left_out.add((node.dev, node.ino))
+        else:
+            try:
+                fd = self.fds.open(node)
+            except OSError as exc:
+                self.tally.note_error(error_line(child_path(parent, node.name), exc))
+        if parent is not None:
+            parent.waiting -= 1
+            if not parent.waiting:
+                self.fds.release(parent)
+        return fd
+
+    def _item(self, path: str, dev: int, ino: int) -> Item:
+        """A stack entry for a directory given by path (the root, or work from another worker).
+
+        Its ancestors become :class:`Dir` links without fds, so it is opened
+        name by name from the root however deep it is.
+        """
+        config = self.config
+        if path == config.root:
+            return (None, config.root, config.root_dev, config.root_ino)
+        names = path[len(self._root_dir.prefix()):].split("/")
+        parent = self._root_dir
+        for name in names[:-1]:
+            parent = Dir(parent, name, 0, 0)
+        parent.waiting += 1
+        return (parent, names[-1], dev, ino)
+
+    def _donate(self, stack: list[Item]) -> bool:
+        """Hand up to the bottom half of the stack (the shallowest, hence biggest,
+        subtrees) away; only directories at most DONATE_MAX_DEPTH deep (dirfds)."""
+        if self.donate is None:
+            return False
+        half = len(stack) // 2
+        count = 0
+        limit = dirfds.DONATE_MAX_DEPTH
+        while count < half:
+            parent = stack[count][0]
+            if parent is not None and parent.depth >= limit:
+                break
+            count += 1
+        if not count:
+            return False
+        given = stack[:count]
+        del stack[:count]
+        paths: list[Pending] = []
+        for parent, name, dev, ino in given:
+            paths.append((child_path(parent, name), dev, ino))
+            if parent is not None:
+                parent.waiting -= 1
+                if not parent.waiting:
+                    self.fds.release(parent)
+        self.donate(paths)
+        return True
+
+    def _scan_compiled(self, fd: int, node: Dir, stack: list[Item]) -> int:
+        """One directory through the compiled loop; returns how many subdirectories it pushed."""
+        assert _dirscan is not None
+        tally = self.tally
+        config = self.config
+        excluded = self._exclusion(node.prefix()) if self.excluding else None
+        rule = config.age
+        pushed, failures, read_errno, files, size, old_bytes = _dirscan.scan_dir(
+            fd, node, stack, tally.by_uid, tally.linked, tally.hist, node.key,
+            config.root_dev, config.one_file_system, rule.code, self.now_ns, rule.now,
+            rule.limit_seconds, excluded)
+        tally.add_dir(node.key, files, size, old_bytes)
+        if failures:
+            prefix = node.prefix()
+            for name, number in failures:
+                tally.note_error(errno_line(prefix + name, number))
+        if read_errno:
+            tally.note_error(errno_line(node.path(), read_errno))
+        return int(pushed)
 
 
 def walk_in_process(
@@ -307,5 +307,5 @@ def walk_in_process(
             report(*tally.files_and_bytes())
 
     walker = Walker(config, on_tick=on_tick, scandir=scandir)
-    walker.walk([(config.root, 0, 0)])
+    walker.walk([(config.root, config.root_dev, config.root_ino)])
     return walker.tally
