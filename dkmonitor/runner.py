@@ -32,7 +32,7 @@ from dkmonitor.scan import scan_tree
 from dkmonitor.scan.disk import DiskUsage, disk_usage, mount_options
 from dkmonitor.scan.stats import ScanOptions, ScanResult
 from dkmonitor.scan.users import username_for
-from dkmonitor.taskrun import CleanSummary, TaskRun, UserUsageRow
+from dkmonitor.taskrun import CleanSummary, TaskRun, UserUsageRow, totals_of
 from dkmonitor.taskspec import TaskSpec
 
 if TYPE_CHECKING:
@@ -217,16 +217,7 @@ class Runner:
         users = tuple(
             sorted(
                 (
-                    UserUsageRow(
-                        uid=uid,
-                        username=username_for(uid),
-                        files=usage.files,
-                        bytes=usage.bytes,
-                        allocated_bytes=usage.allocated_bytes,
-                        old_files=usage.old_files,
-                        old_bytes=usage.old_bytes,
-                        average_age_days=usage.average_age_days,
-                    )
+                    UserUsageRow.from_usage(uid, username_for(uid), usage)
                     for uid, usage in result.by_uid.items()
                 ),
                 key=lambda row: (-row.bytes, row.username),
@@ -300,7 +291,6 @@ class Runner:
         result: ScanResult | None = None,
         users: tuple[UserUsageRow, ...] = (),
     ) -> ScanRecord:
-        total = result.total if result is not None else None
         return ScanRecord(
             run_id=str(uuid.uuid4()),
             task_name=task.name,
@@ -314,12 +304,7 @@ class Runner:
             disk_used=disk.used,
             disk_available=disk.available,
             disk_use_percent=disk.percent,
-            files=total.files if total else None,
-            bytes=total.bytes if total else None,
-            allocated_bytes=total.allocated_bytes if total else None,
-            old_files=total.old_files if total else None,
-            old_bytes=total.old_bytes if total else None,
-            average_age_days=total.average_age_days if total else None,
+            **totals_of(result),
             errors=result.errors if result is not None else 0,
             users=users,
         )

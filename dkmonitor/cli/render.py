@@ -27,13 +27,13 @@ def table(
     site): each cell is measured once, and cells without colour codes — nearly
     all — are padded by ``str.rjust``/``ljust`` rather than in Python.
     """
-    rows = [list(row) for row in rows]
+    cells = [list(row) for row in rows]
     right = right if right is not None else set(range(1, len(headers)))
-    lengths = [[_visible_len(cell) for cell in row] for row in rows]
+    lengths = [[_visible_len(cell) for cell in row] for row in cells]
     header_lengths = [len(h) for h in headers]
     widths = [max(column) for column in zip_longest(header_lengths, *lengths, fillvalue=0)]
     lines = [_line(list(headers), header_lengths, widths, right, bold=True)]
-    lines += [_line(row, n, widths, right) for row, n in zip(rows, lengths, strict=True)]
+    lines += [_line(row, n, widths, right) for row, n in zip(cells, lengths, strict=True)]
     return "\n".join(lines)
 
 

@@ -12,7 +12,7 @@ import click
 from dkmonitor.cli.context import AppContext, pass_app
 from dkmonitor.cli.render import as_csv, as_json, change, percent, table
 from dkmonitor.db.queries import JSON_KEYS, ViewRecord, system_records, user_records
-from dkmonitor.units import human_bytes, human_count
+from dkmonitor.metrics import TABLE_METRICS
 
 FORMATS = click.Choice(["table", "json", "csv"])
 
@@ -58,38 +58,27 @@ def _emit(records: Sequence[ViewRecord], fmt: str, users: bool, empty: str) -> N
     if not records:
         click.echo(empty)
         return
-    first = ["user"] if users else []
-    headers = first + [
-        "host",
-        "target",
-        "scanned",
-        "files",
-        "size",
-        "change",
-        "old files",
-        "old size",
-        "avg age",
-        "disk",
-    ]
-    rows = [
-        ([r.username or "-"] if users else [])
-        + [
-            r.hostname,
-            r.target_path,
-            _scanned(r.scanned_at),
-            human_count(r.files),
-            human_bytes(r.bytes),
-            change(r.change_bytes),
-            human_count(r.old_files),
-            human_bytes(r.old_bytes),
-            "-" if r.average_age_days is None else f"{r.average_age_days:.0f} d",
-            percent(r.disk_use_percent),
-        ]
-        for r in records
-    ]
-    left = {0, 1, 2, 3} if users else {0, 1, 2}
+    place = (["user"] if users else []) + ["host", "target", "scanned"]
+    headers = list(place)
+    for m in TABLE_METRICS:
+        headers += [m.header, "change"] if m.name == "bytes" else [m.header]
+    headers.append("disk")
+    rows = [_row(r, users) for r in records]
+    left = set(range(len(place)))
     # termcolor already chose whether to colour (TTY, NO_COLOR, FORCE_COLOR): keep its choice
     click.echo(table(headers, rows, right=set(range(len(headers))) - left), color=True)
+
+
+def _row(record: ViewRecord, users: bool) -> list[str]:
+    """One table row: the place, then the table metrics (the change after the size)."""
+    cells = [record.username or "-"] if users else []
+    cells += [record.hostname, record.target_path, _scanned(record.scanned_at)]
+    for m in TABLE_METRICS:
+        cells.append(m.human(getattr(record, m.name)))
+        if m.name == "bytes":
+            cells.append(change(record.change_bytes))
+    cells.append(percent(record.disk_use_percent))
+    return cells
 
 
 @view.command("users")

@@ -6,12 +6,14 @@ filesystems pass 2**31 bytes per user easily. Paths in the action journal are
 raw bytes so that non-UTF-8 file names survive the round trip exactly.
 
 Every schema change here needs its own alembic migration in ``migrations/``;
-``tests/test_migrations.py`` fails when the two drift apart.
+``tests/test_migrations.py`` fails when the two drift apart. The metric
+columns of ``scans`` and ``user_stats`` follow ``dkmonitor.metrics.Totals``
+(``tests/test_metrics.py`` checks them).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
@@ -27,10 +29,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-
-def utcnow() -> datetime:
-    """Naive UTC now, the only kind of datetime stored."""
-    return datetime.now(UTC).replace(tzinfo=None)
+# Re-exported: notify/, clean/, health and the tests import utcnow from here.
+from dkmonitor.clock import utcnow as utcnow
 
 
 class Base(DeclarativeBase):

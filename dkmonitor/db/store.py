@@ -16,11 +16,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dkmonitor.db.models import Scan, UserStat
+from dkmonitor.metrics import Totals
 from dkmonitor.taskrun import UserUsageRow
 
 
 @dataclass(frozen=True)
-class ScanRecord:
+class ScanRecord(Totals):
+    """One run's results; the whole target's metrics come from ``Totals``."""
+
     run_id: str
     task_name: str
     hostname: str
@@ -33,12 +36,6 @@ class ScanRecord:
     disk_used: int | None = None
     disk_available: int | None = None
     disk_use_percent: float | None = None
-    files: int | None = None
-    bytes: int | None = None
-    allocated_bytes: int | None = None
-    old_files: int | None = None
-    old_bytes: int | None = None
-    average_age_days: float | None = None
     errors: int = 0
     message: str | None = None
     users: tuple[UserUsageRow, ...] = field(default=())
