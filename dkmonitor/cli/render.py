@@ -6,12 +6,8 @@ not a terminal (and honours NO_COLOR / FORCE_COLOR).
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections.abc import Iterable, Sequence
 from itertools import zip_longest
-from typing import Any
 
 from termcolor import colored
 
@@ -88,16 +84,3 @@ def percent(
     if warning is not None and value > warning:
         return colored(text, "yellow")
     return text
-
-
-def as_json(records: Sequence[dict[str, Any]]) -> str:
-    return json.dumps(list(records), indent=2)
-
-
-def as_csv(headers: Sequence[str], records: Sequence[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(headers), lineterminator="\n")
-    writer.writeheader()
-    for record in records:
-        writer.writerow({k: "" if v is None else v for k, v in record.items()})
-    return buffer.getvalue().rstrip("\n")

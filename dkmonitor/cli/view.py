@@ -10,21 +10,10 @@ from typing import Any
 import click
 
 from dkmonitor.cli.context import AppContext, pass_app
-from dkmonitor.cli.render import as_csv, as_json, change, percent, table
+from dkmonitor.cli.output import emit, output_options
+from dkmonitor.cli.render import change, percent, table
 from dkmonitor.db.queries import JSON_KEYS, ViewRecord, system_records, user_records
 from dkmonitor.metrics import TABLE_METRICS
-
-FORMATS = click.Choice(["table", "json", "csv"])
-
-
-def _format_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--format",
-        "fmt",
-        type=FORMATS,
-        default="table",
-        help="table for people; json or csv for other tools.",
-    )(func)
 
 
 def _history_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -49,15 +38,17 @@ def _scanned(when: datetime) -> str:
 
 
 def _emit(records: Sequence[ViewRecord], fmt: str, users: bool, empty: str) -> None:
-    if fmt == "json":
-        click.echo(as_json([r.as_json() for r in records]))
-        return
-    if fmt == "csv":
-        click.echo(as_csv(JSON_KEYS, [r.as_json() for r in records]))
-        return
-    if not records:
-        click.echo(empty)
-        return
+    emit(
+        fmt,
+        records,
+        JSON_KEYS,
+        as_dict=ViewRecord.as_json,
+        table=lambda shown: _table(shown, users),
+        empty=empty,
+    )
+
+
+def _table(records: Sequence[ViewRecord], users: bool) -> str:
     place = (["user"] if users else []) + ["host", "target", "scanned"]
     headers = list(place)
     for m in TABLE_METRICS:
@@ -65,8 +56,7 @@ def _emit(records: Sequence[ViewRecord], fmt: str, users: bool, empty: str) -> N
     headers.append("disk")
     rows = [_row(r, users) for r in records]
     left = set(range(len(place)))
-    # termcolor already chose whether to colour (TTY, NO_COLOR, FORCE_COLOR): keep its choice
-    click.echo(table(headers, rows, right=set(range(len(headers))) - left), color=True)
+    return table(headers, rows, right=set(range(len(headers))) - left)
 
 
 def _row(record: ViewRecord, users: bool) -> list[str]:
@@ -83,7 +73,7 @@ def _row(record: ViewRecord, users: bool) -> list[str]:
 
 @view.command("users")
 @_history_option
-@_format_option
+@output_options("table", "json", "csv")
 @pass_app
 def users(app: AppContext, history: int, fmt: str) -> None:
     """Every user in the latest scan of every host and target."""
@@ -94,7 +84,7 @@ def users(app: AppContext, history: int, fmt: str) -> None:
 
 @view.command("systems")
 @_history_option
-@_format_option
+@output_options("table", "json", "csv")
 @pass_app
 def systems(app: AppContext, history: int, fmt: str) -> None:
     """The latest scan of every host and target."""
@@ -116,7 +106,7 @@ view_all.add_command(systems)
 @click.argument("name")
 @click.option("--host", metavar="H", help="Only this host.")
 @_history_option
-@_format_option
+@output_options("table", "json", "csv")
 @pass_app
 def user(app: AppContext, name: str, host: str | None, history: int, fmt: str) -> None:
     """User NAME's usage on every host and target (latest scan; --history N for more)."""
@@ -129,7 +119,7 @@ def user(app: AppContext, name: str, host: str | None, history: int, fmt: str) -
 @click.argument("host")
 @click.option("--path", metavar="P", help="Only this target directory.")
 @_history_option
-@_format_option
+@output_options("table", "json", "csv")
 @pass_app
 def system(app: AppContext, host: str, path: str | None, history: int, fmt: str) -> None:
     """Host HOST's targets: totals of the latest scan (--history N for more)."""
