@@ -49,7 +49,8 @@ def _emit(records: Sequence[ViewRecord], fmt: str, users: bool, empty: str) -> N
 
 
 def _table(records: Sequence[ViewRecord], users: bool) -> str:
-    place = (["user"] if users else []) + ["host", "target", "scanned"]
+    # the task tells apart scans of one target by several tasks (same host, target, time)
+    place = (["user"] if users else []) + ["task", "host", "target", "scanned"]
     headers = list(place)
     for m in TABLE_METRICS:
         headers += [m.header, "change"] if m.name == "bytes" else [m.header]
@@ -62,7 +63,7 @@ def _table(records: Sequence[ViewRecord], users: bool) -> str:
 def _row(record: ViewRecord, users: bool) -> list[str]:
     """One table row: the place, then the table metrics (the change after the size)."""
     cells = [record.username or "-"] if users else []
-    cells += [record.hostname, record.target_path, _scanned(record.scanned_at)]
+    cells += [record.task, record.hostname, record.target_path, _scanned(record.scanned_at)]
     for m in TABLE_METRICS:
         cells.append(m.human(getattr(record, m.name)))
         if m.name == "bytes":
