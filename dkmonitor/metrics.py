@@ -55,6 +55,9 @@ class Totals:
     old_files: int | None = metric("old files", COUNT)
     old_bytes: int | None = metric("old size", BYTES)
     average_age_days: float | None = metric("avg age", DAYS)
+    # every entry the owner owns (files, directories, symlinks, others)
+    inodes: int | None = metric("inodes", COUNT, table=False, appended=True)
+    directories: int | None = metric("dirs", COUNT, table=False, appended=True)
 
 
 @dataclass(frozen=True)

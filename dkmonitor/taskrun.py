@@ -33,10 +33,16 @@ class UserUsageRow:
     old_files: int
     old_bytes: int
     average_age_days: float
+    inodes: int = 0
+    directories: int = 0
 
     @classmethod
     def from_usage(cls, uid: int, username: str, usage: Usage) -> UserUsageRow:
-        """The row of one owner's scan counters (every metric, copied by name)."""
+        """The row of one owner's scan counters (every metric, copied by name).
+
+        TODO(scan-walk merge): the scanner's ``Usage`` gains ``inodes`` and
+        ``directories`` on the scan-walk branch; until then they read as 0.
+        """
         return cls(uid=uid, username=username, **values_of(usage, 0))
 
     def share_percent(self, filesystem_bytes: int | None) -> float | None:
@@ -45,10 +51,40 @@ class UserUsageRow:
 
 
 def totals_of(result: ScanResult | None) -> dict[str, Any]:
-    """The whole target's metrics of a scan (every metric None without a scan)."""
+    """The whole target's metrics of a scan (every metric None without a scan).
+
+    The target's ``directories`` fall back on the walker's own count
+    (``ScanResult.directories``, kept on purpose) while the scanner does not
+    count them per owner (TODO(scan-walk merge): drop the fallback then).
+    """
     if result is None:
         return values_of(None)
-    return values_of(result.total, 0)
+    values = values_of(result.total, 0)
+    if not values["directories"]:
+        values["directories"] = result.directories
+    return values
+
+
+@dataclass(frozen=True)
+class HistogramBucket:
+    """One bucket of a scan's size or age histogram (the whole target)."""
+
+    kind: str  # size | age
+    lower_bound: int  # bytes (size) or days (age)
+    files: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class TopDirectory:
+    """One of a scan's top directories, whole-subtree totals."""
+
+    ranking: str  # bytes | old_bytes
+    rank: int  # 1 = largest
+    path: str
+    files: int
+    bytes: int
+    old_bytes: int
 
 
 @dataclass(frozen=True)

@@ -195,7 +195,7 @@ def export(app: AppContext, since: str | None, fmt: str) -> None:
     one per user of that scan. Columns: run_id, kind (quick|full), status
     (ok|failed), task, hostname, target_path, username, uid, scanned_at (ISO
     8601, UTC), files, bytes, allocated_bytes, old_files, old_bytes,
-    average_age_days, disk_use_percent, errors. JSON is a list of objects with
+    average_age_days, disk_use_percent, errors, inodes, directories. JSON is a list of objects with
     these keys; CSV has a header row and raw numbers.
     """
     start = _since(since)

@@ -17,6 +17,7 @@ import click
 from dkmonitor.cli.context import AppContext, pass_app
 from dkmonitor.cli.render import percent, table
 from dkmonitor.cli.taskflags import spec_changes, task_flags
+from dkmonitor.metrics import share_percent
 from dkmonitor.runner import Progress, RunReport, TaskOutcome, run_path, run_tasks
 from dkmonitor.taskspec import TaskSpec, validate
 from dkmonitor.units import human_bytes, human_count
@@ -121,6 +122,12 @@ def _finish(ctx: click.Context, app: AppContext, report: RunReport, always: bool
     ctx.exit(report.exit_code)
 
 
+def _share(allocated: int, filesystem: int) -> str:
+    """The share column: allocated bytes over the file system's size (metrics.share_percent)."""
+    share = share_percent(allocated, filesystem)
+    return "-" if share is None else f"{share:.2f}%"
+
+
 def render_outcome(outcome: TaskOutcome) -> str:
     task = outcome.task
     if outcome.status == "failed":
@@ -148,7 +155,7 @@ def render_outcome(outcome: TaskOutcome) -> str:
             human_count(user.old_files),
             human_bytes(user.old_bytes),
             f"{user.average_age_days:.0f} d",
-            f"{user.bytes / disk.total * 100:.2f}%" if disk.total else "-",
+            _share(user.allocated_bytes, disk.total),
         ]
         for user in run.users
     ]
@@ -163,7 +170,7 @@ def render_outcome(outcome: TaskOutcome) -> str:
                 human_count(total.old_files),
                 human_bytes(total.old_bytes),
                 f"{total.average_age_days:.0f} d",
-                f"{total.bytes / disk.total * 100:.2f}%" if disk.total else "-",
+                _share(total.allocated_bytes, disk.total),
             ]
         )
         lines.append(table(headers, rows))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -12,8 +13,11 @@ import click
 from dkmonitor.cli.context import AppContext, pass_app
 from dkmonitor.cli.output import emit, output_options
 from dkmonitor.cli.render import change, percent, table
+from dkmonitor.clock import utcnow
+from dkmonitor.db.growth import GROWTH_KEYS, GrowthRecord, growth_records
 from dkmonitor.db.queries import JSON_KEYS, ViewRecord, system_records, user_records
 from dkmonitor.metrics import TABLE_METRICS
+from dkmonitor.units import human_bytes
 
 
 def _history_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -127,3 +131,70 @@ def system(app: AppContext, host: str, path: str | None, history: int, fmt: str)
     with app.reader() as reader:
         records = system_records(reader, hostname=host, path=path, history=history)
     _emit(records, fmt, users=False, empty=f"no stored scans for host {host}")
+
+
+_WINDOW = re.compile(r"([1-9][0-9]{0,5})([hd])")
+
+
+def _window(raw: str) -> timedelta:
+    """``24h``, ``7d``, ``30d``...: hours or days back from now."""
+    match = _WINDOW.fullmatch(raw.strip())
+    if match is None:
+        raise click.BadParameter(f"{raw!r}: expected hours or days, like 24h, 7d or 30d")
+    count, unit = int(match[1]), match[2]
+    return timedelta(hours=count) if unit == "h" else timedelta(days=count)
+
+
+def _growth_table(records: Sequence[GrowthRecord]) -> str:
+    headers = ["user", "task", "host", "target", "since", "size then", "size now", "growth"]
+    rows = [
+        [
+            r.username,
+            r.task,
+            r.hostname,
+            r.target_path,
+            _scanned(r.since),
+            human_bytes(r.bytes_before),
+            human_bytes(r.bytes),
+            change(r.growth_bytes),
+        ]
+        for r in records
+    ]
+    return table(headers, rows, right={5, 6, 7})
+
+
+@view.command("growth")
+@click.option(
+    "--since",
+    "window",
+    default="24h",
+    show_default=True,
+    metavar="24h|7d|30d",
+    help="The window, back from now: hours (h) or days (d).",
+)
+@click.option("--host", metavar="H", help="Only this host.")
+@click.option(
+    "--top", type=click.IntRange(min=1), default=10, show_default=True, metavar="N",
+    help="Users shown per host/target.",
+)
+@output_options("table", "json", "csv")
+@pass_app
+def growth(app: AppContext, window: str, host: str | None, top: int, fmt: str) -> None:
+    """The users whose bytes grew most over the window, per host and target.
+
+    Compares each host/target's newest full scan with its newest full scan
+    from before the window (or, on a shorter history, its oldest in the
+    window). JSON/CSV keys: task, hostname, target_path, username, uid,
+    since, scanned_at, bytes_before, bytes, growth_bytes.
+    """
+    span = _window(window)
+    with app.reader() as reader:
+        records = growth_records(reader, span, utcnow(), hostname=host, top=top)
+    emit(
+        fmt,
+        records,
+        GROWTH_KEYS,
+        as_dict=GrowthRecord.as_json,
+        table=_growth_table,
+        empty=f"no user grew in the last {window}",
+    )

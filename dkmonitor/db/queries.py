@@ -74,8 +74,11 @@ _IDS_PER_STATEMENT = 500
 
 
 @dataclass(frozen=True)
-class _Ranked:
-    """One full scan's columns as a view needs them, and its rank in its place (1 = newest)."""
+class RankedScan:
+    """One good full scan's columns as a view needs them, and its rank in its place (1 = newest).
+
+    ``metrics`` holds the whole target's value of each metric (``metrics.NAMES``).
+    """
 
     id: int
     task_name: str
@@ -88,7 +91,7 @@ class _Ranked:
     rank: int
 
 
-def _datetime(value: datetime | str) -> datetime:
+def parse_time(value: datetime | str) -> datetime:
     """A stored time as the naive datetime SQLAlchemy gave back.
 
     psycopg2 returns datetimes; SQLite stores SQLAlchemy's text form
@@ -132,7 +135,7 @@ def _latest_scans_sql(
 
 def _latest_scans(
     reader: ReadConnection, hostname: str | None, path: str | None, history: int
-) -> list[_Ranked]:
+) -> list[RankedScan]:
     """The newest ``history`` + 1 good full scans of each host/target (one extra for the change).
 
     Rows carry the scan's columns and its ``rank`` (1 = newest). The places
@@ -144,12 +147,12 @@ def _latest_scans(
     sql, params = _latest_scans_sql(reader.backend, hostname, path)
     head = len(_SCAN_HEAD)
     rows = [
-        _Ranked(
+        RankedScan(
             id=row[0],
             task_name=row[1],
             hostname=row[2],
             target_path=row[3],
-            started_at=_datetime(row[4]),
+            started_at=parse_time(row[4]),
             disk_use_percent=row[5],
             errors=row[6],
             metrics=dict(zip(NAMES, row[head:], strict=True)),
@@ -171,7 +174,7 @@ def _latest_scans(
 def system_records(
     reader: ReadConnection, hostname: str | None = None, path: str | None = None, history: int = 1
 ) -> list[ViewRecord]:
-    by_place: dict[tuple[str, str], dict[int, _Ranked]] = {}
+    by_place: dict[tuple[str, str], dict[int, RankedScan]] = {}
     for scan in _latest_scans(reader, hostname, path, history):
         by_place.setdefault((scan.hostname, scan.target_path), {})[scan.rank] = scan
     records = []
@@ -196,6 +199,23 @@ def system_records(
                 )
             )
     return records
+
+
+def latest_full_scans(
+    reader: ReadConnection, hostname: str | None = None, path: str | None = None
+) -> list[RankedScan]:
+    """The newest good full scan of each host/target (of ``hostname``, ``path`` if given)."""
+    return [scan for scan in _latest_scans(reader, hostname, path, 0) if scan.rank == 1]
+
+
+def user_columns(
+    reader: ReadConnection,
+    columns: Sequence[str],
+    scan_ids: list[int],
+    username: str | None = None,
+) -> Iterator[tuple[Any, ...]]:
+    """(scan_id, username, *columns) of the user_stats rows of these scans."""
+    return _user_rows(reader, ("scan_id", "username", *columns), scan_ids, username)
 
 
 def _user_rows(

@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dkmonitor.db.models import Scan, UserStat
+from dkmonitor.db.models import Scan, ScanHistogram, ScanTopDirectory, UserStat
 from dkmonitor.metrics import Totals
-from dkmonitor.taskrun import UserUsageRow
+from dkmonitor.taskrun import HistogramBucket, TopDirectory, UserUsageRow
 
 
 @dataclass(frozen=True)
@@ -39,13 +39,17 @@ class ScanRecord(Totals):
     errors: int = 0
     message: str | None = None
     users: tuple[UserUsageRow, ...] = field(default=())
+    # TODO(scan-walk merge): the runner fills these from the scan's histograms/top dirs
+    histograms: tuple[HistogramBucket, ...] = field(default=())
+    top_directories: tuple[TopDirectory, ...] = field(default=())
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         for key in ("started_at", "finished_at"):
             if data[key] is not None:
                 data[key] = data[key].isoformat()
-        data["users"] = [asdict(user) for user in self.users]
+        for key in _ROWS:
+            data[key] = [asdict(row) for row in getattr(self, key)]
         return data
 
     @classmethod
@@ -54,8 +58,17 @@ class ScanRecord(Totals):
         for key in ("started_at", "finished_at"):
             if data.get(key) is not None:
                 data[key] = datetime.fromisoformat(data[key])
-        data["users"] = tuple(UserUsageRow(**user) for user in data.get("users", ()))
+        for key, row_type in _ROWS.items():  # a record spooled by an older version lacks some
+            data[key] = tuple(row_type(**row) for row in data.get(key, ()))
         return cls(**data)
+
+
+# The row tuples of a ScanRecord and their types (for the spool's JSON).
+_ROWS: dict[str, Any] = {
+    "users": UserUsageRow,
+    "histograms": HistogramBucket,
+    "top_directories": TopDirectory,
+}
 
 
 def store_scan(session: Session, record: ScanRecord) -> int:
@@ -67,9 +80,11 @@ def store_scan(session: Session, record: ScanRecord) -> int:
     existing = session.scalar(select(Scan.id).where(Scan.run_id == record.run_id))
     if existing is not None:
         return existing
-    columns = {k: v for k, v in asdict(record).items() if k != "users"}
+    columns = {k: v for k, v in asdict(record).items() if k not in _ROWS}
     scan = Scan(**columns)
     scan.users = [UserStat(**asdict(user)) for user in record.users]
+    scan.histograms = [ScanHistogram(**asdict(row)) for row in record.histograms]
+    scan.top_directories = [ScanTopDirectory(**asdict(row)) for row in record.top_directories]
     session.add(scan)
     session.flush()
     return scan.id
