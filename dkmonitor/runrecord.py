@@ -10,12 +10,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from dkmonitor.db.models import utcnow
+from dkmonitor.clock import utcnow
 from dkmonitor.db.store import ScanRecord
 from dkmonitor.scan.disk import DiskUsage, mount_options
 from dkmonitor.scan.stats import ScanResult
 from dkmonitor.scan.users import username_for
-from dkmonitor.taskrun import UserUsageRow
+from dkmonitor.taskrun import HistogramBucket, TopDirectory, UserUsageRow, totals_of
 from dkmonitor.taskspec import TaskSpec
 
 
@@ -29,7 +29,6 @@ def scan_record(
     users: tuple[UserUsageRow, ...] = (),
 ) -> ScanRecord:
     """A finished quick (no ``result``) or full scan, as stored or spooled."""
-    total = result.total if result is not None else None
     return ScanRecord(
         run_id=str(uuid.uuid4()),
         task_name=task.name,
@@ -43,14 +42,32 @@ def scan_record(
         disk_used=disk.used,
         disk_available=disk.available,
         disk_use_percent=disk.percent,
-        files=total.files if total else None,
-        bytes=total.bytes if total else None,
-        allocated_bytes=total.allocated_bytes if total else None,
-        old_files=total.old_files if total else None,
-        old_bytes=total.old_bytes if total else None,
-        average_age_days=total.average_age_days if total else None,
+        **totals_of(result),
         errors=result.errors if result is not None else 0,
         users=users,
+        histograms=histogram_rows(result) if result is not None else (),
+        top_directories=top_directory_rows(result) if result is not None else (),
+    )
+
+
+def histogram_rows(result: ScanResult) -> tuple[HistogramBucket, ...]:
+    """The scan's size and age histograms as stored: each bucket by its lower edge."""
+    rows = []
+    for kind, buckets in (("size", result.size_histogram), ("age", result.age_histogram)):
+        lower = 0
+        for bucket in buckets:
+            rows.append(HistogramBucket(kind, lower, bucket.files, bucket.bytes))
+            lower = bucket.upper if bucket.upper is not None else lower
+    return tuple(rows)
+
+
+def top_directory_rows(result: ScanResult) -> tuple[TopDirectory, ...]:
+    """The scan's top directories by bytes and by old bytes, ranked from 1."""
+    return tuple(
+        TopDirectory(ranking, rank, top.path, top.files, top.bytes, top.old_bytes)
+        for ranking, tops in (("bytes", result.top_dirs_by_bytes),
+                              ("old_bytes", result.top_dirs_by_old_bytes))
+        for rank, top in enumerate(tops, start=1)
     )
 
 
@@ -74,16 +91,7 @@ def user_rows(result: ScanResult) -> tuple[UserUsageRow, ...]:
     return tuple(
         sorted(
             (
-                UserUsageRow(
-                    uid=uid,
-                    username=username_for(uid),
-                    files=usage.files,
-                    bytes=usage.bytes,
-                    allocated_bytes=usage.allocated_bytes,
-                    old_files=usage.old_files,
-                    old_bytes=usage.old_bytes,
-                    average_age_days=usage.average_age_days,
-                )
+                UserUsageRow.from_usage(uid, username_for(uid), usage)
                 for uid, usage in result.by_uid.items()
             ),
             key=lambda row: (-row.bytes, row.username),

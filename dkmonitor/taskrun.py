@@ -8,15 +8,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
+from dkmonitor.metrics import share_percent, values_of
 from dkmonitor.scan.disk import DiskUsage
-from dkmonitor.scan.stats import ScanResult
+from dkmonitor.scan.stats import ScanResult, Usage
 from dkmonitor.taskspec import TaskSpec
 
 
 @dataclass(frozen=True)
 class UserUsageRow:
-    """One owner's numbers in a finished full scan, as stored."""
+    """One owner's numbers in a finished full scan, as stored.
+
+    One field per metric of ``dkmonitor.metrics.Totals`` (same names, same
+    order; ``tests/test_metrics.py`` checks it), but never None, and
+    positional after ``uid`` and ``username``.
+    """
 
     uid: int
     username: str
@@ -26,6 +33,46 @@ class UserUsageRow:
     old_files: int
     old_bytes: int
     average_age_days: float
+    inodes: int = 0
+    directories: int = 0
+
+    @classmethod
+    def from_usage(cls, uid: int, username: str, usage: Usage) -> UserUsageRow:
+        """The row of one owner's scan counters (every metric, copied by name)."""
+        return cls(uid=uid, username=username, **values_of(usage, 0))
+
+    def share_percent(self, filesystem_bytes: int | None) -> float | None:
+        """This owner's share of the file system (allocated bytes, see metrics.share_percent)."""
+        return share_percent(self.allocated_bytes, filesystem_bytes)
+
+
+def totals_of(result: ScanResult | None) -> dict[str, Any]:
+    """The whole target's metrics of a scan (every metric None without a scan)."""
+    if result is None:
+        return values_of(None)
+    return values_of(result.total, 0)
+
+
+@dataclass(frozen=True)
+class HistogramBucket:
+    """One bucket of a scan's size or age histogram (the whole target)."""
+
+    kind: str  # size | age
+    lower_bound: int  # bytes (size) or days (age)
+    files: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class TopDirectory:
+    """One of a scan's top directories, whole-subtree totals."""
+
+    ranking: str  # bytes | old_bytes
+    rank: int  # 1 = largest
+    path: str
+    files: int
+    bytes: int
+    old_bytes: int
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,8 @@ def _users(place: int, day: int) -> tuple[UserUsageRow, ...]:
                 old_files=day,
                 old_bytes=size // 2,
                 average_age_days=10.0 + day,
+                inodes=size // 500,
+                directories=1 + u + day,
             )
         )
     return tuple(rows)
@@ -97,6 +99,8 @@ def _history() -> list[Stored]:
                             old_files=sum(u.old_files for u in users) if full else None,
                             old_bytes=sum(u.old_bytes for u in users) if full else None,
                             average_age_days=12.5 if full else None,
+                            inodes=sum(u.inodes for u in users) if full else None,
+                            directories=7 if full else None,
                             errors=p,
                             users=users,
                         )
@@ -170,6 +174,8 @@ def _expected_systems(host: str | None, path: str | None, history: int) -> list[
                     old_files=scan.old_files,
                     old_bytes=scan.old_bytes,
                     average_age_days=scan.average_age_days,
+                    inodes=scan.inodes,
+                    directories=scan.directories,
                     disk_use_percent=scan.disk_use_percent,
                     errors=scan.errors,
                     previous_bytes=previous.bytes if previous else None,
@@ -203,6 +209,8 @@ def _expected_users(name: str | None, host: str | None, history: int) -> list[Vi
                         old_files=user.old_files,
                         old_bytes=user.old_bytes,
                         average_age_days=user.average_age_days,
+                        inodes=user.inodes,
+                        directories=user.directories,
                         disk_use_percent=scan.disk_use_percent,
                         errors=scan.errors,
                         previous_bytes=before.get(user.username),

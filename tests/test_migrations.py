@@ -85,3 +85,46 @@ def test_wheel_ships_migrations_and_migrates_without_the_source_tree(tmp_path):
         cwd=tmp_path,
         env={"PYTHONPATH": str(unpacked), "PATH": "/usr/bin:/bin"},
     )
+
+
+def test_scan_shape_upgrade_keeps_existing_rows(db_url):
+    """0006 on a database holding scans: users read 0 inodes/directories, nothing is lost."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from dkmonitor.db.engine import make_engine
+    from dkmonitor.db.migrate import _config
+
+    engine = make_engine(db_url)
+    with engine.connect() as connection:
+        command.upgrade(_config(connection), "0004")
+        connection.execute(
+            text(
+                "INSERT INTO scans (id, run_id, task_name, hostname, target_path, kind, status, "
+                "started_at, files, bytes, errors) VALUES (1, 'r1', 't', 'h', '/s', 'full', 'ok', "
+                "'2024-01-01 00:00:00', 3, 300, 0)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO user_stats (scan_id, uid, username, files, bytes, "
+                "allocated_bytes, old_files, old_bytes, average_age_days) "
+                "VALUES (1, 7, 'ann', 3, 300, 4096, 0, 0, 1.0)"
+            )
+        )
+        connection.commit()
+    engine.dispose()
+    db = open_database(db_url)
+    try:
+        with db.engine.connect() as connection:
+            assert current_revision(connection) == head_revision()
+            user = connection.execute(
+                text("SELECT username, bytes, inodes, directories FROM user_stats")
+            ).one()
+            assert tuple(user) == ("ann", 300, 0, 0)
+            scan = connection.execute(text("SELECT bytes, inodes, directories FROM scans")).one()
+            assert tuple(scan) == (300, None, None)
+            tables = set(inspect(connection).get_table_names())
+        assert {"scan_histograms", "scan_top_directories"} <= tables
+    finally:
+        db.dispose()

@@ -158,6 +158,8 @@ def test_full_run_stores_exact_per_user_numbers(dkm, tree):
         "average_age_days",
         "disk_use_percent",
         "errors",
+        "inodes",  # second round (DESIGN.md)
+        "directories",
     }
 
 

@@ -9,7 +9,6 @@ The check only reads: it never migrates or creates the database.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -17,6 +16,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from dkmonitor.cli.context import AppContext, pass_app
+from dkmonitor.cli.output import emit_json, output_options
 from dkmonitor.db.healthdata import load_facts
 from dkmonitor.db.maintenance import sqlite_file
 from dkmonitor.db.models import utcnow
@@ -27,7 +27,7 @@ from dkmonitor.healthnotify import require_mail
 
 def _emit(verdict: Verdict, fmt: str) -> None:
     if fmt == "json":
-        click.echo(json.dumps(verdict.as_json(), indent=2))
+        emit_json(verdict.as_json())
         return
     click.echo(verdict.status_line())
     if len(verdict.problems) > 1:  # Nagios long output: every problem on its own line
@@ -82,7 +82,7 @@ def _verdict(app: AppContext, max_age: str) -> Verdict:
     show_default=True,
     help="A task's last successful full scan, and a host's last scan, may be this old.",
 )
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@output_options("text", "json")
 @click.option(
     "--notify",
     is_flag=True,

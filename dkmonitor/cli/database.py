@@ -8,14 +8,13 @@ dkmonitor does. The work is in ``dkmonitor.db.maintenance`` and
 
 from __future__ import annotations
 
-import csv
-import json
 import sys
 from datetime import UTC, datetime
 
 import click
 
 from dkmonitor.cli.context import AppContext, pass_app
+from dkmonitor.cli.output import emit, emit_json, output_options
 from dkmonitor.cli.render import table
 from dkmonitor.db import maintenance, spool
 from dkmonitor.db.engine import open_database
@@ -49,8 +48,7 @@ def list_(app: AppContext) -> None:
 
 
 @database.command("status")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              help="text for people; json for monitoring and scripts.")
+@output_options("text", "json", help="text for people; json for monitoring and scripts.")
 @pass_app
 def status(app: AppContext, fmt: str) -> None:
     """Where the database is, its schema revision and size, the scans it holds."""
@@ -58,7 +56,7 @@ def status(app: AppContext, fmt: str) -> None:
     info = maintenance.inspect_database(settings.database.url)
     waiting = len(spool.spooled_files(settings.state_dir))
     if fmt == "json":
-        click.echo(json.dumps({
+        emit_json({
             "database": info.url,
             "backend": info.backend,
             "exists": info.exists,
@@ -72,7 +70,7 @@ def status(app: AppContext, fmt: str) -> None:
             "newest_scan": iso_utc(info.newest_scan) if info.newest_scan else None,
             "spooled_runs": waiting,
             "spool_dir": str(spool.spool_dir(settings.state_dir)),
-        }, indent=2))
+        })
         return
     lines = [f"database:  {info.url}"]
     if not info.exists:
@@ -205,7 +203,7 @@ def _since(raw: str | None) -> datetime | None:
 
 @database.command("export")
 @click.option("--since", metavar="DATE", help="Only scans started at or after DATE (UTC).")
-@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), required=True)
+@output_options("csv", "json", required=True)
 @pass_app
 def export(app: AppContext, since: str | None, fmt: str) -> None:
     """The scan history, for analysis elsewhere (oldest scan first).
@@ -214,23 +212,13 @@ def export(app: AppContext, since: str | None, fmt: str) -> None:
     one per user of that scan. Columns: run_id, kind (quick|full), status
     (ok|failed), task, hostname, target_path, username, uid, scanned_at (ISO
     8601, UTC), files, bytes, allocated_bytes, old_files, old_bytes,
-    average_age_days, disk_use_percent, errors. JSON is a list of objects with
+    average_age_days, disk_use_percent, errors, inodes, directories. JSON is a list of objects with
     these keys; CSV has a header row and raw numbers.
     """
     start = _since(since)
-    out = sys.stdout
     with app.database().session() as session:
         records = export_records(session, start)
-        if fmt == "csv":
-            writer = csv.writer(out, lineterminator="\n")
-            writer.writerow(EXPORT_KEYS)
-            for record in records:
-                writer.writerow(["" if record[k] is None else record[k] for k in EXPORT_KEYS])
-            return
-        out.write("[")
-        for index, record in enumerate(records):
-            out.write(("," if index else "") + "\n  " + json.dumps(record))
-        out.write("\n]\n")
+        emit(fmt, records, EXPORT_KEYS, as_dict=dict, indent=None)  # one record per line
 
 
 @database.command("flush-spool")

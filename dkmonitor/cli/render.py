@@ -6,12 +6,8 @@ not a terminal (and honours NO_COLOR / FORCE_COLOR).
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections.abc import Iterable, Sequence
 from itertools import zip_longest
-from typing import Any
 
 from termcolor import colored
 
@@ -27,13 +23,13 @@ def table(
     site): each cell is measured once, and cells without colour codes — nearly
     all — are padded by ``str.rjust``/``ljust`` rather than in Python.
     """
-    rows = [list(row) for row in rows]
+    cells = [list(row) for row in rows]
     right = right if right is not None else set(range(1, len(headers)))
-    lengths = [[_visible_len(cell) for cell in row] for row in rows]
+    lengths = [[_visible_len(cell) for cell in row] for row in cells]
     header_lengths = [len(h) for h in headers]
     widths = [max(column) for column in zip_longest(header_lengths, *lengths, fillvalue=0)]
     lines = [_line(list(headers), header_lengths, widths, right, bold=True)]
-    lines += [_line(row, n, widths, right) for row, n in zip(rows, lengths, strict=True)]
+    lines += [_line(row, n, widths, right) for row, n in zip(cells, lengths, strict=True)]
     return "\n".join(lines)
 
 
@@ -88,16 +84,3 @@ def percent(
     if warning is not None and value > warning:
         return colored(text, "yellow")
     return text
-
-
-def as_json(records: Sequence[dict[str, Any]]) -> str:
-    return json.dumps(list(records), indent=2)
-
-
-def as_csv(headers: Sequence[str], records: Sequence[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(headers), lineterminator="\n")
-    writer.writeheader()
-    for record in records:
-        writer.writerow({k: "" if v is None else v for k, v in record.items()})
-    return buffer.getvalue().rstrip("\n")

@@ -18,6 +18,7 @@ import click
 from dkmonitor.cli.context import AppContext, pass_app
 from dkmonitor.cli.render import percent, table
 from dkmonitor.cli.taskflags import spec_changes, task_flags
+from dkmonitor.metrics import share_percent
 from dkmonitor.runner import Progress, RunReport, TaskOutcome, run_path, run_tasks
 from dkmonitor.taskspec import TaskSpec, validate
 from dkmonitor.units import counted, human_bytes, human_count
@@ -219,6 +220,12 @@ def _finish(
         for outcome in report.outcomes:
             click.echo(render_outcome(outcome), color=True)
     ctx.exit(report.exit_code)
+
+
+def _share(allocated: int, filesystem: int) -> str:
+    """The share column: allocated bytes over the file system's size (metrics.share_percent)."""
+    share = share_percent(allocated, filesystem)
+    return "-" if share is None else f"{share:.2f}%"
 
 
 def render_outcome(outcome: TaskOutcome) -> str:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 
 from dkmonitor.cli.context import AppContext, pass_app
+from dkmonitor.cli.output import emit_json, output_options
 from dkmonitor.cli.render import table
 from dkmonitor.cli.taskflags import (
     FLAGS,
@@ -70,14 +70,14 @@ def create(
 
 
 @task.command("list")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@output_options("table", "json")
 @pass_app
 def list_(app: AppContext, fmt: str) -> None:
     """List every task (all hosts)."""
     with app.database().session() as session:
         tasks = list_tasks(session)
     if fmt == "json":
-        click.echo(json.dumps([t.as_dict() for t in tasks], indent=2))
+        emit_json([t.as_dict() for t in tasks])
         return
     if not tasks:
         click.echo("no tasks yet: dkmonitor task create NAME --target DIR ...")
@@ -101,14 +101,14 @@ def list_(app: AppContext, fmt: str) -> None:
 
 @task.command("show")
 @click.argument("name")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@output_options("table", "json")
 @pass_app
 def show(app: AppContext, name: str, fmt: str) -> None:
     """Show task NAME as the flags that would create it (json: the stored fields)."""
     with app.database().session() as session:
         spec = get_task(session, name)
     if fmt == "json":
-        click.echo(json.dumps(spec.as_dict(), indent=2))
+        emit_json(spec.as_dict())
         return
     click.echo("\n".join(show_lines(spec)))
 

@@ -38,8 +38,9 @@ def _latest_per_task(session: Session, *where):  # type: ignore[no-untyped-def]
 
 def load_facts(session: Session) -> tuple[list[TaskFacts], dict[str, datetime]]:
     """Enabled tasks with their latest readings, and the newest scan of each host."""
-    tasks = session.scalars(select(Task).where(Task.enabled).order_by(Task.hostname, Task.name))
-    tasks = list(tasks)
+    tasks = list(
+        session.scalars(select(Task).where(Task.enabled).order_by(Task.hostname, Task.name))
+    )
     names = [task.name for task in tasks]
     latest = _latest_per_task(session, Scan.task_name.in_(names))
     disk = _latest_per_task(

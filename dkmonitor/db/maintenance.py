@@ -158,12 +158,6 @@ def _counts(conn: Connection, present: set[str]) -> dict[str, int]:
     return counts
 
 
-def table_counts(database: Database) -> dict[str, int]:
-    """Row count of each of dkmonitor's tables that exists, in schema order."""
-    with database.engine.connect() as conn:
-        return _counts(conn, set(inspect(conn).get_table_names()))
-
-
 # ---------------------------------------------------------------- removing rows
 
 

@@ -6,12 +6,14 @@ filesystems pass 2**31 bytes per user easily. Paths in the action journal are
 raw bytes so that non-UTF-8 file names survive the round trip exactly.
 
 Every schema change here needs its own alembic migration in ``migrations/``;
-``tests/test_migrations.py`` fails when the two drift apart.
+``tests/test_migrations.py`` fails when the two drift apart. The metric
+columns of ``scans`` and ``user_stats`` follow ``dkmonitor.metrics.Totals``
+(``tests/test_metrics.py`` checks them).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
@@ -27,10 +29,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-
-def utcnow() -> datetime:
-    """Naive UTC now, the only kind of datetime stored."""
-    return datetime.now(UTC).replace(tzinfo=None)
+# Re-exported: notify/, clean/, health and the tests import utcnow from here.
+from dkmonitor.clock import utcnow as utcnow
 
 
 class Base(DeclarativeBase):
@@ -105,9 +105,17 @@ class Scan(Base):
     average_age_days: Mapped[float | None] = mapped_column(Float)
     errors: Mapped[int] = mapped_column(Integer, default=0)
     message: Mapped[str | None] = mapped_column(Text)
+    inodes: Mapped[int | None] = mapped_column(BigInteger)  # migration 0006
+    directories: Mapped[int | None] = mapped_column(BigInteger)
 
     users: Mapped[list[UserStat]] = relationship(
         back_populates="scan", cascade="all, delete-orphan", passive_deletes=True
+    )
+    histograms: Mapped[list[ScanHistogram]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True
+    )
+    top_directories: Mapped[list[ScanTopDirectory]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True
     )
 
 
@@ -127,8 +135,39 @@ class UserStat(Base):
     old_files: Mapped[int] = mapped_column(BigInteger)
     old_bytes: Mapped[int] = mapped_column(BigInteger)
     average_age_days: Mapped[float] = mapped_column(Float)
+    # migration 0006; rows stored before it read 0
+    inodes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    directories: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     scan: Mapped[Scan] = relationship(back_populates="users")
+
+
+class ScanHistogram(Base):
+    """One bucket of a full scan's size or age histogram (migration 0006)."""
+
+    __tablename__ = "scan_histograms"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))  # size | age
+    lower_bound: Mapped[int] = mapped_column(BigInteger)  # bytes (size) or days (age)
+    files: Mapped[int] = mapped_column(BigInteger)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+
+
+class ScanTopDirectory(Base):
+    """One of a full scan's top directories by bytes or by old bytes (migration 0006)."""
+
+    __tablename__ = "scan_top_directories"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id", ondelete="CASCADE"), index=True)
+    ranking: Mapped[str] = mapped_column(String(16))  # bytes | old_bytes
+    rank: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(Text)
+    files: Mapped[int] = mapped_column(BigInteger)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    old_bytes: Mapped[int] = mapped_column(BigInteger)
 
 
 class Notification(Base):

@@ -17,45 +17,28 @@ hands back the ``DateTime`` columns as the text SQLAlchemy stored.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from dkmonitor.db.readonly import ReadConnection
+from dkmonitor.metrics import NAMES, VIEW_KEYS, Totals
 from dkmonitor.units import iso_utc
 
-JSON_KEYS = (
-    "task",
-    "hostname",
-    "target_path",
-    "username",
-    "uid",
-    "scanned_at",
-    "files",
-    "bytes",
-    "allocated_bytes",
-    "old_files",
-    "old_bytes",
-    "average_age_days",
-    "disk_use_percent",
-    "errors",
-)
+# The keys of `view --format json|csv` (DESIGN.md), from the metrics' declaration.
+JSON_KEYS = VIEW_KEYS
 
 
 @dataclass(frozen=True)
-class ViewRecord:
+class ViewRecord(Totals):
+    """One row of a view: a place and time, the metrics (``Totals``), the disk's state."""
+
     task: str
     hostname: str
     target_path: str
     username: str | None  # None: the whole target
     uid: int | None
     scanned_at: datetime
-    files: int | None
-    bytes: int | None
-    allocated_bytes: int | None
-    old_files: int | None
-    old_bytes: int | None
-    average_age_days: float | None
     disk_use_percent: float | None
     errors: int
     previous_bytes: int | None = None  # same host/target/user, one scan earlier
@@ -72,58 +55,43 @@ class ViewRecord:
         return data
 
 
-_SCAN_COLUMNS = (
+# A scan row as the views read it: these columns, then the metrics (NAMES).
+_SCAN_HEAD = (
     "id",
     "task_name",
     "hostname",
     "target_path",
     "started_at",
-    "files",
-    "bytes",
-    "allocated_bytes",
-    "old_files",
-    "old_bytes",
-    "average_age_days",
     "disk_use_percent",
     "errors",
 )
-_USER_COLUMNS = (
-    "scan_id",
-    "username",
-    "uid",
-    "files",
-    "bytes",
-    "allocated_bytes",
-    "old_files",
-    "old_bytes",
-    "average_age_days",
-)
+_SCAN_COLUMNS = (*_SCAN_HEAD, *NAMES)
+_USER_COLUMNS = ("scan_id", "username", "uid", *NAMES)
 _GOOD_FULL = "{t}.kind = 'full' AND {t}.status = 'ok'"
 
 # Scan ids per statement: under SQLite's oldest limit on bound parameters (999).
 _IDS_PER_STATEMENT = 500
 
 
-class _Ranked(NamedTuple):
-    """One full scan's columns as a view needs them, and its rank in its place (1 = newest)."""
+@dataclass(frozen=True)
+class RankedScan:
+    """One good full scan's columns as a view needs them, and its rank in its place (1 = newest).
+
+    ``metrics`` holds the whole target's value of each metric (``metrics.NAMES``).
+    """
 
     id: int
     task_name: str
     hostname: str
     target_path: str
     started_at: datetime
-    files: int | None
-    bytes: int | None
-    allocated_bytes: int | None
-    old_files: int | None
-    old_bytes: int | None
-    average_age_days: float | None
     disk_use_percent: float | None
     errors: int
+    metrics: dict[str, Any]  # NAMES -> the whole target's value
     rank: int
 
 
-def _datetime(value: datetime | str) -> datetime:
+def parse_time(value: datetime | str) -> datetime:
     """A stored time as the naive datetime SQLAlchemy gave back.
 
     psycopg2 returns datetimes; SQLite stores SQLAlchemy's text form
@@ -167,7 +135,7 @@ def _latest_scans_sql(
 
 def _latest_scans(
     reader: ReadConnection, hostname: str | None, path: str | None, history: int
-) -> list[_Ranked]:
+) -> list[RankedScan]:
     """The newest ``history`` + 1 good full scans of each host/target (one extra for the change).
 
     Rows carry the scan's columns and its ``rank`` (1 = newest). The places
@@ -177,25 +145,36 @@ def _latest_scans(
     of hourly quick scans holds 23 quick scans for every full one).
     """
     sql, params = _latest_scans_sql(reader.backend, hostname, path)
+    head = len(_SCAN_HEAD)
     rows = [
-        (*row[:4], _datetime(row[4]), *row[5:])
+        RankedScan(
+            id=row[0],
+            task_name=row[1],
+            hostname=row[2],
+            target_path=row[3],
+            started_at=parse_time(row[4]),
+            disk_use_percent=row[5],
+            errors=row[6],
+            metrics=dict(zip(NAMES, row[head:], strict=True)),
+            rank=0,
+        )
         for row in reader.rows(sql, [*params, history + 1])
     ]
-    rows.sort(key=lambda row: (row[2], row[3], row[4]), reverse=True)
+    rows.sort(key=lambda row: (row.hostname, row.target_path, row.started_at), reverse=True)
     ranked = []
     rank, last = 0, None
     for row in rows:
-        here = (row[2], row[3])
+        here = (row.hostname, row.target_path)
         rank = rank + 1 if here == last else 1
         last = here
-        ranked.append(_Ranked(*row, rank=rank))
+        ranked.append(replace(row, rank=rank))
     return ranked
 
 
 def system_records(
     reader: ReadConnection, hostname: str | None = None, path: str | None = None, history: int = 1
 ) -> list[ViewRecord]:
-    by_place: dict[tuple[str, str], dict[int, _Ranked]] = {}
+    by_place: dict[tuple[str, str], dict[int, RankedScan]] = {}
     for scan in _latest_scans(reader, hostname, path, history):
         by_place.setdefault((scan.hostname, scan.target_path), {})[scan.rank] = scan
     records = []
@@ -213,18 +192,30 @@ def system_records(
                     username=None,
                     uid=None,
                     scanned_at=scan.started_at,
-                    files=scan.files,
-                    bytes=scan.bytes,
-                    allocated_bytes=scan.allocated_bytes,
-                    old_files=scan.old_files,
-                    old_bytes=scan.old_bytes,
-                    average_age_days=scan.average_age_days,
                     disk_use_percent=scan.disk_use_percent,
                     errors=scan.errors,
-                    previous_bytes=previous.bytes if previous is not None else None,
+                    previous_bytes=previous.metrics["bytes"] if previous is not None else None,
+                    **scan.metrics,
                 )
             )
     return records
+
+
+def latest_full_scans(
+    reader: ReadConnection, hostname: str | None = None, path: str | None = None
+) -> list[RankedScan]:
+    """The newest good full scan of each host/target (of ``hostname``, ``path`` if given)."""
+    return [scan for scan in _latest_scans(reader, hostname, path, 0) if scan.rank == 1]
+
+
+def user_columns(
+    reader: ReadConnection,
+    columns: Sequence[str],
+    scan_ids: list[int],
+    username: str | None = None,
+) -> Iterator[tuple[Any, ...]]:
+    """(scan_id, username, *columns) of the user_stats rows of these scans."""
+    return _user_rows(reader, ("scan_id", "username", *columns), scan_ids, username)
 
 
 def _user_rows(
@@ -259,11 +250,11 @@ def user_records(
     bytes_at: dict[tuple[str, str, int, str], int] = {}
     for scan_id, name, size in earlier:
         bytes_at[(*place_rank[scan_id], name)] = size
-    for scan_id, name, _uid, _files, size, *_rest in stats:
-        bytes_at[(*place_rank[scan_id], name)] = size
-    # Tuple unpacking, not attribute access: this loop runs once per user per place.
+    size_at = 3 + NAMES.index("bytes")
+    for row in stats:
+        bytes_at[(*place_rank[row[0]], row[1])] = row[size_at]
     records = []
-    for scan_id, name, uid, files, size, allocated, old_files, old_bytes, age in stats:
+    for scan_id, name, uid, *values in stats:
         scan = scans[scan_id]
         records.append(
             ViewRecord(
@@ -273,15 +264,10 @@ def user_records(
                 username=name,
                 uid=uid,
                 scanned_at=scan.started_at,
-                files=files,
-                bytes=size,
-                allocated_bytes=allocated,
-                old_files=old_files,
-                old_bytes=old_bytes,
-                average_age_days=age,
                 disk_use_percent=scan.disk_use_percent,
                 errors=scan.errors,
                 previous_bytes=bytes_at.get((scan.hostname, scan.target_path, scan.rank + 1, name)),
+                **dict(zip(NAMES, values, strict=True)),
             )
         )
     # Equal sizes are ordered by name so the output does not depend on the row order.

@@ -15,12 +15,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dkmonitor.db.models import Scan, UserStat
-from dkmonitor.taskrun import UserUsageRow
+from dkmonitor.db.models import Scan, ScanHistogram, ScanTopDirectory, UserStat
+from dkmonitor.metrics import Totals
+from dkmonitor.taskrun import HistogramBucket, TopDirectory, UserUsageRow
 
 
 @dataclass(frozen=True)
-class ScanRecord:
+class ScanRecord(Totals):
+    """One run's results; the whole target's metrics come from ``Totals``."""
+
     run_id: str
     task_name: str
     hostname: str
@@ -33,22 +36,19 @@ class ScanRecord:
     disk_used: int | None = None
     disk_available: int | None = None
     disk_use_percent: float | None = None
-    files: int | None = None
-    bytes: int | None = None
-    allocated_bytes: int | None = None
-    old_files: int | None = None
-    old_bytes: int | None = None
-    average_age_days: float | None = None
     errors: int = 0
     message: str | None = None
     users: tuple[UserUsageRow, ...] = field(default=())
+    histograms: tuple[HistogramBucket, ...] = field(default=())
+    top_directories: tuple[TopDirectory, ...] = field(default=())
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         for key in ("started_at", "finished_at"):
             if data[key] is not None:
                 data[key] = data[key].isoformat()
-        data["users"] = [asdict(user) for user in self.users]
+        for key in _ROWS:
+            data[key] = [asdict(row) for row in getattr(self, key)]
         return data
 
     @classmethod
@@ -57,8 +57,17 @@ class ScanRecord:
         for key in ("started_at", "finished_at"):
             if data.get(key) is not None:
                 data[key] = datetime.fromisoformat(data[key])
-        data["users"] = tuple(UserUsageRow(**user) for user in data.get("users", ()))
+        for key, row_type in _ROWS.items():  # a record spooled by an older version lacks some
+            data[key] = tuple(row_type(**row) for row in data.get(key, ()))
         return cls(**data)
+
+
+# The row tuples of a ScanRecord and their types (for the spool's JSON).
+_ROWS: dict[str, Any] = {
+    "users": UserUsageRow,
+    "histograms": HistogramBucket,
+    "top_directories": TopDirectory,
+}
 
 
 def store_scan(session: Session, record: ScanRecord) -> int:
@@ -70,9 +79,11 @@ def store_scan(session: Session, record: ScanRecord) -> int:
     existing = session.scalar(select(Scan.id).where(Scan.run_id == record.run_id))
     if existing is not None:
         return existing
-    columns = {k: v for k, v in asdict(record).items() if k != "users"}
+    columns = {k: v for k, v in asdict(record).items() if k not in _ROWS}
     scan = Scan(**columns)
     scan.users = [UserStat(**asdict(user)) for user in record.users]
+    scan.histograms = [ScanHistogram(**asdict(row)) for row in record.histograms]
+    scan.top_directories = [ScanTopDirectory(**asdict(row)) for row in record.top_directories]
     session.add(scan)
     session.flush()
     return scan.id

@@ -6,8 +6,6 @@ Functions take a Session and plain TaskSpec values; validation happens in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -62,6 +60,3 @@ def delete_task(session: Session, name: str) -> None:
     session.delete(_row(session, name))
     session.flush()
 
-
-def task_names(session: Session) -> Sequence[str]:
-    return session.scalars(select(Task.name).order_by(Task.name)).all()

@@ -91,7 +91,7 @@ def placeholder_values(
     moved = moved or AlteredFiles()
     deleted = deleted or AlteredFiles()
     total = run.disk.total
-    share = (user.bytes / total * 100.0) if user and total else 0.0
+    share = (user.share_percent(total) or 0.0) if user else 0.0  # allocated bytes / fs size
     values = {
         "username": username,
         "target_path": task.target_path,

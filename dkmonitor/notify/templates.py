@@ -46,7 +46,7 @@ PLACEHOLDERS: dict[str, str] = {
     "disk_use_percent": "disk use of the target's filesystem, percent",
     "task_name": "the task's name",
     "number_of_files": "all of the user's files",
-    "disk_share_percent": "the user's bytes over the filesystem's size, percent",
+    "disk_share_percent": "the user's allocated bytes over the filesystem's size, percent",
     "top_percent": "the task's email_top_percent",
     "moved_to": "the directory the user's moved files now live under",
     "number_of_moved_files": "files of the user moved by this run (notices)",

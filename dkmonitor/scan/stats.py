@@ -165,7 +165,11 @@ class ScanResult:
 
     @property
     def total(self) -> Usage:
+        """The whole target: every owner's files, and every entry's inode (owners of
+        no regular file included: their directories and symlinks are the target's too)."""
         whole = Usage()
         for usage in self.by_uid.values():
+            whole.merge(usage)
+        for usage in self.fileless_owners.values():
             whole.merge(usage)
         return whole
