@@ -31,6 +31,7 @@ class LazyGroup(click.Group):
         "restore": "dkmonitor.cli.restore",
         "check": "dkmonitor.cli.check",
         "cron": "dkmonitor.cli.cron",
+        "exempt": "dkmonitor.cli.exempt",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
