@@ -39,6 +39,7 @@ class LazyGroup(click.Group):
         "cron": "dkmonitor.cli.cron",
         "report": "dkmonitor.cli.report",
         "systemd": "dkmonitor.cli.cron",  # both schedulers' commands live there
+        "exempt": "dkmonitor.cli.exempt",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -234,3 +234,25 @@ class Action(Base):
     file_ino: Mapped[int | None] = mapped_column(BigInteger)
     restores_id: Mapped[int | None] = mapped_column(Integer)  # restore rows: the move undone
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)  # None while pending
+
+
+class Exemption(Base):
+    """A user or a path under a task's target that is never announced or acted on.
+
+    Exempt files still count in the statistics. An exemption stops applying at
+    ``expires_at`` (naive UTC) and is then listed as expired; ``created_by``
+    is the administrator who made it (SUDO_USER when run through sudo).
+    """
+
+    __tablename__ = "exemptions"
+    __table_args__ = (Index("ix_exemptions_task", "task_name", "expires_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_name: Mapped[str] = mapped_column(Text)
+    username: Mapped[str | None] = mapped_column(String(255))  # a user exemption ...
+    uid: Mapped[int | None] = mapped_column(BigInteger)
+    path: Mapped[str | None] = mapped_column(Text)  # ... or a path exemption, never both
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
