@@ -54,6 +54,7 @@ setup(
             "pytest>=7",
             "aiosmtpd>=1.4",
             "ruff",
+            "mypy",
             "setuptools>=64",
             "wheel",
             "zstandard",

@@ -292,14 +292,6 @@ def render_outcome(outcome: TaskOutcome) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _share(allocated: int, filesystem_size: int) -> str:
-    """The share column: space really taken over the file system's size, in percent.
-
-    Allocated bytes, not apparent ones: a sparse file takes only what it occupies.
-    """
-    return f"{allocated / filesystem_size * 100:.2f}%" if filesystem_size else "-"
-
-
 def _clean_lines(outcome: TaskOutcome) -> list[str]:
     summary = outcome.clean
     if summary is None:
