@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pwd
 from datetime import datetime, timedelta
 
@@ -116,3 +117,35 @@ def test_rules_match_whole_components():
     assert not ExemptRules() and rules
     assert relative_parts("/scratch", "/scratch/x/y") == ("x", "y")
     assert relative_parts("/scratch", "/scratchy/x") is None
+
+
+def test_exempt_files_are_counted_but_never_deleted(dkm, tmp_path):
+    """A real run over critical: only the unexempted old file goes; all four are counted."""
+    target = tmp_path / "crit"
+    (target / "keep").mkdir(parents=True)
+    (target / "other").mkdir()
+    old = datetime.now().timestamp() - 400 * 86400
+    files = {
+        "keep/root.dat": 0,  # exempt by path
+        "other/nobody.dat": NOBODY.pw_uid,  # exempt by user
+        "other/root.dat": 0,  # the only one to go
+        "other/kept-until-expiry.dat": NOBODY.pw_uid,
+    }
+    for name, uid in files.items():
+        path = target / name
+        path.write_bytes(b"z" * 100)
+        os.chown(path, uid, 0)
+        os.utime(path, (old, old))
+    created = dkm("task", "create", "crit", "--target", str(target), "--warning", "0.001",
+                  "--critical", "0.002", "--old-days", "30", "--delete")
+    assert created.returncode == 0, created.stderr
+    for args in (["--user", "nobody"], ["--path", str(target / "keep")]):
+        added = dkm("exempt", "add", "crit", *args, "--until", NEXT_YEAR, "--reason", "r")
+        assert added.returncode == 0, added.stderr
+
+    run = dkm("run", "full", "crit")
+    assert run.returncode == 0, run.stderr
+    left = sorted(str(p.relative_to(target)) for p in target.rglob("*.dat"))
+    assert left == ["keep/root.dat", "other/kept-until-expiry.dat", "other/nobody.dat"]
+    [whole] = json.loads(dkm("view", "system", os.uname().nodename, "--format", "json").stdout)
+    assert whole["files"] == 4 and whole["old_files"] == 4  # exempt files still count

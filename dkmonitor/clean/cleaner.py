@@ -1,11 +1,9 @@
 """One task's clean-up: select candidates, re-check each, act, journal, know when to stop.
 
-``Cleaner.open`` refuses up front (CleanRefused, nothing touched) when the
-relocation path conflicts with the target (checked again at run time: a
-symlink may have been changed since the task was created), when the target
-or relocation path cannot be opened, or when there is no database to
-journal into. ``act`` handles one candidate and is public so tests can
-change the tree between selection and action.
+``Cleaner.open`` refuses up front (CleanRefused, nothing touched) when the relocation
+path conflicts with the target (checked again at run time: a symlink may have changed),
+when the target or relocation path cannot be opened, or when there is no database to
+journal into. ``act`` is public so tests can change the tree before the action.
 """
 
 from __future__ import annotations
@@ -18,6 +16,7 @@ from typing import Self
 
 from dkmonitor.clean.deleter import delete_file
 from dkmonitor.clean.dirs import Refused
+from dkmonitor.clean.exemptions import ExemptRules, load_rules
 from dkmonitor.clean.fsops import DestinationFull, DirStat, Unsafe, open_chain
 from dkmonitor.clean.inuse import FileId, open_for_writing
 from dkmonitor.clean.journal import (
@@ -69,6 +68,7 @@ class Cleaner:
     measure: Callable[[], DiskUsage] | None
     chunk: int = DEFAULT_CHUNK
     in_use: frozenset[FileId] = frozenset()
+    exempt: ExemptRules = ExemptRules()  # `dkmonitor exempt`: never selected
     summary: CleanSummary = field(default_factory=CleanSummary)
 
     def __post_init__(self) -> None:
@@ -86,6 +86,7 @@ class Cleaner:
             now=self.run.now,
             age_basis=task.age_basis,
             exclude=self.settings.scan.exclude,
+            exempt=self.exempt,
         )
 
     # ------------------------------------------------------------ set-up
@@ -137,6 +138,7 @@ class Cleaner:
             measure=None if run.dry_run else (lambda: measure(target)),
             chunk=chunk,
             in_use=open_for_writing(),
+            exempt=load_rules(database, task.name, task.target_path, run.started_at),
         )
 
     def close(self) -> None:

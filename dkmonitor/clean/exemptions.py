@@ -10,7 +10,15 @@ cover ``/scratch/abc``.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dkmonitor.db.engine import Database
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -23,8 +31,10 @@ class ExemptRules:
 
     def covers(self, uid: int, parts: tuple[str, ...]) -> bool:
         """True when a file owned by ``uid`` at ``parts`` below the target is exempt."""
-        if uid in self.uids:
-            return True
+        return uid in self.uids or self.covers_path(parts)
+
+    def covers_path(self, parts: tuple[str, ...]) -> bool:
+        """True when everything at or below ``parts`` is exempt, whoever owns it."""
         return any(parts[: len(tree)] == tree for tree in self.subtrees)
 
 
@@ -35,3 +45,19 @@ def relative_parts(target: str, path: str) -> tuple[str, ...] | None:
     if path_parts[: len(target_parts)] != target_parts:
         return None
     return path_parts[len(target_parts) :]
+
+
+def load_rules(database: Database | None, task_name: str, target: str,
+               now: datetime) -> ExemptRules:
+    """The task's exemptions in force at ``now``; none without a database (a dry run
+    of ``run path`` opens none, and a real clean refuses to start without one)."""
+    if database is None:
+        return ExemptRules()
+    from dkmonitor.db.exemptions import active_rules
+
+    with database.session() as session:
+        rules = active_rules(session, task_name, target, now)
+    if rules:
+        log.info("task %s: %d user and %d path exemption(s) in force", task_name,
+                 len(rules.uids), len(rules.subtrees))
+    return rules

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from dkmonitor.clean.exclude import is_excluded
+from dkmonitor.clean.exemptions import ExemptRules
 from dkmonitor.clean.fsops import Unsafe, open_dir_at
 from dkmonitor.scan.age import age_seconds, is_old
 
@@ -73,6 +74,7 @@ class SelectOptions:
     now: float
     age_basis: str = "used"
     exclude: tuple[str, ...] = ()
+    exempt: ExemptRules = ExemptRules()  # never candidates, whatever their age
 
 
 @dataclass
@@ -135,6 +137,8 @@ def _scan_dir(
             if stat.S_ISDIR(mode):
                 if st.st_dev != root_dev:
                     log.debug("not crossing mount point %s/%s", prefix, name)
+                elif options.exempt.covers_path((*frame.parts, name)):
+                    log.debug("not descending into exempt %s/%s", prefix, name)
                 elif not is_excluded(options.exclude, f"{prefix}/{name}", name):
                     frame.pending.append(name)
                 continue
@@ -143,6 +147,8 @@ def _scan_dir(
             if not is_old(st, options.now, options.old_days, options.age_basis):
                 continue
             if is_excluded(options.exclude, f"{prefix}/{name}", name):
+                continue
+            if st.st_uid in options.exempt.uids:
                 continue
             yield Candidate(
                 parent=frame.parts,
