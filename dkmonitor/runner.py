@@ -31,10 +31,8 @@ from dkmonitor.db.tasks import list_tasks
 from dkmonitor.errors import DatabaseUnavailable, TaskError
 from dkmonitor.lock import AlreadyRunning, task_lock
 from dkmonitor.runrecord import failure_record, noatime_warnings, scan_record, user_rows
-from dkmonitor.scan import scan_tree
-from dkmonitor.scan.age import AgeRule
 from dkmonitor.scan.disk import disk_usage
-from dkmonitor.scan.stats import ScanOptions, ScanResult
+from dkmonitor.scanstep import measure, scan_options
 from dkmonitor.taskrun import CleanSummary, TaskRun
 from dkmonitor.taskspec import TaskSpec, target_problem
 
@@ -218,7 +216,8 @@ class Runner:
         warnings = noatime_warnings(task)
         progress = self.progress(task) if self.progress else None
         try:
-            result = self._scan(target, self._scan_options(task, now), progress)
+            options = scan_options(self.settings, task, now)
+            result = measure(target, options, progress, self.from_list, self.pool)
             disk = disk_usage(target)
         except OSError as exc:
             return self._failed(task, "full", f"scanning {target}: {exc.strerror or exc}")
@@ -256,26 +255,6 @@ class Runner:
         self._clean(outcome)
         self._deliver(outcome)
         return outcome
-
-    def _scan(self, target: str, options: ScanOptions, progress: Progress | None) -> ScanResult:
-        """Walk the target, or read the site scanner's list given with --from-list."""
-        if self.from_list is None:
-            return scan_tree(target, options, progress, pool=self.pool)
-        from dkmonitor.scan.fromlist import ListError, scan_list
-
-        try:
-            return scan_list(self.from_list, target, options, progress)
-        except ListError as exc:
-            raise OSError(str(exc)) from exc
-
-    def _scan_options(self, task: TaskSpec, now: float) -> ScanOptions:
-        return ScanOptions(
-            AgeRule(task.old_file_threshold, now, task.age_basis),
-            exclude=self.settings.scan.exclude,
-            one_file_system=self.settings.scan.one_file_system,
-            workers=self.settings.scan.workers,
-            leave_out=(str(self.settings.state_dir), self.settings.logging.log_dir),
-        )
 
     def _clean(self, outcome: TaskOutcome) -> None:
         run = outcome.run
