@@ -43,7 +43,7 @@ setup(
     install_requires=[
         "sqlalchemy>=2.0,<3",
         "alembic>=1.12",
-        "click>=8.1",
+        "click>=8.2",  # click.exceptions.NoArgsIsHelpError (cli/__init__.py)
         "psycopg2-binary>=2.9",
         "termcolor>=2.0",
     ],
