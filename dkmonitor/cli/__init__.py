@@ -29,29 +29,38 @@ class LazyGroup(click.Group):
     the mailer or alembic.
     """
 
+    # name -> (module, the line `dkmonitor --help` shows). The help lines are
+    # here, not read from the modules, so that --help imports none of them;
+    # tests/test_cli_startup.py checks they say what the commands' own do.
     COMMANDS = {
-        "run": "dkmonitor.cli.run",
-        "view": "dkmonitor.cli.view",
-        "task": "dkmonitor.cli.task",
-        "database": "dkmonitor.cli.database",
-        "restore": "dkmonitor.cli.restore",
-        "check": "dkmonitor.cli.check",
-        "cron": "dkmonitor.cli.cron",
-        "report": "dkmonitor.cli.report",
-        "systemd": "dkmonitor.cli.cron",  # both schedulers' commands live there
-        "exempt": "dkmonitor.cli.exempt",
+        "run": ("dkmonitor.cli.run", "Scan tasks: quick (hourly), full (nightly) or a path."),
+        "view": ("dkmonitor.cli.view", "Show stored usage per user or per system."),
+        "task": ("dkmonitor.cli.task", "Define, inspect and change scan tasks."),
+        "database": ("dkmonitor.cli.database", "Inspect and maintain the history database."),
+        "restore": ("dkmonitor.cli.restore", "Move the files TASK moved back where they were."),
+        "check": ("dkmonitor.cli.check", "Health for Nagios-style monitoring."),
+        "cron": ("dkmonitor.cli.cron", "Print the crontab lines for this host."),
+        "report": ("dkmonitor.cli.report", "Write a self-contained HTML report."),
+        "systemd": ("dkmonitor.cli.cron", "Print the systemd units for this host."),
+        "exempt": ("dkmonitor.cli.exempt", "Spare a user or a path from cleaning, until a date."),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(self.COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        module = self.COMMANDS.get(cmd_name)
-        if module is None:
+        entry = self.COMMANDS.get(cmd_name)
+        if entry is None:
             return None
-        command = getattr(importlib.import_module(module), cmd_name)
+        command = getattr(importlib.import_module(entry[0]), cmd_name)
         assert isinstance(command, click.Command)
         return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of --help, from the table: no command module imported."""
+        rows = [(name, self.COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
