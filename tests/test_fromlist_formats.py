@@ -63,6 +63,15 @@ def build_tree(root: Path, now: int, newline_names: bool = True) -> Path:
     os.symlink(outside / "secret.dat", root / "a" / "link-to-file")
     os.symlink(outside / "dir", root / "b" / "link-to-dir")
     os.mkfifo(root / "b" / "fifo")
+    # below TOP_DIR_DEPTH: counted in the ancestor three levels down
+    (root / "a" / "deep" / "d3" / "d4" / "d5").mkdir(parents=True)
+    add(b"a/deep/d3/d4/d5/buried.dat", 70000, 1001, 400, 400)
+    add(b"a/deep/d3/d4/shallower.dat", 3000, 1002, 10, 10)
+    # owners of no regular file: a directory, a symlink
+    (root / "b" / "theirs").mkdir()
+    os.chown(root / "b" / "theirs", 2002, 100)
+    os.symlink("nowhere", root / "b" / "theirs" / "dangling")
+    os.lchown(root / "b" / "theirs" / "dangling", 2003, 100)
     return root
 
 
@@ -144,10 +153,21 @@ def assert_same(listed: ScanResult, walked: ScanResult) -> None:
     for uid, want in walked.by_uid.items():
         got = listed.by_uid[uid]
         for name in ("files", "bytes", "allocated_bytes", "old_files", "old_bytes",
-                     "age_seconds"):
+                     "age_seconds", "inodes", "directories"):
             assert getattr(got, name) == getattr(want, name), (uid, name)
+    assert listed.fileless_owners == walked.fileless_owners
     assert listed.directories == walked.directories
     assert listed.total == walked.total
+    assert_same_shape(listed, walked)
+
+
+def assert_same_shape(listed: ScanResult, walked: ScanResult) -> None:
+    """The per-target numbers: histograms, top directories, directories left out."""
+    assert listed.size_histogram == walked.size_histogram
+    assert listed.age_histogram == walked.age_histogram
+    assert listed.top_dirs_by_bytes == walked.top_dirs_by_bytes
+    assert listed.top_dirs_by_old_bytes == walked.top_dirs_by_old_bytes
+    assert listed.left_out == walked.left_out
 
 
 @pytest.fixture
@@ -168,7 +188,16 @@ def test_each_format_gives_the_numbers_of_a_walk(tmp_path, now, list_format):
     assert_same(listed, walked)
     assert set(listed.by_uid) == {0, 1001, 1002, 54321}
     # the three names of one inode are one file
-    assert listed.by_uid[1002].files == 4
+    assert listed.by_uid[1002].files == 5
+    assert set(listed.fileless_owners) == {2002, 2003}
+    assert listed.fileless_owners[2002].directories == 1
+    assert listed.fileless_owners[2003].inodes == 1
+    assert sum(bucket.files for bucket in listed.size_histogram) == listed.total.files
+    paths = {d.path: d for d in listed.top_dirs_by_bytes}
+    # the hard-linked file counts once, under the smallest directory it is in: a
+    assert paths[f"{root}/a"].bytes == 1000 + 30000 + 100 + 5000 + 2000 + 70000 + 3000
+    assert paths[f"{root}/a/deep/d3"].bytes == 73000  # d4 and d5 are below the bound
+    assert max(d.depth for d in listed.top_dirs_by_bytes) == 3
 
 
 @pytest.mark.parametrize("basis", ["used", "atime", "mtime", "ctime"])
@@ -212,7 +241,24 @@ def test_a_list_of_a_bigger_tree_counts_only_the_target(tmp_path, now):
     listed = scan_list(ListSource(str(listing), "find"), str(root), options)
     walked = scan_tree(str(root), options)
     assert listed.by_uid == walked.by_uid
+    assert listed.fileless_owners == walked.fileless_owners
+    assert_same_shape(listed, walked)
     outside = [p for p, _ in walk_entries(tmp_path) if not p.startswith(os.fsencode(root))]
     assert listed.errors == len(outside)
     assert "is not under the target" in listed.error_samples[0]
     assert "line 1:" in listed.error_samples[0]
+
+
+@pytest.mark.parametrize("list_format", ["find", "gpfs"])
+def test_directories_left_out_are_left_out_as_the_walk_leaves_them(tmp_path, now, list_format):
+    """dkmonitor's own state directory inside a target: counted as an inode, not entered."""
+    root = build_tree(tmp_path / "target", now)
+    listing = WRITERS[list_format](root, tmp_path / f"list.{list_format}")
+    state = root / "a" / "deep"
+    options = ScanOptions(old_days=90, now=float(now),
+                          leave_out=(str(state), str(tmp_path / "elsewhere")))
+    listed = scan_list(ListSource(str(listing), list_format), str(root), options)
+    walked = scan_tree(str(root), options)
+    assert_same(listed, walked)
+    assert listed.left_out == (str(state),)
+    assert not any("deep" in d.path for d in listed.top_dirs_by_bytes)

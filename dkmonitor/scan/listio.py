@@ -1,17 +1,23 @@
 """Reading a list's records: plain, .gz or .zst, in batches, noting how the stream ended.
 
-Kept apart from the aggregation (fromlist.py) so each stays small: this module
-knows bytes and compression, not files and owners.
+Kept apart from the aggregation (fromlist.py, which re-exports the names the
+CLI uses) so each stays small: this module knows the list file, its bytes and
+its compression, not files and owners.
 """
 
 from __future__ import annotations
 
 import gzip
 import importlib
+import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+from dkmonitor.scan.listformats import FORMATS
 
 _CHUNK = 1 << 20
 
@@ -28,6 +34,37 @@ def zstandard_module() -> Any | None:
         return importlib.import_module("zstandard")
     except ImportError:
         return None
+
+
+class ListError(ValueError):
+    """The list cannot be read at all (unknown format, no zstd support): exit 2."""
+
+
+@dataclass(frozen=True)
+class ListSource:
+    """A list file and its format, as given by ``--from-list`` and ``--list-format``."""
+
+    path: str
+    list_format: str
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path)
+
+
+def check_list(source: ListSource) -> None:
+    """Refuse up front what cannot work, with one line that says how to fix it."""
+    if source.list_format not in FORMATS:
+        raise ListError(
+            f"unknown list format {source.list_format!r}; use one of {', '.join(FORMATS)}"
+        )
+    if not os.access(source.path, os.R_OK) or os.path.isdir(source.path):
+        raise ListError(f"list {source.path}: not a readable file")
+    if source.path.endswith(".zst") and zstandard_module() is None and shutil.which("zstd") is None:
+        raise ListError(
+            f"list {source.path}: reading .zst needs pip install 'dkmonitor[zstd]' "
+            "or the zstd command (Debian: apt-get install zstd)"
+        )
 
 
 @contextmanager
