@@ -13,6 +13,7 @@ import shutil
 import socket
 import stat
 import subprocess
+from pwd import getpwuid
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -20,6 +21,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.test_notify_run import BIG, OLD, TIDY, make_target
 
 HOST = socket.gethostname()
+
+
+def username_for(uid: int) -> str:
+    """As the scan names an owner: the passwd name, or the uid when there is none."""
+    try:
+        return getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def metrics(path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -55,8 +64,34 @@ def metered(dkm_factory, db_url, tmp_path):
     return dkm, root, path
 
 
+def owned_inodes(root) -> dict[str, int]:
+    """User name -> entries below ``root`` they own, each inode once: the tree's own count.
+
+    Only owners of a regular file: they are the scan's users (and the series').
+    """
+    entries: dict[tuple[int, int], os.stat_result] = {}
+    for parent, dirs, files in os.walk(root):
+        for name in dirs + files:
+            st = os.lstat(os.path.join(parent, name))
+            entries[(st.st_dev, st.st_ino)] = st
+    counts: dict[int, int] = {}
+    for st in entries.values():
+        counts[st.st_uid] = counts.get(st.st_uid, 0) + 1
+    owners = {st.st_uid for st in entries.values() if stat.S_ISREG(st.st_mode)}
+    return {username_for(uid): counts[uid] for uid in owners}
+
+
 def test_full_run_writes_the_numbers_promtool_accepts(metered):
     dkm, root, path = metered
+    # Entries that are inodes but no files: a directory (with a file of its own
+    # inside) and a symlink owned by BIG, and a hard link (one inode) of OLD's.
+    (root / "bigdir").mkdir()
+    os.chown(root / "bigdir", BIG.pw_uid, 0)
+    (root / "bigdir" / "empty").write_bytes(b"")
+    os.chown(root / "bigdir" / "empty", BIG.pw_uid, 0)
+    (root / "biglink").symlink_to("big.dat")
+    os.lchown(root / "biglink", BIG.pw_uid, 0)
+    os.link(root / "old.dat", root / "bigdir" / "old-again.dat")
     result = dkm("run", "full")
     assert result.returncode == 0, result.stderr
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
@@ -68,13 +103,22 @@ def test_full_run_writes_the_numbers_promtool_accepts(metered):
         return values[(f"dkmonitor_{name}", tuple(sorted((*where, ("user", who)))))]
 
     assert user("user_bytes", BIG.pw_name) == 900_000
-    assert user("user_files", BIG.pw_name) == 1
+    assert user("user_files", BIG.pw_name) == 2  # big.dat, bigdir/empty
     assert user("user_old_bytes", BIG.pw_name) == 0
     assert user("user_bytes", OLD.pw_name) == 307_000
     assert user("user_old_bytes", OLD.pw_name) == 307_000
     assert user("user_files", TIDY.pw_name) == 1
     assert user("user_allocated_bytes", BIG.pw_name) >= 0
-    assert ("dkmonitor_user_inodes", tuple(sorted((*where, ("user", BIG.pw_name))))) in values
+    # Inodes per user, against the tree's own count (lstat, once per inode).
+    inodes = {
+        dict(labels)["user"]: value
+        for (name, labels), value in values.items()
+        if name == "dkmonitor_user_inodes"
+    }
+    expected = owned_inodes(root)
+    assert expected[BIG.pw_name] == 4  # big.dat, bigdir, bigdir/empty, biglink
+    assert expected[OLD.pw_name] == 2  # old.dat (and its hard link), old2.dat
+    assert inodes == expected
     used = values[("dkmonitor_target_used_ratio", where)]
     assert 0 < used < 1
     assert values[("dkmonitor_target_scan_errors", where)] == 0

@@ -10,7 +10,9 @@ escape sequences) to prove the pages escape them.
 from __future__ import annotations
 
 import html
+import os
 import re
+import stat
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -165,8 +167,12 @@ def test_report_of_synthetic_history(dkm, db_url, tmp_path):
     assert users.index("bob &amp; &#34;co&#34;") < users.index("<td>ann</td>")
     assert "5.00 %" in users  # bob: 50 GiB of 1000 GiB
 
-    # Optional parts this schema does not record yet.
-    assert "Not recorded yet" in alpha and "not recorded yet" in alpha
+    # Scans stored without the newer numbers (as before migration 0006: no
+    # histogram or directory rows, 0 inodes) say so rather than show zeros.
+    assert section(alpha, "<h2>File sizes and ages</h2>").count("Not recorded yet") == 1
+    assert section(alpha, "<h2>Top directories</h2>").count("Not recorded yet") == 1
+    users_note = "Inodes and directories per user: not recorded yet"
+    assert users_note in users and '<th class="num">inodes</th>' not in users
 
     # Hostile names and paths are escaped, never markup.
     for text in (index, *pages.values()):
@@ -180,10 +186,40 @@ def test_report_of_synthetic_history(dkm, db_url, tmp_path):
     assert "<!--" not in alpha and "<text" not in alpha
 
 
-def test_report_of_real_scans(dkm, tmp_path, scan_target, requires_root):
+def make_real_tree(scan_target) -> None:
+    """A small tree whose buckets and directory totals are stated in the tests below.
+
+    a/ (owned by nobody): big, 5 MiB, new; old, 1 MiB, 400 days unused, of an
+    unknown uid; link, a symlink owned by nobody. b/ (root's): small, 4 KiB, nobody's.
+    """
+    scan_target.dir("a", uid=NOBODY)
     scan_target.file("a/big", uid=NOBODY, size=5 << 20, written=True)
     scan_target.file("a/old", uid=UNKNOWN_UID, size=1 << 20, written=True, atime_days=400)
     scan_target.file("b/small", uid=NOBODY, size=4096, written=True)
+    link = scan_target.symlink("big", "a/link")
+    os.lchown(link, NOBODY, NOBODY)
+
+
+def owned_entries(root: Path) -> dict[int, tuple[int, int]]:
+    """uid -> (inodes, directories) below ``root``, counted here from lstat, once per inode."""
+    seen: dict[tuple[int, int], os.stat_result] = {}
+    for parent, dirs, files in os.walk(root):
+        for name in dirs + files:
+            st = os.lstat(os.path.join(parent, name))
+            seen[(st.st_dev, st.st_ino)] = st
+    counts: dict[int, tuple[int, int]] = {}
+    for st in seen.values():
+        inodes, directories = counts.get(st.st_uid, (0, 0))
+        counts[st.st_uid] = (inodes + 1, directories + stat.S_ISDIR(st.st_mode))
+    return counts
+
+
+def cell(text: str) -> str:
+    return f'<td class="num">{text}</td>'
+
+
+def test_report_of_real_scans(dkm, tmp_path, scan_target, requires_root):
+    make_real_tree(scan_target)
     for _ in range(2):
         done = dkm("run", "path", str(scan_target.root), "--old-days", "90")
         assert done.returncode == 0, done.stderr
@@ -192,12 +228,51 @@ def test_report_of_real_scans(dkm, tmp_path, scan_target, requires_root):
     assert result.returncode == 0, result.stderr
     index, pages = read_pages(out)
     (page,) = pages.values()
-    assert str(scan_target.root) in index and str(scan_target.root) in page
+    root = str(scan_target.root)
+    assert root in index and root in page
+    assert "not recorded yet" not in page.lower()  # every part recorded by this version's scan
     users = section(page, "<h2>Every user</h2>")
     assert users.index("<td>nobody</td>") < users.index(f"<td>{UNKNOWN_UID}</td>")
     assert "5.00 MiB" in users  # nobody's 5 MiB + 4 KiB, three significant digits
+    # Inodes and directories per user, against the tree's own count: nobody owns
+    # a/, a/big, a/link, b/small; the unknown uid a/old.
+    owned = owned_entries(scan_target.root)
+    assert owned[NOBODY] == (4, 1) and owned[UNKNOWN_UID] == (1, 0)
+    assert '<th class="num">directories</th><th class="num">inodes</th>' in users
+    for name, uid in (("nobody", NOBODY), (str(UNKNOWN_UID), UNKNOWN_UID)):
+        row = re.search(f"<tr><td>{name}</td>.*?</tr>", users)
+        assert row is not None, name
+        inodes, directories = owned[uid]
+        files = 2 if uid == NOBODY else 1
+        expected = f"{cell(uid)}{cell(files)}{cell(directories)}{cell(inodes)}"
+        assert expected in row.group(0), row.group(0)
+
+    # Histograms: buckets as the scanner labels them (scan/stats.py SIZE_LABELS,
+    # AGE_LABELS), each bucket [previous edge, its edge): 4096 B is in "<64K",
+    # 1 MiB and 5 MiB in "<16M"; 400 days in "<730d", new files in "<7d".
+    sizes = section(page, "<h3>File sizes</h3>")
+    assert "<td>&lt;4K</td>" + cell(0) + cell("0 B") in sizes
+    assert "<td>&lt;64K</td>" + cell(1) + cell("4.00 KiB") in sizes
+    assert "<td>&lt;1M</td>" + cell(0) in sizes
+    assert "<td>&lt;16M</td>" + cell(2) + cell("6.00 MiB") in sizes
+    assert "<td>&gt;=64G</td>" + cell(0) in sizes
+    assert sizes.index("&lt;4K") < sizes.index("&lt;64K") < sizes.index("&gt;=64G")
+    ages = section(page, "<h3>File ages</h3>")
+    assert "<td>&lt;7d</td>" + cell(2) + cell("5.00 MiB") in ages
+    assert "<td>&lt;365d</td>" + cell(0) in ages
+    assert "<td>&lt;730d</td>" + cell(1) + cell("1.00 MiB") in ages
+    assert "<td>&gt;=730d</td>" + cell(0) in ages
+    # Top directories: whole subtrees, largest first; only a/ holds old bytes.
+    a_row = f'<td class="path">{root}/a</td>' + cell(2) + cell("6.00 MiB") + cell("1.00 MiB")
+    b_row = f'<td class="path">{root}/b</td>' + cell(1) + cell("4.00 KiB") + cell("0 B")
+    by_size = section(page, "<h3>By size</h3>")
+    assert a_row in by_size and b_row in by_size and by_size.index(a_row) < by_size.index(b_row)
+    by_old = section(page, "<h3>By old files&#39; size</h3>")
+    assert a_row in by_old and f"{root}/b" not in by_old
+
     assert "<td>not enough history</td>" in page  # two readings a moment apart
-    assert "<svg" in page
+    # disk use, top users, the two histograms (no growth: the scans are a moment apart)
+    assert page.count("<svg") == 4
 
 
 def test_empty_database_writes_an_index_that_says_so(dkm_sqlite, tmp_path):
@@ -308,7 +383,7 @@ def optional_report() -> ReportData:
                         "File ages", tuple(Bucket(b, i, i << 20) for i, b in enumerate(ages))
                     ),
                 ],
-                top_by_bytes=[TopDirectory(f"/proj/{SCRIPT}/data", 5 * GIB, GIB)],
+                top_by_bytes=[TopDirectory(f"/proj/{SCRIPT}/data", 5 * GIB, GIB, 12_345)],
                 top_by_old_bytes=[TopDirectory('/proj/old & "quoted"', 2 * GIB, 2 * GIB)],
             )
         ],
@@ -331,7 +406,20 @@ def test_optional_parts_render_when_recorded(tmp_path):
     top = section(page, "<h2>Top directories</h2>")
     assert "/proj/&lt;script&gt;alert(1)&lt;/script&gt;/data" in top
     assert "/proj/old &amp; &#34;quoted&#34;" in top
+    assert '<td class="num">12,345</td>' in top and '<td class="num">-</td>' in top  # files
     users = section(page, "<h2>Every user</h2>")
     assert '<th class="num">inodes</th>' in users and "123,456" in users and "789" in users
     assert "No full scan about 7 days before the last one" in page
     assert "<script" not in page
+
+
+def test_bucket_labels_are_the_scanners():
+    from dkmonitor.report.data import bucket_label
+    from dkmonitor.scan.stats import AGE_EDGES_DAYS, AGE_LABELS, SIZE_EDGES, SIZE_LABELS
+
+    # Stored buckets are named by their lower edge: 0, then each edge in turn.
+    assert [bucket_label("size", low) for low in (0, *SIZE_EDGES)] == list(SIZE_LABELS)
+    assert [bucket_label("age", low) for low in (0, *AGE_EDGES_DAYS)] == list(AGE_LABELS)
+    assert bucket_label("size", 4096) == "<64K" and bucket_label("age", 730) == ">=730d"
+    # An edge the scanner no longer has (buckets changed since the scan): spelt out.
+    assert bucket_label("size", 5000) == ">=5,000 B" and bucket_label("age", 3) == ">=3d"

@@ -1,6 +1,7 @@
 """The report in a real headless browser (Debian's chromium), driven over DevTools.
 
-Each page of a report made from a synthetic history with hostile names is
+Each page of a report made from a synthetic history with hostile names (and
+of one made from a real scan: histograms and top directories too) is
 loaded from file:// and checked as a person would see it: no console errors
 or exceptions, no network request but the page file itself (no script,
 font, image or style sheet fetched from anywhere), and every chart an
@@ -27,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_report import optional_report, read_pages, store_history
+from tests.test_report import make_real_tree, optional_report, read_pages, store_history
 
 websocket = pytest.importorskip("websocket")
 
@@ -218,3 +219,20 @@ def test_histograms_and_top_directories_draw_too(tmp_path, browser):
 
     write_report(optional_report(), tmp_path / "optional")
     assert check_pages(browser, tmp_path / "optional") == 4  # disk, top users, 2 histograms
+
+
+def test_a_real_scan_draws_its_histograms(
+    dkm_factory, sqlite_url, scan_target, requires_root, browser
+):
+    make_real_tree(scan_target)
+    dkm = dkm_factory(sqlite_url)
+    for _ in range(2):
+        done = dkm("run", "path", str(scan_target.root), "--old-days", "90")
+        assert done.returncode == 0, done.stderr
+    out = Path(dkm.state_dir) / "report"
+    made = dkm("report", "--output", str(out))
+    assert made.returncode == 0, made.stderr
+    _index, pages = read_pages(out)
+    (page,) = pages.values()
+    assert "File sizes" in page and "By old files&#39; size" in page
+    assert check_pages(browser, out) == 4  # disk use, top users, sizes, ages

@@ -45,7 +45,8 @@ USER_METRICS = (
     ("user_files", "Regular files owned by the user.", "files"),
     ("user_old_bytes", "Bytes of the user's files older than the task's old-file age.",
      "old_bytes"),
-    ("user_inodes", "Entries of any type owned by the user.", "inodes"),
+    ("user_inodes", "Entries of any type below the target owned by the user (files, "
+     "directories, symlinks, ...), each inode once.", "inodes"),
 )
 
 
@@ -75,8 +76,15 @@ def _latest(session: Session, task: str, host: str, full: bool) -> Scan | None:
 
 
 def _user_values(row: UserStat) -> dict[str, float]:
-    # ``inodes`` comes with the scan's per-user inode count (issue 14); 0 until then.
-    return {column: float(getattr(row, column, 0) or 0) for _, _, column in USER_METRICS}
+    """The USER_METRICS columns of one user row (a row stored before migration 0006 says
+    0 inodes: the column's default)."""
+    return {
+        "bytes": float(row.bytes),
+        "allocated_bytes": float(row.allocated_bytes),
+        "files": float(row.files),
+        "old_bytes": float(row.old_bytes),
+        "inodes": float(row.inodes),
+    }
 
 
 def collect(session: Session, host: str) -> list[TargetSample]:

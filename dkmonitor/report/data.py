@@ -8,14 +8,17 @@ scans, 1.8 million user rows) is read in well under a second, because user
 rows are fetched only for the few scans shown (the newest full scan of each
 place and the scans 1, 7 and 30 days before it).
 
-The report's parts:
-- core, from the schema as it is today: places, disk-use readings over time,
-  thresholds, per-user rows of the newest full scan, growth per user;
-- OPTIONAL, each behind its own probe and rendered as "not recorded yet"
-  when absent: per-user ``inodes``/``directories`` columns (probed by
-  column name), and the per-target histograms and top directories
-  (``optional_histograms`` and ``optional_top_directories`` below: the
-  migration that adds those tables wires its reads in there).
+The report's parts: places, disk-use readings over time, thresholds,
+per-user rows of the newest full scan (inodes and directories included),
+growth per user, and the newest full scan's size/age histograms and top
+directories (tables ``scan_histograms`` and ``scan_top_directories``,
+migration 0006; see dkmonitor/db/shape.py).
+
+The schema is always at head when the report reads (``app.reader()``
+migrates first), but scans stored before migration 0006 hold none of the
+newer numbers: their user rows say 0 inodes (the column's default) and they
+have no histogram or top-directory rows. Such a scan's page says "not
+recorded yet" for those parts instead of showing zeros.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dkmonitor.db.readonly import ReadConnection
+from dkmonitor.scan.stats import AGE_EDGES_DAYS, AGE_LABELS, SIZE_EDGES, SIZE_LABELS
 
 GROWTH_DAYS = (1, 7, 30)
 # A comparison scan may start this much later than "N days before" (a nightly
@@ -49,8 +53,8 @@ class UserRow:
     old_files: int
     old_bytes: int
     average_age_days: float
-    inodes: int | None = None  # OPTIONAL: None until the schema records it
-    directories: int | None = None  # OPTIONAL
+    inodes: int | None = None  # None: not recorded (hand-built data; see PlaceData.has_inodes)
+    directories: int | None = None
 
 
 @dataclass(frozen=True)
@@ -79,9 +83,12 @@ class Histogram:
 
 @dataclass(frozen=True)
 class TopDirectory:
+    """A directory's whole subtree (files deeper count in it), as the scan recorded it."""
+
     path: str
     bytes: int
     old_bytes: int
+    files: int | None = None
 
 
 @dataclass
@@ -101,9 +108,9 @@ class PlaceData:
     errors: int = 0
     users: list[UserRow] = field(default_factory=list)  # largest first
     growth: list[Growth] = field(default_factory=list)
-    has_inodes: bool = False  # the user rows carry inodes and directories
-    histograms: list[Histogram] | None = None  # None: not recorded yet
-    top_by_bytes: list[TopDirectory] | None = None  # None: not recorded yet
+    has_inodes: bool = False  # the user rows carry inodes and directories (scan after 0006)
+    histograms: list[Histogram] | None = None  # None: not recorded (scan before 0006)
+    top_by_bytes: list[TopDirectory] | None = None  # None: not recorded (scan before 0006)
     top_by_old_bytes: list[TopDirectory] | None = None
 
 
@@ -146,16 +153,16 @@ def load(reader: ReadConnection, history_days: int | None = 365) -> ReportData:
         place.disk_total, place.errors = disk_total, errors
         latest[scan_id] = place
         compared[scan_id] = _comparison_scans(scans)
-    columns = user_columns(reader)
-    _read_users(reader, latest, columns)
+    _read_users(reader, latest)
     _read_growth(reader, latest, compared)
     ids = list(latest)
-    histograms = optional_histograms(reader, ids)
-    by_bytes, by_old = optional_top_directories(reader, ids)
+    histograms = read_histograms(reader, ids)
+    by_bytes, by_old = read_top_directories(reader, ids)
     for scan_id, place in latest.items():
         place.histograms = histograms.get(scan_id)
-        place.top_by_bytes = by_bytes.get(scan_id)
-        place.top_by_old_bytes = by_old.get(scan_id)
+        if place.histograms is not None:  # recorded: a scan of an empty tree has no directories
+            place.top_by_bytes = by_bytes.get(scan_id, [])
+            place.top_by_old_bytes = by_old.get(scan_id, [])
     return ReportData(sorted(places.values(), key=lambda p: (p.hostname, p.target_path)), since)
 
 
@@ -238,42 +245,47 @@ def _apply_tasks(reader: ReadConnection, places: dict[tuple[str, str], PlaceData
             place.warning, place.critical = float(task[1]), float(task[2])
 
 
-def user_columns(reader: ReadConnection) -> set[str]:
-    """The columns of ``user_stats``: the OPTIONAL ones are used when they exist."""
-    if reader.backend == "sqlite":
-        return {row[1] for row in reader.rows("PRAGMA table_info(user_stats)")}
-    return {
-        row[0]
-        for row in reader.rows(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_name = 'user_stats' AND table_schema = current_schema()"
-        )
-    }
-
-
 def _by_scan(
-    reader: ReadConnection, columns: Sequence[str], scan_ids: Sequence[int]
+    reader: ReadConnection,
+    columns: Sequence[str],
+    scan_ids: Sequence[int],
+    table: str = "user_stats",
 ) -> list[tuple[Any, ...]]:
-    """user_stats rows (``columns``, scan_id first) of these scans."""
+    """Rows of ``table`` (``columns``, scan_id first) of these scans."""
     rows: list[tuple[Any, ...]] = []
-    select = f"SELECT scan_id, {', '.join(columns)} FROM user_stats WHERE scan_id IN "
+    select = f"SELECT scan_id, {', '.join(columns)} FROM {table} WHERE scan_id IN "
     for start in range(0, len(scan_ids), _IDS_PER_STATEMENT):
         chunk = list(scan_ids[start : start + _IDS_PER_STATEMENT])
         rows.extend(reader.rows(select + "(" + ", ".join(["?"] * len(chunk)) + ")", chunk))
     return rows
 
 
-_CORE = ("username", "uid", "files", "bytes", "allocated_bytes", "old_files", "old_bytes")
-_OPTIONAL_USER = ("inodes", "directories")
+_USER_COLUMNS = (
+    "username",
+    "uid",
+    "files",
+    "bytes",
+    "allocated_bytes",
+    "old_files",
+    "old_bytes",
+    "average_age_days",
+    "inodes",
+    "directories",
+)
 
 
-def _read_users(reader: ReadConnection, latest: dict[int, PlaceData], columns: set[str]) -> None:
-    has_optional = all(name in columns for name in _OPTIONAL_USER)
-    wanted = [*_CORE, "average_age_days", *(_OPTIONAL_USER if has_optional else ())]
-    for scan_id, *values in _by_scan(reader, wanted, list(latest)):
+def _read_users(reader: ReadConnection, latest: dict[int, PlaceData]) -> None:
+    """Each newest full scan's user rows, largest first.
+
+    Every regular file is an inode of its owner, so an owner with files and
+    0 inodes is a row stored before the scanner counted inodes (the column's
+    default, migration 0006): such a scan's inodes and directories are not
+    recorded, not zero.
+    """
+    for scan_id, *values in _by_scan(reader, _USER_COLUMNS, list(latest)):
         latest[scan_id].users.append(UserRow(*values))
     for place in latest.values():
-        place.has_inodes = has_optional
+        place.has_inodes = not any(user.files and not user.inodes for user in place.users)
         place.users.sort(key=lambda user: (-user.bytes, user.username))
 
 
@@ -303,24 +315,83 @@ def _read_growth(
             place.growth.append(Growth(days, started, tuple(changes)))
 
 
-# ---------------------------------------------------------------- OPTIONAL parts
-# The size/age histograms and the top directories come with a later migration
-# (0006). Until it is merged these return nothing and the pages say "not
-# recorded yet". To wire them in: read the new tables for ``scan_ids`` here,
-# build the dataclasses above, and key them by scan id; nothing else changes.
+# ------------------------------------------------- histograms and top directories
+# Migration 0006: scan_histograms (kind size|age, lower_bound, files, bytes)
+# and scan_top_directories (ranking bytes|old_bytes, rank, path, files,
+# bytes, old_bytes), written by every full run (dkmonitor/runrecord.py);
+# dkmonitor/db/shape.py reads one scan's rows, these read all the shown scans'
+# at once. A scan without rows there was stored before 0006.
+
+_HISTOGRAMS = (  # kind -> title, the buckets' lower edges (after 0) and their labels
+    ("size", "File sizes", SIZE_EDGES, SIZE_LABELS),
+    ("age", "File ages", AGE_EDGES_DAYS, AGE_LABELS),
+)
 
 
-def optional_histograms(
-    reader: ReadConnection, scan_ids: Sequence[int]
-) -> dict[int, list[Histogram]]:
-    """Size and age histograms per full scan id (none recorded by this schema yet)."""
-    del reader, scan_ids
-    return {}
+def bucket_label(kind: str, lower_bound: int) -> str:
+    """The scanner's label of the bucket starting at ``lower_bound`` (dkmonitor/scan/stats.py).
+
+    Each bucket holds the values from its lower edge up to the next edge;
+    ``SIZE_LABELS``/``AGE_LABELS`` name them by that upper edge ("<64K"),
+    the last one by its lower edge (">=64G"). A lower bound the scanner's
+    edges do not know (buckets changed since the scan) is spelt out.
+    """
+    for name, _title, edges, labels in _HISTOGRAMS:
+        if name != kind:
+            continue
+        if lower_bound == 0:
+            return labels[0]
+        if lower_bound in edges:
+            return labels[edges.index(lower_bound) + 1]
+    unit = "d" if kind == "age" else " B"
+    return f">={lower_bound:,}{unit}"
 
 
-def optional_top_directories(
+def read_histograms(reader: ReadConnection, scan_ids: Sequence[int]) -> dict[int, list[Histogram]]:
+    """Size and age histograms per full scan id; scans without any are left out."""
+    found: dict[int, dict[str, list[tuple[int, int, int]]]] = {}
+    columns = ("kind", "lower_bound", "files", "bytes")
+    for scan_id, kind, lower, files, size in _by_scan(reader, columns, scan_ids, "scan_histograms"):
+        found.setdefault(scan_id, {}).setdefault(kind, []).append(
+            (int(lower), int(files), int(size))
+        )
+    result: dict[int, list[Histogram]] = {}
+    for scan_id, kinds in found.items():
+        histograms = []
+        for kind, title, _edges, _labels in _HISTOGRAMS:
+            buckets = sorted(kinds.get(kind, []))
+            if buckets:
+                histograms.append(
+                    Histogram(
+                        title,
+                        tuple(Bucket(bucket_label(kind, low), f, b) for low, f, b in buckets),
+                    )
+                )
+        result[scan_id] = histograms
+    return result
+
+
+def read_top_directories(
     reader: ReadConnection, scan_ids: Sequence[int]
 ) -> tuple[dict[int, list[TopDirectory]], dict[int, list[TopDirectory]]]:
-    """Top directories by bytes and by old bytes per full scan id (none recorded yet)."""
-    del reader, scan_ids
-    return {}, {}
+    """Top directories by bytes and by old bytes per full scan id, rank 1 first."""
+    ranked: dict[str, dict[int, list[tuple[int, TopDirectory]]]] = {
+        "bytes": {},
+        "old_bytes": {},
+    }
+    columns = ("ranking", "rank", "path", "files", "bytes", "old_bytes")
+    for scan_id, ranking, rank, path, files, size, old in _by_scan(
+        reader, columns, scan_ids, "scan_top_directories"
+    ):
+        if ranking in ranked:
+            ranked[ranking].setdefault(scan_id, []).append(
+                (int(rank), TopDirectory(path, int(size), int(old), int(files)))
+            )
+    by_bytes, by_old = (
+        {
+            scan_id: [top for _rank, top in sorted(rows, key=lambda r: r[0])]
+            for scan_id, rows in ranked[ranking].items()
+        }
+        for ranking in ("bytes", "old_bytes")
+    )
+    return by_bytes, by_old

@@ -120,7 +120,9 @@ def _place_context(place: PlaceData, fit: Forecast) -> dict[str, Any]:
             "buckets": histogram.buckets,
             "svg": charts.histogram_chart(
                 [b.label for b in histogram.buckets], [b.bytes for b in histogram.buckets], "bytes"
-            ),
+            )
+            if any(b.bytes for b in histogram.buckets)
+            else None,  # no bytes at all (an empty target): a table of zeros, no empty chart
         }
         for histogram in place.histograms or []
     ]
