@@ -6,8 +6,10 @@ one record at a time, into the same :class:`~dkmonitor.scan.tally.Tally` a
 walk fills, so the result is a plain :class:`ScanResult` and storing, mail and
 cleaning work unchanged (the cleaner still re-checks each file on disk).
 
-Streamed: memory holds one read buffer, the per-owner counters and the
-multiply-linked inodes (as in a walk), never the records. A record that does
+Streamed: memory holds one read buffer, the per-owner counters, the
+multiply-linked inodes and the top directories' sums (as in a walk), never
+the records. Every number of a walk comes out, filled by pyloop.py's rules
+(per-owner inodes and directories, histograms, top directories by path). A record that does
 not parse, or names a path outside the target, is counted as an error with its
 line number; the first few are kept as samples. A list that ends in the middle
 of a record (or of its compressed stream) is an error too, never a crash.
@@ -271,6 +273,8 @@ def _read_batch(loop: _Loop, batch: list[bytes]) -> None:
     old_below, young_above, boundary = loop.old_below, loop.young_above, loop.boundary
     number, parent, dir_key = loop.number, loop.parent, loop.key
     files, total, old_total = loop.sums
+    size_edges, age_edges = SIZE_EDGES, AGE_EDGES_NS
+    size_bytes_at, age_files_at, age_bytes_at = SIZE_BYTES, AGE_FILES, AGE_BYTES
     for record in batch:
         number += 1
         try:
@@ -319,12 +323,12 @@ def _read_batch(loop: _Loop, batch: list[bytes]) -> None:
                 old_total += size_n
             files += 1
             total += size_n
-            bucket = bisect(SIZE_EDGES, size_n)
+            bucket = bisect(size_edges, size_n)
             hist[bucket] += 1
-            hist[SIZE_BYTES + bucket] += size_n
-            bucket = bisect(AGE_EDGES_NS, age)
-            hist[AGE_FILES + bucket] += 1
-            hist[AGE_BYTES + bucket] += size_n
+            hist[size_bytes_at + bucket] += size_n
+            bucket = bisect(age_edges, age)
+            hist[age_files_at + bucket] += 1
+            hist[age_bytes_at + bucket] += size_n
         except (ValueError, IndexError) as exc:
             tally.note_error(f"{loop.name} line {number}: malformed record ({exc})")
     loop.number, loop.sums = number, (files, total, old_total)
