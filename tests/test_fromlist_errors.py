@@ -212,3 +212,26 @@ def test_gpfs_timestamps_with_either_separator_and_any_precision(tmp_path, now):
     usage = listed.by_uid[0]
     assert usage.files == 3 and usage.old_files == 0
     assert usage.age_seconds == pytest.approx(9.5 + 10 + (10 - 0.123456789))
+
+
+def test_a_malformed_record_leaves_no_trace_in_any_number(tmp_path, tree):
+    """Nothing of a bad record is counted: no stray owner, directory or histogram entry."""
+    root, options = tree
+    good = records(find_list(root, tmp_path / "good.find"), b"\0")
+    dev = b"%d" % os.stat(root).st_dev
+    target = bytes(root)
+    bad = [dev + b" 5 1 7777 x12 8 1.0 1.0 1.0 f " + target + b"/a/x",
+           dev + b" 5 2 7777 12 8 1.0 1.0 1.0 Q " + target + b"/a/y",
+           dev + b" 5 2 77x7 4096 8 1.0 1.0 1.0 d " + target + b"/a/z",
+           dev + b" 5 2 7777 12 8 1.0 1.0 1.0 f " + target]  # the target as a file
+    listing = tmp_path / "mixed.find"
+    listing.write_bytes(b"\0".join(good[:1] + bad + good[1:]) + b"\0")
+    listed = read(listing, "find", root, options)
+    assert listed.errors == len(bad)
+    assert "is listed as type b'f'" in listed.error_samples[-1]
+    clean = scan_tree(str(root), options)
+    assert 7777 not in listed.fileless_owners and 7777 not in listed.by_uid
+    assert (listed.by_uid, listed.fileless_owners) == (clean.by_uid, clean.fileless_owners)
+    assert listed.size_histogram == clean.size_histogram
+    assert listed.top_dirs_by_bytes == clean.top_dirs_by_bytes
+    assert listed.directories == clean.directories
