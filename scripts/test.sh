@@ -6,9 +6,9 @@
 # On a fresh Debian machine (as root) this installs PostgreSQL from Debian's
 # packages, starts a throw-away server on 127.0.0.1 (its own data directory,
 # its own port, stopped again on exit), installs dkmonitor with its test
-# dependencies into ./.venv, and runs ruff and pytest. The database tests run
-# against both SQLite and this PostgreSQL server; under CI=true a missing
-# PostgreSQL fails the run instead of skipping those tests.
+# dependencies into ./.venv, and runs ruff, mypy --strict and pytest. The
+# database tests run against both SQLite and this PostgreSQL server; under
+# CI=true a missing PostgreSQL fails the run instead of skipping those tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -78,6 +78,9 @@ echo "== installing dkmonitor and test dependencies into $VENV"
 
 echo "== ruff"
 "$VENV/bin/ruff" check dkmonitor tests bench migrations
+
+echo "== mypy"
+"$VENV/bin/mypy" --strict dkmonitor
 
 echo "== pytest"
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
