@@ -75,7 +75,10 @@ POSTGRESQL = Backend(
     sqlalchemy_driver="postgresql+psycopg2",
     dbapi_module="psycopg2",
     engine_options=MappingProxyType(
-        {"pool_pre_ping": True, "connect_args": {"connect_timeout": PG_CONNECT_TIMEOUT}}
+        # utf8 whatever the server's encoding: a database made by an initdb without
+        # a locale is SQL_ASCII, and psycopg2 would then refuse a user named Jürgen
+        {"pool_pre_ping": True,
+         "connect_args": {"connect_timeout": PG_CONNECT_TIMEOUT, "client_encoding": "utf8"}}
     ),
     paramstyle="format",
     has_version_table="SELECT count(to_regclass('alembic_version'))",
