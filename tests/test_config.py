@@ -114,9 +114,14 @@ def test_password_in_world_readable_file_warns_without_showing_it(tmp_path):
     assert load_settings(str(path), environ={}).warnings == ()
 
 
-def test_sample_file_is_valid_and_complete():
+def test_sample_file_is_valid_and_complete(tmp_path):
     sample = Path(__file__).resolve().parent.parent / "settings.cfg.sample"
-    settings = load_settings(str(sample), environ={})
+    # a copy as an administrator installs it (root's, 0600): the checkout's own modes
+    # depend on the umask it was unpacked with, and root refuses a group-writable file
+    installed = tmp_path / "settings.cfg"
+    installed.write_text(sample.read_text())
+    installed.chmod(0o600)
+    settings = load_settings(str(installed), environ={})
     assert settings.email.notify_interval_hours == 24
     from dkmonitor.config import SCHEMA
 

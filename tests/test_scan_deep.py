@@ -46,9 +46,12 @@ def _write(dir_fd: int, name: str, size: int, uid: int, tree: DeepTree) -> None:
 
 @pytest.fixture(scope="module")
 def deep_tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeepTree]:
-    """``d/d/d/...`` DEPTH levels; each level also has a side directory ``s`` (so the
-    walk branches at every level and its fd budget is exercised) and every
-    tenth level a file, the deepest ones far past PATH_MAX."""
+    """``d/d/d/...`` DEPTH levels; each level also has side directories ``s`` and ``t``
+    (so the walk branches at every level and its fd budget is exercised) and every
+    tenth level a file, the deepest ones far past PATH_MAX. ``s`` is made before
+    ``d`` and ``t`` after it: whatever order the file system lists them in
+    (hashed on ext4, newest first on tmpfs), a sibling of ``d`` is still waiting
+    while the walk goes down ``d``."""
     tree = DeepTree(tmp_path_factory.mktemp("deep") / "target")
     tree.root.mkdir()
     fd = os.open(tree.root, os.O_RDONLY | os.O_DIRECTORY)
@@ -63,7 +66,8 @@ def deep_tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeepTree]:
             if level % 10 == 0:
                 _write(fd, "f.dat", 100 + level, UIDS[(level // 10) % 3], tree)
             os.mkdir("d", dir_fd=fd)
-            tree.directories += 2
+            os.mkdir("t", dir_fd=fd)
+            tree.directories += 3
             deeper = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
             os.close(fd)
             fd = deeper
