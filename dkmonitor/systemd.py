@@ -40,32 +40,40 @@ def _quote(word: str) -> str:
     return '"' + word.replace("\\", "\\\\").replace('"', '\\"').replace("$", "$$") + '"'
 
 
-def unit_files(executable: list[str], config: str | None, hostname: str) -> list[UnitFile]:
-    """dkmonitor-{quick,full}.{service,timer} for this host."""
+def unit_files(
+    executable: list[str], config: str | None, hostname: str, report_dir: str | None = None
+) -> list[UnitFile]:
+    """dkmonitor-{quick,full}.{service,timer} for this host; with ``report_dir`` also
+    dkmonitor-report.{service,timer}, two hours after the full run (as `cron --report`)."""
     when = host_schedule(hostname)
-    calendars = {
-        "quick": f"*-*-* *:{when.minute:02d}:00",
-        "full": f"*-*-* {when.full_hour:02d}:{when.full_minute:02d}:00",
-    }
+    schedules = [
+        ("quick", KINDS["quick"], "run quick", f"*-*-* *:{when.minute:02d}:00"),
+        ("full", KINDS["full"], "run full",
+         f"*-*-* {when.full_hour:02d}:{when.full_minute:02d}:00"),
+    ]
+    if report_dir is not None:
+        schedules.append(("report", "nightly: the HTML report",
+                          f"report --output {_quote(report_dir)}",
+                          f"*-*-* {(when.full_hour + 2) % 24:02d}:{when.full_minute:02d}:00"))
     command = " ".join(_quote(w) for w in [*executable, *(["--config", config] if config else [])])
     units = []
-    for kind, what in KINDS.items():
+    for kind, what, args, calendar in schedules:
         service = (
             "[Unit]\n"
-            f"Description=dkmonitor run {kind} ({what})\n"
+            f"Description=dkmonitor {args.split(' --', 1)[0]} ({what})\n"
             "Wants=network-online.target\n"
             "After=network-online.target\n"
             "\n[Service]\n"
             "Type=oneshot\n"
-            f"ExecStart={command} run {kind}\n"
+            f"ExecStart={command} {args}\n"
             "Nice=10\n"
             "IOSchedulingClass=idle\n"
         )
         timer = (
             "[Unit]\n"
-            f"Description=dkmonitor run {kind}, {what.split(':', 1)[0]}\n"
+            f"Description=dkmonitor {args.split(' --', 1)[0]}, {what.split(':', 1)[0]}\n"
             "\n[Timer]\n"
-            f"OnCalendar={calendars[kind]}\n"
+            f"OnCalendar={calendar}\n"
             "Persistent=true\n"
             "\n[Install]\n"
             "WantedBy=timers.target\n"

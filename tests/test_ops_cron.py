@@ -186,10 +186,28 @@ def test_systemd_install_does_not_write_through_a_symlink(dkm_sqlite, tmp_path):
     assert "left as it is" in result.stdout and "dkmonitor-quick.service" in result.stdout
 
 
+def test_systemd_report_units_two_hours_after_the_full_run(dkm_sqlite, tmp_path):
+    """`systemd --report DIR`: a report service and timer, as `cron --report DIR` offers."""
+    output = tmp_path / "my report"
+    units = printed_units(dkm_sqlite("systemd", "--report", str(output)).stdout)
+    assert "dkmonitor-report.service" in units and "dkmonitor-report.timer" in units
+    words = shlex.split(parse_unit(units["dkmonitor-report.service"])["Service"]["ExecStart"])
+    assert words[-3:] == ["report", "--output", str(output)]
+    full = parse_unit(units["dkmonitor-full.timer"])["Timer"]["OnCalendar"].split()[1]
+    report = parse_unit(units["dkmonitor-report.timer"])["Timer"]["OnCalendar"].split()[1]
+    (full_hour, full_minute, _), (hour, minute, _) = full.split(":"), report.split(":")
+    assert (int(hour), minute) == ((int(full_hour) + 2) % 24, full_minute)
+    cron_report = [line for line in dkm_sqlite("cron", "--report", str(output)).stdout
+                   .splitlines() if " report " in line]
+    assert len(cron_report) == 1 and cron_report[0].split()[:2] == [minute.lstrip("0") or "0",
+                                                                  str(int(hour))]
+
+
 def test_systemd_units_pass_systemd_analyze_verify(dkm_sqlite, tmp_path):
     """The units are parsed above everywhere; where systemd-analyze exists it checks them too."""
     unit_dir = tmp_path / "units"
-    assert dkm_sqlite("systemd", "--install", "--unit-dir", str(unit_dir)).returncode == 0
+    assert dkm_sqlite("systemd", "--install", "--unit-dir", str(unit_dir),
+                      "--report", str(tmp_path / "report")).returncode == 0
     for path in unit_dir.iterdir():
         assert parse_unit(path.read_text())
     analyze = shutil.which("systemd-analyze")

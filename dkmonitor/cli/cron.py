@@ -110,8 +110,16 @@ def _default_unit_dir() -> tuple[Path, list[str]]:
     help="Write the units here and do not call systemctl "
     "(default: /etc/systemd/system as root, else ~/.config/systemd/user).",
 )
+@click.option(
+    "--report",
+    "report_dir",
+    metavar="DIR",
+    help="Also a nightly `dkmonitor report --output DIR` service and timer.",
+)
 @pass_app
-def systemd(app: AppContext, do_install: bool, unit_dir: Path | None) -> None:
+def systemd(
+    app: AppContext, do_install: bool, unit_dir: Path | None, report_dir: str | None
+) -> None:
     """Print the systemd units for this host: quick hourly, full nightly.
 
     A .service and a .timer for each run, an alternative to `dkmonitor cron`
@@ -120,7 +128,8 @@ def systemd(app: AppContext, do_install: bool, unit_dir: Path | None) -> None:
     the units are written and `systemctl enable --now` starts both timers.
     """
     settings = app.settings
-    made = units.unit_files(_executable(), _config_in_use(app), settings.hostname)
+    report = os.path.abspath(report_dir) if report_dir is not None else None
+    made = units.unit_files(_executable(), _config_in_use(app), settings.hostname, report)
     directory, systemctl = _default_unit_dir()
     if not do_install:
         for unit in made:
