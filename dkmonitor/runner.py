@@ -30,10 +30,11 @@ from dkmonitor.db.store import ScanRecord, store_scan
 from dkmonitor.db.tasks import list_tasks
 from dkmonitor.errors import DatabaseUnavailable, TaskError
 from dkmonitor.lock import AlreadyRunning, task_lock
+from dkmonitor.purge import purge_notes, purge_steps
 from dkmonitor.runrecord import failure_record, noatime_warnings, scan_record, user_rows
 from dkmonitor.scan.disk import disk_usage
 from dkmonitor.scanstep import measure, scan_options
-from dkmonitor.taskrun import CleanSummary, TaskRun
+from dkmonitor.taskrun import AnnounceSummary, CleanSummary, TaskRun
 from dkmonitor.taskspec import TaskSpec, target_problem
 
 if TYPE_CHECKING:
@@ -55,6 +56,8 @@ class TaskOutcome:
     message: str | None = None
     run: TaskRun | None = None
     clean: CleanSummary | None = None
+    announce: AnnounceSummary | None = None
+    problems: list[str] = field(default_factory=list)  # each fails the run (exit 1)
     deliveries: dict[str, NotifyReport] = field(default_factory=dict)  # channel -> report
     warnings: list[str] = field(default_factory=list)
 
@@ -83,7 +86,7 @@ class RunReport:
         for outcome in self.outcomes:
             if outcome.status in ("failed", "spooled") or outcome.mail_failed:
                 return 1
-            if outcome.clean is not None and outcome.clean.error:
+            if outcome.clean is not None and outcome.clean.error or outcome.problems:
                 return 1
         return 0
 
@@ -257,20 +260,13 @@ class Runner:
         return outcome
 
     def _clean(self, outcome: TaskOutcome) -> None:
+        """Clean and/or announce (dkmonitor.purge decides which applies)."""
         run = outcome.run
-        if run is None or not run.over_critical or not run.task.cleans:
+        if run is None:
             return
-        from dkmonitor.clean.step import clean_step
-
-        try:
-            outcome.clean = clean_step(self.database, self.settings, run)
-        except (OSError, SQLAlchemyError) as exc:
-            outcome.status = "failed"
-            outcome.message = f"task {run.task.name}: cleaning stopped: {exc}"
-            log.error(outcome.message)
-            return
-        if outcome.clean.error:
-            log.error("task %s: %s", run.task.name, outcome.clean.error)
+        result = purge_steps(self.database, self.settings, run)
+        outcome.clean, outcome.announce = result.clean, result.announce
+        outcome.problems += result.errors
 
     def _delivery(self) -> Delivery:
         return Delivery(self.settings, self.database, self.dry_run)
@@ -278,7 +274,8 @@ class Runner:
     def _deliver(self, outcome: TaskOutcome) -> None:
         """Tell the run's users, through every channel that is on."""
         if outcome.run is not None:
-            outcome.deliveries = dispatch.users(self._delivery(), outcome.run, outcome.clean)
+            outcome.deliveries = dispatch.users(self._delivery(), outcome.run, outcome.clean,
+                                                outcome.announce)
 
     # ------------------------------------------------------------ helpers
     def _store(self, record: ScanRecord, outcome: TaskOutcome) -> int | None:
@@ -317,13 +314,16 @@ class Runner:
 
     def _admin_summary(self) -> AdminSummary:
         """What the administrators need to hear of: failures, and owners nobody could tell."""
-        failures = []
+        failures: list[str] = []
+        notes: list[str] = []
         unmailed = {}
         for outcome in self.report.outcomes:
             if outcome.status in ("failed", "spooled") and outcome.message:
                 failures.append(outcome.message)
             if outcome.clean is not None and outcome.clean.error:
                 failures.append(f"task {outcome.task.name}: {outcome.clean.error}")
+            failures += outcome.problems
+            notes += purge_notes(outcome.task.name, outcome.clean, outcome.announce)
             for report in outcome.deliveries.values():
                 summary = report.summary()
                 if summary:
@@ -332,7 +332,7 @@ class Runner:
                     unmailed[outcome.task.name] = unmailed_line(outcome.task.name) + ", ".join(
                         report.no_passwd
                     )
-        return AdminSummary(tuple(failures), unmailed)
+        return AdminSummary(tuple(failures), unmailed, tuple(notes))
 
     def finish(self) -> RunReport:
         """Tell the administrators, run the channels' end-of-run hooks; close the database."""

@@ -119,3 +119,37 @@ class CleanSummary:
     failed: int = 0
     stopped: str | None = None  # why cleaning stopped early: limit, breaker, destination full
     error: str | None = None  # set when the run must exit 1
+    # announced purge (--notice-days): files acted on that had not been announced,
+    # per owner, and why that was allowed (over --emergency); both empty otherwise
+    unannounced: dict[int, AlteredFiles] = field(default_factory=dict)
+    emergency: str | None = None
+
+
+@dataclass(frozen=True)
+class UserNotice:
+    """What one user has been told is going to be moved or deleted (--notice-days)."""
+
+    uid: int
+    username: str
+    files: int
+    bytes: int
+    new_files: int  # first listed by this run
+    first_at: float  # epoch seconds of their earliest announced file
+    purge_at: float  # the earliest date any of them can go: first_at + notice_days
+    list_path: str | None  # their list file (None: not published, dry run)
+    mail: str | None  # "purge-notice", "purge-final-notice" or None (nothing to mail now)
+
+
+@dataclass
+class AnnounceSummary:
+    """What the announce step did (or, on a dry run, would do)."""
+
+    dry_run: bool = False
+    users: dict[int, UserNotice] = field(default_factory=dict)
+    refreshed: list[str] = field(default_factory=list)  # lines for the administrators
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None  # the run exits 1 (lists not published, ...)
+
+    @property
+    def files(self) -> int:
+        return sum(user.files for user in self.users.values())

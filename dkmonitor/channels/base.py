@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from dkmonitor.db.engine import Database
     from dkmonitor.notify.step import NotifyReport
     from dkmonitor.runner import RunReport
-    from dkmonitor.taskrun import CleanSummary, TaskRun
+    from dkmonitor.taskrun import AnnounceSummary, CleanSummary, TaskRun
 
 
 @dataclass(frozen=True)
@@ -36,13 +36,16 @@ class AdminSummary:
     ``failures`` make the run fail (exit 1) and are always worth a message;
     ``unmailed`` (task name -> one line) are owners no channel could reach,
     worth a message on their own only now and then (the channel decides).
+    ``notes`` are told whenever they happen: an emergency purge of unannounced
+    files, users who dodge a purge by reading their files.
     """
 
     failures: tuple[str, ...] = ()
     unmailed: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # worth telling every time, not a failure (emergency purge)
 
     def __bool__(self) -> bool:
-        return bool(self.failures or self.unmailed)
+        return bool(self.failures or self.unmailed or self.notes)
 
 
 def unmailed_line(task: str) -> str:
@@ -63,7 +66,8 @@ class Channel:
         """Check the channel's setup before the run (raise ConfigError: exit 2)."""
 
     def users(
-        self, delivery: Delivery, run: TaskRun, cleaned: CleanSummary | None
+        self, delivery: Delivery, run: TaskRun, cleaned: CleanSummary | None,
+        announced: AnnounceSummary | None = None,
     ) -> NotifyReport | None:
         """Tell the users of one task's run; a report of what was delivered."""
         return None

@@ -17,7 +17,7 @@ from dkmonitor.config import Settings
 if TYPE_CHECKING:
     from dkmonitor.notify.step import NotifyReport
     from dkmonitor.runner import RunReport
-    from dkmonitor.taskrun import CleanSummary, TaskRun
+    from dkmonitor.taskrun import AnnounceSummary, CleanSummary, TaskRun
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +36,13 @@ def check(settings: Settings) -> None:
 
 
 def users(
-    delivery: Delivery, run: TaskRun, cleaned: CleanSummary | None
+    delivery: Delivery, run: TaskRun, cleaned: CleanSummary | None,
+    announced: AnnounceSummary | None = None,
 ) -> dict[str, NotifyReport]:
     """Channel name -> its report, for each channel that told the run's users something."""
     reports = {}
     for channel in enabled(delivery.settings):
-        report = channel.users(delivery, run, cleaned)
+        report = channel.users(delivery, run, cleaned, announced)
         if report is not None:
             reports[channel.name] = report
             summary = report.summary()

@@ -14,7 +14,7 @@ from dkmonitor.config import Settings
 
 if TYPE_CHECKING:
     from dkmonitor.notify.step import NotifyReport
-    from dkmonitor.taskrun import CleanSummary, TaskRun
+    from dkmonitor.taskrun import AnnounceSummary, CleanSummary, TaskRun
 
 
 class MailChannel(Channel):
@@ -30,12 +30,14 @@ class MailChannel(Channel):
         check_templates(settings)
 
     def users(
-        self, delivery: Delivery, run: TaskRun, cleaned: CleanSummary | None
+        self, delivery: Delivery, run: TaskRun, cleaned: CleanSummary | None,
+        announced: AnnounceSummary | None = None,
     ) -> NotifyReport | None:
         from dkmonitor.notify.step import notify_step
 
         # on a dry run the notify step only reads the mail log (for the interval rule)
-        return notify_step(delivery.database, delivery.settings, run, cleaned)
+        return notify_step(delivery.database, delivery.settings, run, cleaned,
+                           announced=announced)
 
     def admins(self, delivery: Delivery, summary: AdminSummary) -> list[str]:
         if delivery.dry_run:

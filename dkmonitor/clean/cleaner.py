@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Self
 
+from dkmonitor.announce.record import AnnounceRecord
+from dkmonitor.clean.actionlog import log_action, os_error_text
 from dkmonitor.clean.deleter import delete_file
 from dkmonitor.clean.dirs import Refused
 from dkmonitor.clean.exemptions import ExemptRules, load_rules
@@ -34,13 +36,8 @@ from dkmonitor.clean.journal import (
 from dkmonitor.clean.limits import Breaker, Budget, PurgeWatch
 from dkmonitor.clean.mover import Mover, Plan, SourceKept
 from dkmonitor.clean.preflight import CleanRefused, check_relocation, open_journal
-from dkmonitor.clean.select import (
-    DEFAULT_CHUNK,
-    Candidate,
-    SelectOptions,
-    candidate_batches,
-    iter_old_files,
-)
+from dkmonitor.clean.select import DEFAULT_CHUNK, Candidate, SelectOptions
+from dkmonitor.clean.sources import EMERGENCY, Sources, watch_factory
 from dkmonitor.clean.verify import AgeRule, recheck
 from dkmonitor.config import Settings
 from dkmonitor.db.engine import Database
@@ -69,6 +66,7 @@ class Cleaner:
     chunk: int = DEFAULT_CHUNK
     in_use: frozenset[FileId] = frozenset()
     exempt: ExemptRules = ExemptRules()  # `dkmonitor exempt`: never selected
+    record: AnnounceRecord | None = None  # --notice-days: act only on what it announced
     summary: CleanSummary = field(default_factory=CleanSummary)
 
     def __post_init__(self) -> None:
@@ -79,7 +77,9 @@ class Cleaner:
         self.rule = AgeRule(task.old_file_threshold, self.run.now, task.age_basis)
         self.budget = Budget(clean.max_files_per_run, clean.max_bytes_per_run)
         self.breaker = Breaker(clean.max_failure_percent, clean.min_actions_before_breaker)
-        self.purge = PurgeWatch(task.purge_target_percent, self.run.disk, self.measure)
+        # --clean-always cleans by age: every eligible file, whatever the disk use
+        purge_target = None if task.clean_always else task.purge_target_percent
+        self.purge = PurgeWatch(purge_target, self.run.disk, self.measure)
         self.select_options = SelectOptions(
             target=task.target_path,
             old_days=task.old_file_threshold,
@@ -88,6 +88,10 @@ class Cleaner:
             exclude=self.settings.scan.exclude,
             exempt=self.exempt,
         )
+        chunk = self.chunk
+        if self.budget.max_files:
+            chunk = min(chunk, self.budget.max_files)
+        self.sources = Sources(task, self.root_fd, self.select_options, chunk, self.record)
 
     # ------------------------------------------------------------ set-up
     @classmethod
@@ -100,6 +104,7 @@ class Cleaner:
         measure: Callable[[str], DiskUsage] = disk_usage,
         chunk: int = DEFAULT_CHUNK,
         journal_batch: int = DEFAULT_BATCH,
+        record: AnnounceRecord | None = None,
     ) -> Self:
         task = run.task
         moving = bool(task.relocation_path) and not task.delete_old_files
@@ -139,6 +144,7 @@ class Cleaner:
             chunk=chunk,
             in_use=open_for_writing(),
             exempt=load_rules(database, task.name, task.target_path, run.started_at),
+            record=record,
         )
 
     def close(self) -> None:
@@ -164,10 +170,10 @@ class Cleaner:
 
     # ------------------------------------------------------------ the loop
     def batches(self) -> Iterator[list[Candidate]]:
-        chunk = self.chunk
-        if self.budget.max_files:
-            chunk = min(chunk, self.budget.max_files)
-        return candidate_batches(lambda: iter_old_files(self.root_fd, self.select_options), chunk)
+        """The candidates, batch by batch, in the order they are acted on."""
+        for batch, watch in self.sources.batches(self.purge, watch_factory(self.measure)):
+            self.purge = watch  # the emergency phase stops at its own watermark
+            yield batch
 
     def clean(self) -> CleanSummary:
         try:
@@ -195,6 +201,12 @@ class Cleaner:
         return self.summary
 
     def _loop(self) -> None:
+        try:
+            self._batches()
+        finally:
+            self.summary.emergency = self.sources.emergency
+
+    def _batches(self) -> None:
         for batch in self.batches():
             for cand in batch:
                 reason = self.budget.exhausted() or self.purge.reached()
@@ -249,7 +261,7 @@ class Cleaner:
         except Refused as exc:
             return self._record(MOVE, FAILED, cand, reason=f"refused: {exc}")
         except (Unsafe, OSError) as exc:
-            return self._record(MOVE, FAILED, cand, reason=_os_error(exc))
+            return self._record(MOVE, FAILED, cand, reason=os_error_text(exc))
         try:
             action_id = self._begin(MOVE, cand, st, plan)
             try:
@@ -261,7 +273,7 @@ class Cleaner:
             except SourceKept as exc:
                 return self._finish(action_id, MOVE, FAILED, cand, reason=str(exc))
             except OSError as exc:
-                return self._finish(action_id, MOVE, FAILED, cand, reason=_os_error(exc))
+                return self._finish(action_id, MOVE, FAILED, cand, reason=os_error_text(exc))
             return self._finish(action_id, MOVE, DONE, cand, destination=plan.destination)
         finally:
             plan.close()
@@ -271,7 +283,7 @@ class Cleaner:
         try:
             delete_file(dir_fd, cand)
         except OSError as exc:
-            return self._finish(action_id, DELETE, FAILED, cand, reason=_os_error(exc))
+            return self._finish(action_id, DELETE, FAILED, cand, reason=os_error_text(exc))
         return self._finish(action_id, DELETE, DONE, cand)
 
     def _destination_full(
@@ -356,7 +368,7 @@ class Cleaner:
             reason=reason,
         )
         self._count(rec)
-        self._log(rec, path, destination)
+        log_action(rec, path, destination, dry_run=self.run.dry_run)
         tripped = self.breaker.tripped()
         if tripped and self.summary.error is None:
             self.summary.error = f"task {self.run.task.name}: {tripped}"
@@ -374,27 +386,12 @@ class Cleaner:
             self.summary.failed += 1
             return
         per_user = self.summary.moved if rec.action == MOVE else self.summary.deleted
-        altered = per_user.setdefault(rec.uid or 0, AlteredFiles())
-        altered.files += 1
-        altered.bytes += rec.size
+        tallies = [per_user, self.summary.unannounced] if self.sources.phase == EMERGENCY else [
+            per_user]
+        for tally in tallies:
+            altered = tally.setdefault(rec.uid or 0, AlteredFiles())
+            altered.files += 1
+            altered.bytes += rec.size
         self.budget.spend(rec.size)
         frees = rec.action == DELETE or (self.mover is not None and self.mover.frees_target_space)
         self.purge.freed(rec.size if frees else 0)
-
-    def _log(self, rec: ActionRecord, path: str, destination: str | None) -> None:
-        shown = repr(path)[1:-1]
-        prefix = "would " if self.run.dry_run else ""
-        if rec.outcome == DONE:
-            where = f" -> {repr(destination)[1:-1]}" if destination else ""
-            log.info("%s%s %s%s (%d bytes, %s)", prefix, rec.action, shown, where, rec.size,
-                     rec.username)
-        elif rec.outcome == SKIPPED:
-            log.info("skipped %s of %s: %s", rec.action, shown, rec.reason)
-        else:
-            log.warning("failed to %s %s: %s", rec.action, shown, rec.reason)
-
-
-def _os_error(exc: Exception) -> str:
-    if isinstance(exc, OSError):
-        return exc.strerror or str(exc)
-    return str(exc)

@@ -110,6 +110,10 @@ class PurgeWatch:
         self._since += 1
         self.percent = DiskUsage(0, self._used, self._available).percent
 
+    def estimate(self) -> DiskUsage:
+        """The disk use as last measured, less what was freed since."""
+        return DiskUsage(0, self._used, self._available)
+
     def reached(self) -> str | None:
         if self.target is None:
             return None

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from dkmonitor.clean.exclude import is_excluded
 from dkmonitor.clean.exemptions import ExemptRules
 from dkmonitor.clean.fsops import Unsafe, open_dir_at
-from dkmonitor.scan.age import age_seconds, is_old
+from dkmonitor.scan.age import is_old, last_use
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,12 @@ class Candidate:
     gid: int
     nlink: int
     score: float
+    used: float = 0.0  # epoch seconds of last use by the task's age basis
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """Its path below the target, component by component."""
+        return (*self.parent, self.name)
 
     @property
     def key(self) -> Key:
@@ -150,6 +156,7 @@ def _scan_dir(
                 continue
             if st.st_uid in options.exempt.uids:
                 continue
+            used = last_use(st, options.age_basis)
             yield Candidate(
                 parent=frame.parts,
                 name=name,
@@ -162,7 +169,8 @@ def _scan_dir(
                 uid=st.st_uid,
                 gid=st.st_gid,
                 nlink=st.st_nlink,
-                score=float(st.st_size) * age_seconds(st, options.now, options.age_basis),
+                score=float(st.st_size) * max(0.0, options.now - used),
+                used=used,
             )
 
 

@@ -12,6 +12,7 @@ import logging
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from dkmonitor.announce.record import AnnounceRecord
 from dkmonitor.clean.cleaner import Cleaner
 from dkmonitor.clean.preflight import CleanRefused
 from dkmonitor.clean.reconcile import reconcile_task
@@ -23,15 +24,19 @@ from dkmonitor.taskspec import TaskSpec
 log = logging.getLogger(__name__)
 
 
-def clean_step(database: Database | None, settings: Settings, run: TaskRun) -> CleanSummary:
-    """Move or delete the task's old files; on a dry run only count them."""
+def clean_step(
+    database: Database | None, settings: Settings, run: TaskRun,
+    *, record: AnnounceRecord | None = None,
+) -> CleanSummary:
+    """Move or delete the task's old files (only announced ones, given ``record``);
+    on a dry run only count them."""
     task = run.task
-    if not task.cleans or not run.over_critical:
+    if not task.cleans or not (run.over_critical or task.clean_always):
         log.debug("%s: not cleaning (over critical: %s, cleans: %s)",
                   task.name, run.over_critical, task.cleans)
         return CleanSummary(dry_run=run.dry_run)
     try:
-        cleaner = Cleaner.open(database, settings, run)
+        cleaner = Cleaner.open(database, settings, run, record=record)
     except CleanRefused as exc:
         log.error("%s", exc)
         return CleanSummary(dry_run=run.dry_run, error=str(exc))
@@ -74,6 +79,8 @@ def _log_summary(run: TaskRun, summary: CleanSummary) -> None:
                      verb, label, len(per_user))
     if summary.skipped or summary.failed:
         log.info("%s: %d skipped, %d failed", run.task.name, summary.skipped, summary.failed)
+    if summary.emergency:
+        log.warning("%s: %s", run.task.name, summary.emergency)
     if summary.stopped:
         log.info("%s: cleaning stopped early: %s", run.task.name, summary.stopped)
     if summary.error:

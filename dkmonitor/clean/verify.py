@@ -35,6 +35,8 @@ def recheck(
         return None, "was replaced by another file since selection"
     if st.st_size != cand.size or st.st_mtime_ns != cand.mtime_ns:
         return None, "was modified since selection"
+    if st.st_uid != cand.uid:
+        return None, f"changed owner since selection (uid {cand.uid} -> {st.st_uid})"
     if not is_old(st, rule.now, rule.old_days, rule.basis):
         return None, "was used since selection (no longer old)"
     if moving and st.st_nlink > 1:

@@ -282,6 +282,7 @@ def render_outcome(outcome: TaskOutcome) -> str:
                 "(see the log)"
             )
     lines += _clean_lines(outcome)
+    lines += _announce_lines(outcome)
     if outcome.notify is not None:
         lines += list(getattr(outcome.notify, "would_send", []) or [])
         if outcome.notify.sent:
@@ -315,4 +316,28 @@ def _clean_lines(outcome: TaskOutcome) -> list[str]:
         lines.append(f"{summary.skipped} skipped, {summary.failed} failed (see the journal)")
     if summary.stopped:
         lines.append(f"cleaning stopped: {summary.stopped}")
+    if summary.emergency:
+        files = sum(a.files for a in summary.unannounced.values())
+        lines.append(f"emergency: {summary.emergency} ({counted(files, 'unannounced file')})")
+    return lines
+
+
+def _announce_lines(outcome: TaskOutcome) -> list[str]:
+    """--notice-days: per user, what is (or would be) announced and until when."""
+    summary = outcome.announce
+    if summary is None:
+        return []
+    verb = "would announce" if summary.dry_run else "announced"
+    if not summary.users:
+        return [f"{verb}: no old files"]
+    size = sum(user.bytes for user in summary.users.values())
+    lines = [f"{verb} {counted(summary.files, 'old file')} ({human_bytes(size)}) to "
+             f"{counted(len(summary.users), 'user')}:"]
+    for user in sorted(summary.users.values(), key=lambda u: -u.bytes):
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(user.purge_at))
+        mail = f", {user.mail}" if user.mail else ""
+        lines.append(f"  {user.username}: {counted(user.files, 'file')}, "
+                     f"{human_bytes(user.bytes)} ({user.new_files} new), earliest purge "
+                     f"{when}{mail}")
+    lines += summary.refreshed
     return lines

@@ -136,7 +136,7 @@ def admin_step(
             log.info("task %s: owners not mailed, already reported to the administrators", task)
             del unmailed[task]
     sent = mail_admins(settings, settings.hostname, summary.failures,
-                       notes=list(unmailed.values()), mailer=mailer)
+                       notes=[*summary.notes, *unmailed.values()], mailer=mailer)
     if sent is None:
         return []
     _log(database, settings, sent, now)

@@ -8,19 +8,29 @@ is what lets the tests check every number in every body directly.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 from dkmonitor.notify.message import clean_text
 from dkmonitor.notify.templates import Templates
 from dkmonitor.scan.users import username_for
-from dkmonitor.taskrun import AlteredFiles, CleanSummary, TaskRun, UserUsageRow
+from dkmonitor.taskrun import (
+    AlteredFiles,
+    AnnounceSummary,
+    CleanSummary,
+    TaskRun,
+    UserNotice,
+    UserUsageRow,
+)
 from dkmonitor.units import human_bytes as human_size
 
 # Notification.kind values.
 WARNING = "warning"
 MOVE_NOTICE = "move-notice"
 DELETE_NOTICE = "delete-notice"
-NOTICE_KINDS = (MOVE_NOTICE, DELETE_NOTICE)
+PURGE_NOTICE = "purge-notice"  # --notice-days: the list of files that will go
+PURGE_FINAL = "purge-final-notice"  # the final reminder before the first of them goes
+NOTICE_KINDS = (MOVE_NOTICE, DELETE_NOTICE, PURGE_NOTICE, PURGE_FINAL)  # resent when they fail
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,7 @@ class Draft:
     subject: str
     body: str
     summary: str  # what it says, in a few words, for the dry-run listing and logs
+    sections: tuple[str, ...] = ()  # the rendered sections (before the signature)
 
 
 def top_count(users: int, percent: float) -> int:
@@ -171,6 +182,8 @@ def notice_drafts(run: TaskRun, cleaned: CleanSummary, templates: Templates) -> 
                 deleted=counts if kind == DELETE_NOTICE else None,
             )
             summary = f"{verb} {counts.files} files, {human_size(counts.bytes)}"
+            sections = (templates.render(section, values),
+                        *_emergency_lines(cleaned, uid))
             drafts.append(
                 Draft(
                     uid=uid,
@@ -180,8 +193,71 @@ def notice_drafts(run: TaskRun, cleaned: CleanSummary, templates: Templates) -> 
                         f"[dkmonitor] {counts.files} old file{'s' if counts.files != 1 else ''} "
                         f"{verb}: {run.hostname}:{run.task.target_path}"
                     ),
-                    body=_mail_text([templates.render(section, values)], run),
+                    body=_mail_text(list(sections), run),
                     summary=f"{kind} ({summary})",
+                    sections=sections,
                 )
             )
+    return drafts
+
+
+def _emergency_lines(cleaned: CleanSummary, uid: int) -> tuple[str, ...]:
+    """The notice says so when some of the user's files had not been announced."""
+    unannounced = cleaned.unannounced.get(uid)
+    if unannounced is None or not unannounced.files or not cleaned.emergency:
+        return ()
+    return (
+        clean_text(
+            f"{unannounced.files} of these files ({human_size(unannounced.bytes)}) had not been "
+            f"announced to you beforehand: {cleaned.emergency}."
+        ),
+    )
+
+
+def purge_values(run: TaskRun, notice: UserNotice) -> dict[str, str]:
+    """The purge notices' own placeholders."""
+    task = run.task
+    action = f"moved to {moved_to(run)}" if task.relocation_path else "deleted"
+    values = {
+        "number_of_announced_files": str(notice.files),
+        "total_announced_file_size": human_size(notice.bytes),
+        "earliest_purge_date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(notice.purge_at)),
+        "notice_days": f"{task.notice_days:g}",
+        "purge_action": action,
+        "list_path": notice.list_path or "(not published: ask your administrators)",
+    }
+    return {key: clean_text(value) for key, value in values.items()}
+
+
+def purge_drafts(
+    run: TaskRun, announced: AnnounceSummary, templates: Templates, notices: list[Draft]
+) -> list[Draft]:
+    """The purge notices and final reminders due; each takes over the user's clean notice.
+
+    One mail per user per run: a user whose files were also moved or deleted
+    by this run gets that notice's text first, in the same mail.
+    """
+    rows = {user.uid: user for user in run.users}
+    earlier = {draft.uid: draft for draft in notices}
+    drafts: list[Draft] = []
+    for uid, notice in sorted(announced.users.items()):
+        if notice.mail is None:
+            continue
+        final = notice.mail == PURGE_FINAL
+        values = {**placeholder_values(run, rows.get(uid), notice.username),
+                  **purge_values(run, notice)}
+        section = templates.render("purge_final_notice" if final else "purge_notice", values)
+        before = earlier.get(uid)
+        sections = (*(before.sections if before else ()), section)
+        what = "final reminder" if final else "purge notice"
+        drafts.append(Draft(
+            uid=uid, username=notice.username, kind=notice.mail,
+            subject=(f"[dkmonitor] {what}: {notice.files} old file"
+                     f"{'s' if notice.files != 1 else ''} may go from "
+                     f"{values['earliest_purge_date']}: {run.hostname}:{run.task.target_path}"),
+            body=_mail_text(list(sections), run),
+            summary=(f"{notice.mail} ({notice.files} files, {human_size(notice.bytes)}"
+                     + (f"; {before.summary}" if before else "") + ")"),
+            sections=sections,
+        ))
     return drafts

@@ -27,12 +27,18 @@ from dkmonitor.db.models import utcnow
 from dkmonitor.errors import ConfigError
 from dkmonitor.notify import maillog
 from dkmonitor.notify.addresses import address_for, is_valid_address, load_address_map
-from dkmonitor.notify.compose import WARNING, Draft, notice_drafts, warning_drafts
+from dkmonitor.notify.compose import (
+    WARNING,
+    Draft,
+    notice_drafts,
+    purge_drafts,
+    warning_drafts,
+)
 from dkmonitor.notify.mailer import DeliveryError, Mailer, open_mailer
 from dkmonitor.notify.message import HeaderError, build_message, clean_text
 from dkmonitor.notify.templates import load_templates
 from dkmonitor.scan.users import has_passwd_entry
-from dkmonitor.taskrun import CleanSummary, TaskRun
+from dkmonitor.taskrun import AnnounceSummary, CleanSummary, TaskRun
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +116,7 @@ def notify_step(
     run: TaskRun,
     cleaned: CleanSummary | None,
     *,
+    announced: AnnounceSummary | None = None,
     mailer: Mailer | None = None,
     has_account: Callable[[int], bool] = has_passwd_entry,
 ) -> NotifyReport:
@@ -135,6 +142,10 @@ def notify_step(
     drafts: list[Draft] = []
     if cleaned is not None and task.email_data_alterations and (run.dry_run or not cleaned.dry_run):
         drafts += notice_drafts(run, cleaned, templates)
+    if announced is not None:  # a purge notice takes the user's clean notice into it
+        purge = purge_drafts(run, announced, templates, drafts)
+        told = {draft.uid for draft in purge}
+        drafts = [d for d in drafts if d.uid not in told] + purge
     if run.over_warning and task.email_usage_warnings:
         noticed = {draft.uid for draft in drafts}
         drafts += [d for d in warning_drafts(run, templates) if d.uid not in noticed]

@@ -28,6 +28,8 @@ TEMPLATE_FILES: dict[str, str] = {
     "deletion_warning": "deletion_warning.txt",
     "move_notice": "move_notice.txt",
     "deletion_notice": "deletion_notice.txt",
+    "purge_notice": "purge_notice.txt",
+    "purge_final_notice": "purge_final_notice.txt",
 }
 
 # Every placeholder a template may use, with what it holds (docs/mail.md lists
@@ -53,6 +55,12 @@ PLACEHOLDERS: dict[str, str] = {
     "total_moved_file_size": "their size, human units (notices)",
     "number_of_deleted_files": "files of the user deleted by this run (notices)",
     "total_deleted_file_size": "their size, human units (notices)",
+    "number_of_announced_files": "the user's files announced for purging (purge notices)",
+    "total_announced_file_size": "their size, human units (purge notices)",
+    "earliest_purge_date": "the first date any of them may go, UTC (purge notices)",
+    "notice_days": "the task's --notice-days (purge notices)",
+    "purge_action": "\"deleted\" or \"moved to\" the relocation path (purge notices)",
+    "list_path": "the user's list of announced files (purge notices)",
 }
 
 SAMPLE_VALUES: dict[str, str] = {name: "1" for name in PLACEHOLDERS}
@@ -74,7 +82,7 @@ class Values(dict[str, str]):
 
 @dataclass(frozen=True)
 class Templates:
-    """The eight texts, and where each came from (for error messages)."""
+    """The texts, and where each came from (for error messages)."""
 
     texts: Mapping[str, str]
     sources: Mapping[str, str]
@@ -134,7 +142,7 @@ def _read_override(path: Path) -> str:
 def load_templates(template_dir: str | None = None) -> Templates:
     """Shipped templates, replaced file by file from ``template_dir``, all checked.
 
-    A ``*.txt`` file in the override directory that is not one of the eight
+    A ``*.txt`` file in the override directory that is not one of the shipped
     names is an error too: ``heder.txt`` would otherwise be silently ignored.
     """
     texts: dict[str, str] = {}

@@ -1,0 +1,112 @@
+"""What a user is given to read: their list of announced files and their `me` summary.
+
+The list is streamed line by line from the record (a user may have millions of
+old files): ``list_chunks`` yields ~64 KiB byte strings, never the whole list.
+Its format is documented in docs/announce.md: ``#`` comment lines, then one
+line per file, ``size<TAB>last use<TAB>purge after<TAB>path``, times in UTC,
+paths escaped by ``summary.escape_path`` (bytes outside printable ASCII, and
+the backslash, as ``\\xHH``) so one file is always one printable line.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from dkmonitor.announce.record import Entry, NoticeState
+from dkmonitor.announce.summary import SUMMARY_VERSION, escape_path
+from dkmonitor.metrics import share_percent
+from dkmonitor.scan.age import DAY
+from dkmonitor.taskrun import TaskRun, UserNotice, UserUsageRow
+
+CHUNK = 64 * 1024
+
+
+def iso(epoch: float) -> str:
+    """UTC, to the second, ISO 8601 with Z."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def list_header(run: TaskRun, notice: UserNotice) -> str:
+    task = run.task
+    verb = "moved to " + (task.relocation_path or "") if task.relocation_path else "deleted"
+    return (
+        f"# dkmonitor: files of {notice.username} under {run.hostname}:{task.target_path} "
+        f"(task {task.name})\n"
+        f"# not used for {task.old_file_threshold:g} days; each may be {verb} from its "
+        "purge-after date on, unless it is used or changed before then.\n"
+        f"# {notice.files} files, {notice.bytes} bytes; list written {iso(run.now)}\n"
+        "# size_bytes\tlast_use_utc\tpurge_after_utc\tpath "
+        "(bytes outside printable ASCII and \\ written as \\xHH)\n"
+    )
+
+
+def list_chunks(run: TaskRun, notice: UserNotice, entries: Iterable[Entry]) -> Iterator[bytes]:
+    """The user's list file, in chunks of about CHUNK bytes."""
+    notice_seconds = run.task.notice_days * DAY
+    target = run.task.target_path.rstrip("/").encode("utf-8", "surrogateescape") + b"/"
+    lines: list[str] = [list_header(run, notice)]
+    size = 0
+    last_second = -1
+    used_text = ""
+    for entry in entries:
+        second = int(entry.used)
+        if second != last_second:  # files of one tree often share a second
+            used_text, last_second = iso(entry.used), second
+        line = (f"{entry.size}\t{used_text}\t{iso(entry.announced_at + notice_seconds)}\t"
+                f"{escape_path(target + entry.path)}\n")
+        lines.append(line)
+        size += len(line)
+        if size >= CHUNK:
+            yield "".join(lines).encode("ascii")
+            lines.clear()
+            size = 0
+    yield "".join(lines).encode("ascii")
+
+
+def summary_json(
+    run: TaskRun,
+    user: UserUsageRow,
+    notice: UserNotice | None,
+    exemptions: Iterable[dict[str, Any]],
+    state: NoticeState | None,
+) -> bytes:
+    """The `dkmonitor me` summary of one user for one task (schema: announce/summary.py)."""
+    task = run.task
+    announced = None
+    if notice is not None:
+        final = state.final_sent_at if state is not None and state.final_for is not None else None
+        announced = {
+            "files": notice.files,
+            "bytes": notice.bytes,
+            "first_notice_at": iso(notice.first_at),
+            "earliest_purge_at": iso(notice.purge_at),
+            "final_notice_at": iso(final) if final is not None else None,
+            "list": notice.list_path.rsplit("/", 1)[-1] if notice.list_path else None,
+        }
+    payload = {
+        "version": SUMMARY_VERSION,
+        "task": task.name,
+        "hostname": run.hostname,
+        "target": task.target_path,
+        "scanned_at": iso(run.now),
+        "disk_percent": round(run.disk.percent, 2),
+        "old_file_threshold_days": task.old_file_threshold,
+        "age_basis": task.age_basis,
+        "usage": {
+            "files": user.files,
+            "bytes": user.bytes,
+            "allocated_bytes": user.allocated_bytes,
+            "old_files": user.old_files,
+            "old_bytes": user.old_bytes,
+            "share_percent": share_percent(user.allocated_bytes, run.disk.total) or 0.0,
+        },
+        "announced": announced,
+        "exemptions": [
+            {key: value for key, value in row.items() if key != "owner_uid"}
+            for row in exemptions if row.get("owner_uid") == user.uid
+        ],
+    }
+    return (json.dumps(payload, indent=1, sort_keys=True) + "\n").encode("utf-8")

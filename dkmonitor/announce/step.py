@@ -1,0 +1,259 @@
+"""The announce step of a run (--notice-days): list each user's candidates, publish, decide mail.
+
+Runs after the clean step (files acted on are gone, so they leave the lists)
+and before delivery (the mail channel reads the AnnounceSummary). Order of one
+run, all inside the record's transaction so that a run killed at any point
+leaves the previous announcement whole:
+
+1. walk the target for this run's candidates (the cleaner's own selection:
+   old regular files, no symlink followed, one filesystem, exclusions and
+   exemptions honoured) and add them to the record; an unchanged file keeps the
+   date it was first announced;
+2. files announced before and not listed now leave the record; those still
+   there, unchanged but young again by their atime alone, are counted for the
+   administrators (users who only read their files to dodge the purge);
+3. per user, the list file and the summary ``dkmonitor me`` reads are
+   published; whether a notice or the final reminder is due is decided;
+4. commit (a dry run rolls back and publishes nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import stat
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from dkmonitor.announce.lists import list_chunks, summary_json
+from dkmonitor.announce.publish import NoticeDir, NoticeDirError, task_file
+from dkmonitor.announce.record import AnnounceRecord, Entry, NoticeState, UserTotals
+from dkmonitor.clean.exemptions import ExemptRules
+from dkmonitor.clean.select import Candidate, SelectOptions, iter_old_files
+from dkmonitor.config import Settings
+from dkmonitor.scan.age import DAY, is_old
+from dkmonitor.scan.users import username_for
+from dkmonitor.taskrun import AnnounceSummary, TaskRun, UserNotice
+
+log = logging.getLogger(__name__)
+
+# The administrators hear of a user whose announced files became young again
+# through their atime alone when at least this many did, and at least this
+# share of what that user had been told.
+REFRESH_ALERT_FILES = 10
+REFRESH_ALERT_SHARE = 0.2
+
+
+@dataclass(frozen=True)
+class AnnounceContext:
+    """What the step needs besides the run: the open record and the rules in force."""
+
+    settings: Settings
+    record: AnnounceRecord
+    exempt: ExemptRules
+    exemption_rows: tuple[dict[str, object], ...] = ()  # for the users' summaries
+
+
+def entry_of(cand: Candidate) -> Entry:
+    return Entry(
+        dev=cand.dev, ino=cand.ino, uid=cand.uid, gid=cand.gid, size=cand.size,
+        mtime_ns=cand.mtime_ns, used=cand.used, parent_ino=cand.parent_ino,
+        path=os.fsencode("/".join(cand.parts)), announced_at=0.0,
+    )
+
+
+def candidate_of(entry: Entry, now: float) -> Candidate:
+    """An announced file as the cleaner's candidate (re-checked before any action)."""
+    *parent, name = os.fsdecode(entry.path).split("/")
+    return Candidate(
+        parent=tuple(parent), name=name, parent_dev=entry.dev, parent_ino=entry.parent_ino,
+        dev=entry.dev, ino=entry.ino, size=entry.size, mtime_ns=entry.mtime_ns,
+        uid=entry.uid, gid=entry.gid, nlink=1,
+        score=float(entry.size) * max(0.0, now - entry.used), used=entry.used,
+    )
+
+
+def announce_step(run: TaskRun, context: AnnounceContext) -> AnnounceSummary:
+    """List, publish and decide the notices of one announcing task run."""
+    task = run.task
+    record = context.record
+    summary = AnnounceSummary(dry_run=run.dry_run)
+    told_before = _told_counts(record)
+    options = SelectOptions(
+        target=task.target_path, old_days=task.old_file_threshold, now=run.now,
+        age_basis=task.age_basis, exclude=context.settings.scan.exclude, exempt=context.exempt,
+    )
+    root_fd = os.open(task.target_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        record.add((entry_of(c) for c in iter_old_files(root_fd, options)), run.now)
+        refreshed = _refreshed_by_atime(record.dropped(), root_fd, run)
+    finally:
+        os.close(root_fd)
+    record.prune()
+    totals = record.totals(run.now)
+    summary.refreshed = _refresh_lines(task.name, refreshed, told_before)
+    states = record.notice_states()
+    notice_dir = _open_notice_dir(context.settings, summary) if not run.dry_run else None
+    try:
+        for uid, user in sorted(totals.items()):
+            notice = _user_notice(run, uid, user, states.get(uid), context.settings)
+            if notice_dir is not None:
+                notice = _publish_list(notice_dir, run, notice, record, summary)
+            summary.users[uid] = notice
+            _remember(record, run, notice)
+        if notice_dir is not None:
+            _publish_summaries(notice_dir, run, summary, context)
+    finally:
+        if notice_dir is not None:
+            notice_dir.close()
+    record.forget_users(totals)
+    record.commit()
+    _log(run, summary)
+    return summary
+
+
+def _told_counts(record: AnnounceRecord) -> Counter[int]:
+    """uid -> files of theirs in the record that a notice already told them of."""
+    told: Counter[int] = Counter()
+    for uid, count in record.db.execute(
+        "SELECT f.uid, count(*) FROM files f JOIN users u ON u.uid = f.uid "
+        "WHERE u.last_notice_at IS NOT NULL AND f.announced_at <= u.last_notice_at "
+        "GROUP BY f.uid"
+    ):
+        told[uid] = count
+    return told
+
+
+def _refreshed_by_atime(dropped: Iterator[Entry], root_fd: int, run: TaskRun) -> Counter[int]:
+    """uid -> dropped files still there, unchanged, and young again only by their atime."""
+    task = run.task
+    counts: Counter[int] = Counter()
+    if task.age_basis not in ("used", "atime"):
+        return counts
+    for entry in dropped:
+        try:
+            st = os.stat(entry.path, dir_fd=root_fd, follow_symlinks=False)
+        except OSError:
+            continue  # gone, moved by the cleaner, or its directory is: not a refresh
+        same = (
+            stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) == (entry.dev, entry.ino)
+            and st.st_size == entry.size and st.st_mtime_ns == entry.mtime_ns
+            and st.st_uid == entry.uid
+        )
+        if same and not is_old(st, run.now, task.old_file_threshold, task.age_basis) and (
+            st.st_atime > entry.used
+        ):
+            counts[entry.uid] += 1
+    return counts
+
+
+def _refresh_lines(task_name: str, refreshed: Counter[int], told: Counter[int]) -> list[str]:
+    lines = []
+    for uid, count in sorted(refreshed.items()):
+        of = told.get(uid, 0)
+        if of and count >= REFRESH_ALERT_FILES and count >= REFRESH_ALERT_SHARE * of:
+            lines.append(
+                f"task {task_name}: {username_for(uid)}: {count} of {of} announced files were "
+                "only read (atime) since the notice, which took them off the purge list"
+            )
+    return lines
+
+
+def _user_notice(
+    run: TaskRun, uid: int, user: UserTotals, state: NoticeState | None, settings: Settings
+) -> UserNotice:
+    """The user's announcement and which mail, if any, is due now."""
+    task = run.task
+    purge_at = user.first_at + task.notice_days * DAY
+    final_from = purge_at - task.final_notice_period * DAY
+    interval = settings.email.notify_interval_hours * 3600.0
+    mail: str | None = None
+    if state is None or state.last_notice_at is None:
+        mail = "purge-notice"
+    elif (task.final_notice_period > 0 and run.now >= final_from
+          and state.final_for != purge_at):
+        mail = "purge-final-notice"
+    elif user.new_files and run.now - state.last_notice_at >= interval:
+        mail = "purge-notice"
+    return UserNotice(
+        uid=uid, username=username_for(uid), files=user.files, bytes=user.bytes,
+        new_files=user.new_files, first_at=user.first_at, purge_at=purge_at, list_path=None,
+        mail=mail,
+    )
+
+
+def _remember(record: AnnounceRecord, run: TaskRun, notice: UserNotice) -> None:
+    if notice.mail == "purge-notice":
+        record.noticed(notice.uid, run.now)
+    elif notice.mail == "purge-final-notice":
+        record.noticed(notice.uid, run.now)
+        record.final_sent(notice.uid, notice.purge_at, run.now)
+
+
+def _open_notice_dir(settings: Settings, summary: AnnounceSummary) -> NoticeDir | None:
+    try:
+        return NoticeDir.open(settings.announce.notice_dir)
+    except (NoticeDirError, OSError) as exc:
+        summary.error = f"cannot publish the purge lists: {exc}"
+        log.error("%s", summary.error)
+        return None
+
+
+def _primary_gid(uid: int) -> int:
+    try:
+        return pwd.getpwuid(uid).pw_gid
+    except KeyError:
+        return 0  # no passwd entry: root's group (the file is 0400 anyway)
+
+
+def _publish_list(
+    notice_dir: NoticeDir, run: TaskRun, notice: UserNotice, record: AnnounceRecord,
+    summary: AnnounceSummary,
+) -> UserNotice:
+    name = task_file(run.task.name, "list")
+    chunks = list_chunks(run, notice, record.user_entries(notice.uid))
+    try:
+        path = notice_dir.write(notice.uid, _primary_gid(notice.uid), name, chunks)
+    except (NoticeDirError, OSError) as exc:
+        line = f"task {run.task.name}: list of {notice.username} not published: {exc}"
+        summary.error = summary.error or line
+        log.error("%s", line)
+        return notice
+    return UserNotice(**{**notice.__dict__, "list_path": path})
+
+
+def _publish_summaries(
+    notice_dir: NoticeDir, run: TaskRun, summary: AnnounceSummary,
+    context: AnnounceContext,
+) -> None:
+    """Every owner's `dkmonitor me` summary; a user with nothing announced loses the list."""
+    states = context.record.notice_states()
+    for user in run.users:
+        notice = summary.users.get(user.uid)
+        try:
+            if notice is None:
+                notice_dir.remove(user.uid, task_file(run.task.name, "list"))
+            payload = summary_json(run, user, notice, context.exemption_rows,
+                                   states.get(user.uid))
+            notice_dir.write(user.uid, _primary_gid(user.uid), task_file(run.task.name, "json"),
+                             [payload])
+        except (NoticeDirError, OSError) as exc:
+            line = f"task {run.task.name}: summary of {user.username} not published: {exc}"
+            summary.error = summary.error or line
+            log.error("%s", line)
+
+
+def _log(run: TaskRun, summary: AnnounceSummary) -> None:
+    verb = "would announce" if run.dry_run else "announced"
+    for notice in summary.users.values():
+        log.info(
+            "%s: %s %d files (%d bytes, %d new) of %s; earliest purge %s%s", run.task.name,
+            verb, notice.files, notice.bytes, notice.new_files, notice.username,
+            time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(notice.purge_at)),
+            f"; {notice.mail}" if notice.mail else "",
+        )
+    for line in summary.refreshed:
+        log.warning("%s", line)

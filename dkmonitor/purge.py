@@ -1,0 +1,138 @@
+"""What follows a full scan of a task that moves or deletes: clean, then announce.
+
+Without --notice-days: clean (over critical, or always with --clean-always)
+as DESIGN.md's "Moving and deleting" says. With it, one record of the
+announcements is opened for both steps: the clean step acts only on files
+that record announced long enough ago (plus, over --emergency, unannounced
+ones), and the announce step, run after it so that what was just acted on
+leaves the lists, lists this run's candidates (over warning, or always with
+--clean-always). Announcing needs the database (exemptions live there): when
+it is down, neither step runs and the run says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from dkmonitor.config import Settings
+from dkmonitor.db.engine import Database
+from dkmonitor.taskrun import AnnounceSummary, CleanSummary, TaskRun
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PurgeResult:
+    clean: CleanSummary | None = None
+    announce: AnnounceSummary | None = None
+    errors: list[str] = field(default_factory=list)  # each makes the run exit 1
+
+
+def cleaning_due(run: TaskRun) -> bool:
+    task = run.task
+    return task.cleans and (run.over_critical or task.clean_always)
+
+
+def announcing_due(run: TaskRun) -> bool:
+    task = run.task
+    return task.cleans and task.notice_days > 0 and (run.over_warning or task.clean_always)
+
+
+def purge_steps(database: Database | None, settings: Settings, run: TaskRun) -> PurgeResult:
+    """Clean and/or announce, as the task and the disk use say; never raises for a task."""
+    from dkmonitor.clean.step import clean_step
+
+    result = PurgeResult()
+    task = run.task
+    if not (cleaning_due(run) or announcing_due(run)):
+        return result
+    if task.notice_days > 0 and database is None and not run.dry_run:
+        result.errors.append(
+            f"task {task.name}: the database is unreachable: files were neither announced "
+            "nor cleaned (exemptions and the action journal live there)"
+        )
+        return result
+    try:
+        if task.notice_days > 0:
+            _announced_purge(database, settings, run, result)
+        else:
+            result.clean = clean_step(database, settings, run)
+    except (OSError, sqlite3.Error, SQLAlchemyError) as exc:
+        result.errors.append(f"task {task.name}: cleaning stopped: {exc}")
+    for error in result.errors:
+        log.error("%s", error)
+    return result
+
+
+def purge_notes(
+    task_name: str, clean: CleanSummary | None, announce: AnnounceSummary | None
+) -> list[str]:
+    """What the administrators should hear of without the run failing."""
+    notes: list[str] = []
+    if clean is not None and clean.emergency:
+        files = sum(a.files for a in clean.unannounced.values())
+        size = sum(a.bytes for a in clean.unannounced.values())
+        notes.append(f"task {task_name}: emergency purge: {clean.emergency}; {files} "
+                     f"unannounced files ({size} bytes) of {len(clean.unannounced)} users")
+    if announce is not None:
+        notes += announce.refreshed
+    return notes
+
+
+def _announced_purge(
+    database: Database | None, settings: Settings, run: TaskRun, result: PurgeResult
+) -> None:
+    from dkmonitor.announce.record import AnnounceRecord
+    from dkmonitor.announce.step import AnnounceContext, announce_step
+    from dkmonitor.clean.exemptions import load_rules
+    from dkmonitor.clean.step import clean_step
+
+    task = run.task
+    exempt = load_rules(database, task.name, task.target_path, run.started_at)
+    with AnnounceRecord.open(settings.state_dir, task.name, dry_run=run.dry_run) as record:
+        if cleaning_due(run):
+            result.clean = clean_step(database, settings, run, record=record)
+        if announcing_due(run):
+            rows = exemption_rows(database, task.name, run.started_at)
+            context = AnnounceContext(settings, record, exempt, rows)
+            result.announce = announce_step(run, context)
+            if result.announce.error:
+                result.errors.append(result.announce.error)
+
+
+def exemption_rows(
+    database: Database | None, task_name: str, now: datetime
+) -> tuple[dict[str, Any], ...]:
+    """The task's exemptions as users see them, each with the uid it concerns.
+
+    ``owner_uid`` (not shown) is whose summary lists it: the exempted user, or
+    the owner of the exempted path - never another user, whose paths are not
+    theirs to see.
+    """
+    if database is None:
+        return ()
+    from dkmonitor.db.exemptions import list_exemptions
+
+    with database.session() as session:
+        views = list_exemptions(session, task_name, now)
+    rows = []
+    for view in views:
+        try:
+            owner = (pwd.getpwnam(view.user).pw_uid if view.user
+                     else os.lstat(view.path or "").st_uid)
+        except (KeyError, OSError):
+            continue
+        rows.append({
+            "id": view.id, "user": view.user, "path": view.path,
+            "until": view.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"), "reason": view.reason,
+            "expired": view.expired, "owner_uid": owner,
+        })
+    return tuple(rows)
