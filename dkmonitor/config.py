@@ -332,7 +332,8 @@ def _notice_dir(configured: str | None, state_dir: Path, where: str) -> Path:
     """[announce] notice_dir (absolute: users are told it), else by the state directory."""
     as_root = os.geteuid() == 0
     path = Path(configured) if configured else default_notice_dir(state_dir.absolute(), as_root)
-    if not path.is_absolute() or (path.exists() and not path.is_dir()):
+    # os.path: False, not PermissionError, inside a state dir the caller cannot enter
+    if not path.is_absolute() or (os.path.exists(path) and not os.path.isdir(path)):
         raise ConfigError(f"{where}: [announce] notice_dir = {path}: not an absolute path to "
                           "a directory; name one from / (it is created when missing)")
     return path

@@ -389,3 +389,25 @@ def test_a_user_who_runs_dkmonitor_publishes_for_themselves_only(open_tree, peop
     assert _owner_mode(lines[1]) == (alice.uid, alice.gid, 0o400)
     assert _owner_mode(home / "notices" / str(alice.uid)) == (alice.uid, alice.gid, 0o500)
     assert not os.path.lexists(home / "notices" / str(bob.uid))
+
+
+# --- [announce] notice_dir ----------------------------------------------------------
+
+
+def test_notice_dir_defaults_beside_roots_state_dir_and_must_be_absolute(tmp_path):
+    from dkmonitor.config import default_notice_dir, settings_from_mapping
+    from dkmonitor.errors import ConfigError
+
+    assert settings_from_mapping({}, None, environ={}).announce.notice_dir == Path(
+        "/var/lib/dkmonitor-notices")
+    state = tmp_path / "state"
+    given = settings_from_mapping({"general": {"state_dir": str(state)}}, None, environ={})
+    assert given.announce.notice_dir == tmp_path / "state-notices"
+    assert default_notice_dir(state, as_root=False) == state / "notices"
+    named = {"announce": {"notice_dir": str(tmp_path / "n")}}
+    assert settings_from_mapping(named, None, environ={}).announce.notice_dir == tmp_path / "n"
+    (tmp_path / "file").write_text("")
+    for bad in ("relative/dir", str(tmp_path / "file")):
+        with pytest.raises(ConfigError, match=r"\[announce\] notice_dir = .*absolute path to a "
+                                              "directory"):
+            settings_from_mapping({"announce": {"notice_dir": bad}}, Path("/etc/x.cfg"), {})

@@ -203,7 +203,7 @@ def _exemption_table(summaries: list[Summary]) -> str:
         [str(item["id"]), task,
          f"user {item['user']}" if item["user"] is not None else f"path {item['path']}",
          _when(item["until"]), "expired" if item["expired"] else "active", item["reason"]]
-        for (task, _id), item in seen.items()
+        for (task, _id), item in sorted(seen.items(), key=lambda pair: pair[0])
     ]
     return "your exemptions\n" + table(["id", "task", "exempt", "until", "state", "reason"],
                                        rows, right={0})
