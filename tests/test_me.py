@@ -347,3 +347,33 @@ def test_me_finds_roots_notices_beside_the_state_dir_a_settings_file_names(open_
     done = me_as(alice, "--format", "json", config=config)
     assert done.returncode == 0, done.stderr
     assert [s["task"] for s in json.loads(done.stdout)] == ["scratch"]
+
+
+@needs_root
+def test_me_files_streams_a_long_list_and_stops_quietly_at_a_closed_pipe(open_tree, people):
+    alice, _bob = people
+    count = 300_000
+    with NoticeDir.open(open_tree / "notices") as out:
+        out.write(alice.uid, alice.gid, "scratch.json", [dump_summary(sample())])  # type: ignore[arg-type]
+        out.write(alice.uid, alice.gid, "scratch.list",
+                  (list_line(n, "a", "b", b"/scratch/f%d" % n) for n in range(count)))
+        out.write(alice.uid, alice.gid, "other.json",  # its list is missing
+                  [dump_summary(sample("other"))])  # type: ignore[arg-type]
+    whole = me_as(alice, "--notice-dir", str(open_tree / "notices"), "--files")
+    lines = whole.stdout.splitlines()
+    assert len(lines) == count + 1 and lines[-1] == f"{count - 1}\ta\tb\t/scratch/f{count - 1}"
+    assert whole.returncode == 1
+    assert whole.stderr == (f"dkmonitor: error: {open_tree}/notices/{alice.uid}/other.list: "
+                            "cannot read the list of task other: No such file or directory\n")
+    argv = ["setpriv", f"--reuid={alice.uid}", f"--regid={alice.gid}", "--clear-groups",
+            DKMONITOR, "me", "--notice-dir", str(open_tree / "notices"), "--files", "--task",
+            "scratch"]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/",
+                               env={"PATH": "/usr/bin:/bin"})
+    assert process.stdout is not None and process.stderr is not None
+    first = process.stdout.readline()
+    process.stdout.close()  # like `| head -1`
+    error = process.stderr.read()
+    assert process.wait(timeout=120) == 1
+    assert first.startswith(b"# task scratch:")
+    assert error == b""

@@ -193,8 +193,11 @@ class NoticeDir:
 
     def uids(self) -> list[int]:
         """The uids that have a directory here (root's view: users cannot list it)."""
-        return sorted(int(name) for name in os.listdir(self._fd)
-                      if name.isascii() and name.isdigit())
+        try:
+            names = os.listdir(self._fd)
+        except OSError as exc:
+            raise NoticeDirError(f"{self.path}: cannot list: {exc.strerror or exc}") from exc
+        return sorted(int(name) for name in names if name.isascii() and name.isdigit())
 
     def _check_may_publish_for(self, uid: int) -> None:
         euid = os.geteuid()

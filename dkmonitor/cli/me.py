@@ -139,14 +139,16 @@ def stream_lists(mine: Path, summaries: list[Summary]) -> bool:
                   f"{counted(notice['files'], 'file')}, {human_bytes(notice['bytes'])}, "
                   f"may be purged from {_when(notice['earliest_purge_at'])}\n")
         try:
-            with open(path, "rb") as handle:
-                out.write(header.encode("utf-8", "backslashreplace"))
-                shutil.copyfileobj(handle, out, 1 << 20)
+            handle = open(path, "rb")
         except OSError as exc:
             out.flush()
             click.echo(f"dkmonitor: error: {path}: cannot read the list of task "
                        f"{summary['task']}: {exc.strerror or exc}", err=True)
             complete = False
+            continue
+        with handle:  # a closed pipe (| head) is not a read error: _run exits quietly
+            out.write(header.encode("utf-8", "backslashreplace"))
+            shutil.copyfileobj(handle, out, 1 << 20)
     out.flush()
     return complete
 
