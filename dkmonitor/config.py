@@ -91,6 +91,7 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[str], Any], str]]] = {
         "min_actions_before_breaker": (v.int_between(1, 10**9), "20"),
     },
     "metrics": {"textfile": (v.optional_path, "")},
+    "announce": {"notice_dir": (v.optional_path, "")},
     "logging": {
         "log_dir": (v.optional_path, ""),
         "level": (v.level, "INFO"),
@@ -163,6 +164,18 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class AnnounceSettings:
+    """Where full runs publish each user's notices (dkmonitor.announce.publish)."""
+
+    notice_dir: Path
+
+
+def default_notice_dir(state_dir: Path, as_root: bool) -> Path:
+    """Root's beside its 0700 state dir (users must reach it: /var/lib/dkmonitor-notices)."""
+    return state_dir.with_name(state_dir.name + "-notices") if as_root else state_dir / "notices"
+
+
+@dataclass(frozen=True)
 class Settings:
     source: Path | None  # the file read, None when running on defaults
     state_dir: Path
@@ -174,6 +187,9 @@ class Settings:
     logging: LoggingSettings
     warnings: tuple[str, ...] = field(default=())  # for the CLI to show once
     metrics: MetricsSettings = field(default=MetricsSettings())
+    announce: AnnounceSettings = field(
+        default=AnnounceSettings(default_notice_dir(ROOT_STATE_DIR, as_root=True))
+    )
 
 
 def find_config_file(explicit: str | None, environ: Mapping[str, str]) -> Path | None:
@@ -308,7 +324,19 @@ def settings_from_mapping(
         logging=LoggingSettings(**log),
         warnings=tuple(warnings),
         metrics=MetricsSettings(**values["metrics"]),
+        announce=AnnounceSettings(_notice_dir(values["announce"]["notice_dir"], state_dir, where)),
     )
+
+
+def _notice_dir(configured: str | None, state_dir: Path, where: str) -> Path:
+    """[announce] notice_dir (absolute: users are told it), else by the state directory."""
+    as_root = os.geteuid() == 0
+    path = Path(configured) if configured else default_notice_dir(state_dir.absolute(), as_root)
+    # os.path: False, not PermissionError, inside a state dir the caller cannot enter
+    if not path.is_absolute() or (os.path.exists(path) and not os.path.isdir(path)):
+        raise ConfigError(f"{where}: [announce] notice_dir = {path}: not an absolute path to "
+                          "a directory; name one from / (it is created when missing)")
+    return path
 
 
 def _secret_file_warning(source: Path) -> str | None:

@@ -14,6 +14,9 @@ from typing import Any
 from dkmonitor.errors import TaskError
 from dkmonitor.scan.age import AGE_BASES
 
+MAX_NOTICE_DAYS = 3650.0  # ten years: anything longer is a typo
+DEFAULT_FINAL_NOTICE_DAYS = 3.0
+
 
 @dataclass(frozen=True)
 class TaskSpec:
@@ -32,11 +35,34 @@ class TaskSpec:
     enabled: bool = True
     age_basis: str = "used"
     purge_target_percent: float | None = None
+    notice_days: float = 0.0
+    final_notice_days: float | None = None
+    clean_always: bool = False
+    emergency_percent: float | None = None
 
     @property
     def cleans(self) -> bool:
         """Whether this task ever moves or deletes files."""
         return bool(self.relocation_path) or self.delete_old_files
+
+    @property
+    def announces(self) -> bool:
+        """Whether files are announced to their owners before they are cleaned."""
+        return self.notice_days > 0
+
+    @property
+    def final_notice_period(self) -> float:
+        """Days before the purge date that the final reminder goes out; 0 for none.
+
+        ``final_notice_days`` None means the default: 3 days, or half the
+        notice period when that is shorter, so a short trial period still
+        gets its reminder between the notice and the purge.
+        """
+        if not self.announces:
+            return 0.0
+        if self.final_notice_days is not None:
+            return self.final_notice_days
+        return min(DEFAULT_FINAL_NOTICE_DAYS, self.notice_days / 2)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,6 +102,40 @@ def relocation_conflict(target: str, relocation: str) -> str | None:
     return None
 
 
+def _check_announce_options(spec: TaskSpec) -> None:
+    """The rules of --notice-days, --final-notice-days, --clean-always and --emergency."""
+    notice = spec.notice_days
+    if not 0 <= notice <= MAX_NOTICE_DAYS:
+        raise TaskError(f"--notice-days {notice:g}: must be between 0 and {MAX_NOTICE_DAYS:g}")
+    final = spec.final_notice_days
+    if final is not None:
+        if not spec.announces:
+            raise TaskError(
+                f"--final-notice-days {final:g}: only with --notice-days > 0 "
+                "(reset it with --final-notice-days default)"
+            )
+        if not 0 <= final < notice:
+            raise TaskError(
+                f"--final-notice-days {final:g}: must be >= 0 and less than "
+                f"--notice-days ({notice:g})"
+            )
+    if spec.clean_always and not spec.cleans:
+        raise TaskError("--clean-always: only with --move-to or --delete")
+    emergency = spec.emergency_percent
+    if emergency is not None:
+        if not spec.announces or not spec.cleans:
+            raise TaskError(
+                f"--emergency {emergency:g}: only with --notice-days > 0 and "
+                "--move-to or --delete (clear it with --emergency none)"
+            )
+        critical = spec.usage_critical_threshold
+        if not critical < emergency <= 100:
+            raise TaskError(
+                f"--emergency {emergency:g}: must be above the critical threshold "
+                f"({critical:g}) and at most 100"
+            )
+
+
 def validate(spec: TaskSpec) -> TaskSpec:
     """Return a normalised spec or raise TaskError naming the offending field."""
     if not spec.name or not spec.name.strip():
@@ -102,6 +162,7 @@ def validate(spec: TaskSpec) -> TaskSpec:
             f"--purge-target {spec.purge_target_percent:g}: "
             f"must be between 0 and the critical threshold ({critical:g})"
         )
+    _check_announce_options(spec)
     relocation = spec.relocation_path or None
     if relocation and spec.delete_old_files:
         raise TaskError("--move-to and --delete: a task either moves or deletes old files")

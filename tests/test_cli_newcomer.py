@@ -196,6 +196,7 @@ def test_interactive_create_can_go_back_to_the_warning(dkm_sqlite, tmp_path):
         "keep",
         "",  # email warnings (no)
         "",  # top percent (25)
+        "",  # notice days (0: no announcements)
     ]
     result = dkm_sqlite("task", "create", "--interactive", input="\n".join(answers) + "\n")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -113,6 +113,8 @@ def test_interactive_create_reprompts_bad_answers(dkm_sqlite, tmp_path):
                 "yes",  # email warnings
                 "",  # email alterations (yes)
                 "",  # top percent (25)
+                "",  # notice days (0: no announcements)
+                "",  # clean always (no)
             ]
         )
         + "\n"

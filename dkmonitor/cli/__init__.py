@@ -43,6 +43,7 @@ class LazyGroup(click.Group):
         "report": ("dkmonitor.cli.report", "Write a self-contained HTML report."),
         "systemd": ("dkmonitor.cli.cron", "Print the systemd units for this host."),
         "exempt": ("dkmonitor.cli.exempt", "Spare a user or a path from cleaning, until a date."),
+        "me": ("dkmonitor.cli.me", "Show your own usage, announced files and exemptions."),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -116,7 +116,7 @@ def show(app: AppContext, name: str, fmt: str) -> None:
 def show_lines(spec: TaskSpec) -> list[str]:
     """``task NAME`` and one ``--flag value`` line per field, aligned."""
     data = spec.as_dict()
-    rows = [(flag.name, shown_value(data[flag.key])) for flag in FLAGS]
+    rows = [(flag.name, shown_value(data[flag.key], flag)) for flag in FLAGS]
     rows.append(("--disabled", shown_value(not spec.enabled)))
     width = max(len(flag) for flag, _value in rows)
     return [f"task {spec.name}"] + [f"  {flag:<{width}}  {value}" for flag, value in rows]
@@ -126,7 +126,10 @@ def show_lines(spec: TaskSpec) -> list[str]:
 @click.argument("name")
 @click.option("--rename", "new_name", metavar="NEW", help="Give the task a new name.")
 @task_flags
-@click.option("--no-cleaning", is_flag=True, help="Stop moving or deleting old files.")
+@click.option(
+    "--no-cleaning", is_flag=True,
+    help="Stop moving or deleting old files (also drops --clean-always and --emergency).",
+)
 @pass_app
 def edit(
     app: AppContext, /, name: str, new_name: str | None, no_cleaning: bool, **flags: Any
@@ -139,6 +142,9 @@ def edit(
         if "relocation_path" in changes or flags.get("delete_old_files"):
             raise click.UsageError("--no-cleaning cannot be combined with --move-to or --delete")
         changes.update(relocation_path=None, delete_old_files=False, delete_when_full=False)
+        # options that only make sense for a cleaning task go too, unless given here
+        changes.setdefault("clean_always", False)
+        changes.setdefault("emergency_percent", None)
     if not changes:
         raise click.UsageError(f"nothing to change for task {name} (give some task flags)")
     with app.database().session() as session:

@@ -19,7 +19,7 @@ import click
 
 from dkmonitor.cli.taskflags import FLAGS, Flag
 from dkmonitor.errors import TaskError
-from dkmonitor.taskspec import TaskSpec, relocation_conflict, validate
+from dkmonitor.taskspec import MAX_NOTICE_DAYS, TaskSpec, relocation_conflict, validate
 
 BACK = "back"  # what a person types to return to the previous question
 _GO_BACK = object()
@@ -50,6 +50,15 @@ def _yes_no(raw: str) -> bool:
     if raw.lower() in ("n", "no"):
         return False
     raise ValueError("answer yes or no")
+
+
+def _number_or(word: str) -> Callable[[str], float | None]:
+    """A number, or ``word`` (any case) for None: "default", "none"."""
+
+    def convert(raw: str) -> float | None:
+        return None if raw.lower() == word else _number(raw)
+
+    return convert
 
 
 def _task_name(value: str, _answers: Answers) -> str | None:
@@ -91,6 +100,30 @@ def _in(low: float, high: float, high_ok: bool) -> Check:
     return check
 
 
+def _notice(value: float, _answers: Answers) -> str | None:
+    if 0 <= value <= MAX_NOTICE_DAYS:
+        return None
+    return f"must be >= 0 and <= {MAX_NOTICE_DAYS:g}"
+
+
+def _final_notice(value: float | None, answers: Answers) -> str | None:
+    notice = answers["notice_days"]
+    if value is None or 0 <= value < notice:
+        return None
+    return f"must be >= 0 and < {notice:g} (the notice period), or 'default'"
+
+
+def _emergency(value: float | None, answers: Answers) -> str | None:
+    critical = answers["usage_critical_threshold"]
+    if value is None or critical < value <= 100:
+        return None
+    return f"must be > {critical:g} (the critical threshold) and <= 100, or 'none'"
+
+
+def _announces_and_cleans(answers: Answers) -> bool:
+    return answers.get("notice_days", 0) > 0 and answers.get("action") != "keep"
+
+
 CHECKS: dict[str, Check] = {
     "target_path": _existing_dir,
     "hostname": lambda value, _answers: None if value else "give a host name",
@@ -99,17 +132,30 @@ CHECKS: dict[str, Check] = {
     "old_file_threshold": lambda value, _answers: None if value > 0 else "must be greater than 0",
     "email_top_percent": _in(0, 100, high_ok=True),
     "relocation_path": _relocation,
+    "notice_days": _notice,
+    "final_notice_days": _final_notice,
+    "emergency_percent": _emergency,
 }
 # Asked only when the answer to "action" makes them matter.
 WHEN: dict[str, Callable[[Answers], bool]] = {
     "relocation_path": lambda answers: answers.get("action") == "move",
     "delete_when_full": lambda answers: answers.get("action") == "move",
     "email_data_alterations": lambda answers: answers.get("action") != "keep",
+    "final_notice_days": lambda answers: answers.get("notice_days", 0) > 0,
+    "clean_always": lambda answers: answers.get("action") != "keep",
+    "emergency_percent": _announces_and_cleans,
 }
 EXTRA_PROMPTS: dict[str, tuple[str, str | None]] = {  # fields without a question in FLAGS
     "relocation_path": ("Move old files to (absolute path)", None),
     "delete_when_full": ("Delete the rest when that fills up (yes/no)", "no"),
     "email_data_alterations": ("Mail users whose files are moved/deleted (yes/no)", "yes"),
+    "final_notice_days": (
+        "Final reminder how many days before the purge date "
+        "(0: none; 'default': 3, or half the notice period)", "default"),
+    "clean_always": ("Clean old files at every full run, whatever the disk use (yes/no)", "no"),
+    "emergency_percent": (
+        "Above what disk use may never-announced old files be cleaned too (% or 'none')",
+        "none"),
 }
 ACTION = Question(
     "action",
@@ -136,6 +182,8 @@ def _question(flag: Flag, hostname: str) -> Question | None:
         return None
     if flag.switch:
         convert: Callable[[str], Any] = _yes_no
+    elif flag.number and flag.clear:
+        convert = _number_or(flag.clear)
     elif flag.number:
         convert = _number
     elif flag.key in ("target_path", "relocation_path"):

@@ -6,7 +6,9 @@ asks for it; the click options, `task show` and the prompts are all read from
 it, so a new task field is one row here.
 
 Every flag defaults to None so that `task edit` can tell "not given" from a
-value; ``spec_changes`` turns the given ones into TaskSpec field changes.
+value; ``spec_changes`` turns the given ones into TaskSpec field changes. A
+field that may be empty has a word that empties it (``--emergency none``,
+``--final-notice-days default``): the flag's ``clear`` word, read as CLEAR.
 """
 
 from __future__ import annotations
@@ -18,6 +20,30 @@ from typing import Any, TypeVar, cast, overload
 import click
 
 from dkmonitor.scan.age import AGE_BASES
+
+
+class _Clear:
+    """The value of a flag given its clear word: set the field back to None."""
+
+    def __repr__(self) -> str:
+        return "CLEAR"
+
+
+CLEAR = _Clear()
+
+
+def number_or(word: str) -> Callable[[str], float | _Clear]:
+    """A click type: a number, or ``word`` (``none``, ``default``) that empties the field."""
+
+    def convert(value: str) -> float | _Clear:
+        if str(value).strip().lower() == word:
+            return CLEAR
+        try:
+            return float(value)
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not a number (nor {word!r})") from None
+
+    return convert
 
 
 @dataclass(frozen=True)
@@ -34,6 +60,7 @@ class Flag:
     required: bool = False  # `task create` cannot do without it
     prompt: str | None = None  # the interactive question (None: asked specially or never)
     default: str | None = None  # the interactive default answer
+    clear: str | None = None  # with number: the word that empties the field ("none")
 
     @property
     def name(self) -> str:
@@ -46,6 +73,8 @@ class Flag:
             single: dict[str, Any] = {} if "/" in self.flag else {"is_flag": True}
             return click.option(self.flag, self.key, default=None, help=help_text, **single)
         kind: Any = click.Choice(self.choices) if self.choices else (float if self.number else None)
+        if self.number and self.clear:
+            kind = number_or(self.clear)
         return click.option(self.flag, self.key, type=kind, metavar=self.metavar, help=help_text)
 
 
@@ -78,7 +107,23 @@ FLAGS: tuple[Flag, ...] = (
          "Share of users flagged as top users (default 25).", "PCT", number=True,
          prompt="Share of users flagged as top users (%)", default="25"),
     Flag("purge_target_percent", "--purge-target",
-         "Stop cleaning once disk use is back under this.", "PCT", number=True),
+         "Stop cleaning once disk use is back under this ('none': no such stop).", "PCT",
+         number=True, clear="none"),
+    Flag("notice_days", "--notice-days",
+         "Announce old files to their owners this many days before cleaning them "
+         "(decimals allowed; default 0: no notice, clean at once).", "DAYS", number=True,
+         prompt="Announce old files how many days before cleaning them (0: no notice)",
+         default="0"),
+    Flag("final_notice_days", "--final-notice-days",
+         "Send the final reminder this many days before the purge date (0: none; "
+         "'default': 3, or half of --notice-days when shorter).", "DAYS", number=True,
+         clear="default"),
+    Flag("clean_always", "--clean-always/--no-clean-always",
+         "Clean old files at every full run, whatever the disk use (default: off).",
+         switch=True),
+    Flag("emergency_percent", "--emergency",
+         "Above this disk use, also clean old files that were never announced "
+         "('none' clears it).", "PCT", number=True, clear="none"),
 )
 
 BY_KEY = {flag.key: flag for flag in FLAGS}
@@ -126,7 +171,11 @@ def required_flags() -> tuple[Flag, ...]:
 
 def spec_changes(given: dict[str, Any]) -> dict[str, Any]:
     """Only the flags that were given, with move/delete made exclusive by the last word."""
-    changes = {key: value for key, value in given.items() if value is not None}
+    changes = {
+        key: None if value is CLEAR else value
+        for key, value in given.items()
+        if value is not None
+    }
     if changes.get("relocation_path") is not None and "delete_old_files" not in changes:
         changes["delete_old_files"] = False
     if changes.get("delete_old_files") and "relocation_path" not in changes:
@@ -134,10 +183,10 @@ def spec_changes(given: dict[str, Any]) -> dict[str, Any]:
     return changes
 
 
-def shown_value(value: Any) -> str:
-    """A field's value as a user would type it after its flag."""
+def shown_value(value: Any, flag: Flag | None = None) -> str:
+    """A field's value as a user would type it after its flag (``flag``: its clear word)."""
     if value is None:
-        return "-"
+        return flag.clear if flag is not None and flag.clear else "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):

@@ -26,6 +26,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -58,6 +59,11 @@ class Task(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     age_basis: Mapped[str] = mapped_column(String(16), default="used")
     purge_target_percent: Mapped[float | None] = mapped_column(Float)
+    # announced purge (migration 0008): see TaskSpec
+    notice_days: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    final_notice_days: Mapped[float | None] = mapped_column(Float)
+    clean_always: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    emergency_percent: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
