@@ -72,6 +72,24 @@ def purge_steps(database: Database | None, settings: Settings, run: TaskRun) -> 
     return result
 
 
+def notices_sent(settings: Settings, run: TaskRun, announce: AnnounceSummary | None
+                 ) -> list[str]:
+    """After delivery: record the purge notices and final reminders as sent; the errors."""
+    if announce is None or run.dry_run or not any(u.mail for u in announce.users.values()):
+        return []
+    from dkmonitor.announce.record import AnnounceRecord
+    from dkmonitor.announce.step import remember_notices
+
+    try:
+        with AnnounceRecord.open(settings.state_dir, run.task.name) as record:
+            remember_notices(record, run, announce)
+    except (OSError, sqlite3.Error) as exc:
+        line = f"task {run.task.name}: could not record the notices sent: {exc}"
+        log.error("%s", line)
+        return [line]
+    return []
+
+
 def purge_notes(
     task_name: str, clean: CleanSummary | None, announce: AnnounceSummary | None
 ) -> list[str]:

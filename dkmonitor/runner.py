@@ -30,7 +30,7 @@ from dkmonitor.db.store import ScanRecord, store_scan
 from dkmonitor.db.tasks import list_tasks
 from dkmonitor.errors import DatabaseUnavailable, TaskError
 from dkmonitor.lock import AlreadyRunning, task_lock
-from dkmonitor.purge import purge_notes, purge_steps
+from dkmonitor.purge import notices_sent, purge_notes, purge_steps
 from dkmonitor.runrecord import failure_record, noatime_warnings, scan_record, user_rows
 from dkmonitor.scan.disk import disk_usage
 from dkmonitor.scanstep import measure, scan_options
@@ -276,6 +276,7 @@ class Runner:
         if outcome.run is not None:
             outcome.deliveries = dispatch.users(self._delivery(), outcome.run, outcome.clean,
                                                 outcome.announce)
+            outcome.problems += notices_sent(self.settings, outcome.run, outcome.announce)
 
     # ------------------------------------------------------------ helpers
     def _store(self, record: ScanRecord, outcome: TaskOutcome) -> int | None:

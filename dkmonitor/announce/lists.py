@@ -15,7 +15,8 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from dkmonitor.announce.record import Entry, NoticeState
+from dkmonitor.announce.publish import task_file
+from dkmonitor.announce.record import NoticeState
 from dkmonitor.announce.summary import SUMMARY_VERSION, escape_path
 from dkmonitor.metrics import share_percent
 from dkmonitor.scan.age import DAY
@@ -27,6 +28,20 @@ CHUNK = 64 * 1024
 def iso(epoch: float) -> str:
     """UTC, to the second, ISO 8601 with Z."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+class _Iso:
+    """``iso`` remembering its last answer: files of one tree often share a second."""
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.text = ""
+
+    def __call__(self, epoch: float) -> str:
+        second = int(epoch)
+        if second != self.second:
+            self.second, self.text = second, iso(epoch)
+        return self.text
 
 
 def list_header(run: TaskRun, notice: UserNotice) -> str:
@@ -43,20 +58,22 @@ def list_header(run: TaskRun, notice: UserNotice) -> str:
     )
 
 
-def list_chunks(run: TaskRun, notice: UserNotice, entries: Iterable[Entry]) -> Iterator[bytes]:
-    """The user's list file, in chunks of about CHUNK bytes."""
+def list_chunks(
+    run: TaskRun, notice: UserNotice, entries: Iterable[tuple[int, float, float, bytes]]
+) -> Iterator[bytes]:
+    """The user's list file, in chunks of about CHUNK bytes.
+
+    ``entries``: (size, last use, announced at, path below the target).
+    """
     notice_seconds = run.task.notice_days * DAY
     target = run.task.target_path.rstrip("/").encode("utf-8", "surrogateescape") + b"/"
     lines: list[str] = [list_header(run, notice)]
     size = 0
-    last_second = -1
-    used_text = ""
-    for entry in entries:
-        second = int(entry.used)
-        if second != last_second:  # files of one tree often share a second
-            used_text, last_second = iso(entry.used), second
-        line = (f"{entry.size}\t{used_text}\t{iso(entry.announced_at + notice_seconds)}\t"
-                f"{escape_path(target + entry.path)}\n")
+    used_text = _Iso()
+    purge_text = _Iso()
+    for file_size, used, announced_at, path in entries:
+        line = (f"{file_size}\t{used_text(used)}\t{purge_text(announced_at + notice_seconds)}"
+                f"\t{escape_path(target + path)}\n")
         lines.append(line)
         size += len(line)
         if size >= CHUNK:
@@ -77,14 +94,17 @@ def summary_json(
     task = run.task
     announced = None
     if notice is not None:
-        final = state.final_sent_at if state is not None and state.final_for is not None else None
+        final = state.final_sent_at if state is not None and state.final_for == notice.purge_at \
+            else None
+        if notice.mail == "purge-final-notice":  # sent by this run, right after publishing
+            final = run.now
         announced = {
             "files": notice.files,
             "bytes": notice.bytes,
             "first_notice_at": iso(notice.first_at),
             "earliest_purge_at": iso(notice.purge_at),
             "final_notice_at": iso(final) if final is not None else None,
-            "list": notice.list_path.rsplit("/", 1)[-1] if notice.list_path else None,
+            "list": task_file(task.name, "list"),
         }
     payload = {
         "version": SUMMARY_VERSION,

@@ -158,6 +158,7 @@ class NoticeDir:
         try:
             with self._user_dir(uid, gid, create=True, writable=True) as ufd:
                 assert ufd is not None
+                _sweep_temps(ufd, name)
                 _write_new(ufd, name, uid, gid, chunks, target)
         except OSError as exc:
             raise NoticeDirError(f"{target}: cannot write: {exc.strerror or exc}") from exc
@@ -351,6 +352,25 @@ def _write_new(ufd: int, name: str, uid: int, gid: int, chunks: Iterable[bytes],
         except OSError:
             pass
         raise
+
+
+def _sweep_temps(ufd: int, name: str) -> None:
+    """Remove temporary copies of ``name`` that a killed run of ours left behind.
+
+    Only our own (owned by the running user, regular files): a user's planted
+    name is left alone. Unlinking by name through the directory's descriptor
+    never follows a link.
+    """
+    prefix, me = f".{name}.", os.geteuid()
+    for entry in os.scandir(ufd):
+        if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(info.st_mode) and info.st_uid == me:
+                os.unlink(entry.name, dir_fd=ufd)
+        except OSError:
+            continue
 
 
 def _create_temp(ufd: int, name: str, target: Path) -> tuple[str, int]:

@@ -8,9 +8,11 @@ per run); this file stays the size of the current announcement, and lives
 where only root can read it (state directory 0700, file 0600). The users'
 copies (``publish``) are never read back: what root acts on comes from here.
 
-A file is identified by (st_dev, st_ino) and counted as the same announced
-file only while its owner, size and mtime are unchanged; a file replaced
-(new inode), rewritten or chowned starts a new announcement. A file that is no
+A file is identified by (owner, st_dev, st_ino) and counted as the same
+announced file only while its size and mtime are unchanged too; a file
+replaced (new inode), rewritten or chowned starts a new announcement. Rows are
+clustered by owner (the primary key), so one user's list is read as one range
+and no second index has to be kept up to date for a million rows. A file that is no
 longer a candidate (young again, gone, exempted) leaves the record at the next
 announcing run.
 
@@ -45,9 +47,8 @@ CREATE TABLE IF NOT EXISTS files (
     path BLOB NOT NULL,            -- below the target, raw bytes
     announced_at REAL NOT NULL,    -- epoch seconds it was first listed, unchanged since
     seen INTEGER NOT NULL,         -- the announcing run that last listed it
-    PRIMARY KEY (dev, ino)
+    PRIMARY KEY (uid, dev, ino)    -- clustered by owner: one user's list is one range
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS files_by_user ON files (uid, path);
 CREATE TABLE IF NOT EXISTS users (
     uid INTEGER PRIMARY KEY,
     last_notice_at REAL,           -- last purge notice mailed (or written, mail off)
@@ -62,17 +63,20 @@ _UPSERT = """
 INSERT INTO files (dev, ino, uid, gid, size, mtime_ns, used, parent_ino, path,
                    announced_at, seen)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (dev, ino) DO UPDATE SET
+ON CONFLICT (uid, dev, ino) DO UPDATE SET
     announced_at = CASE
-        WHEN files.uid = excluded.uid AND files.size = excluded.size
-             AND files.mtime_ns = excluded.mtime_ns THEN files.announced_at
-        ELSE excluded.announced_at END,
-    uid = excluded.uid, gid = excluded.gid, size = excluded.size,
+        WHEN files.size = excluded.size AND files.mtime_ns = excluded.mtime_ns
+        THEN files.announced_at ELSE excluded.announced_at END,
+    gid = excluded.gid, size = excluded.size,
     mtime_ns = excluded.mtime_ns, used = excluded.used,
     parent_ino = excluded.parent_ino, path = excluded.path, seen = excluded.seen
 """
 
 BATCH = 20_000
+CACHE_KIB = 32 * 1024
+
+# A candidate as ``add`` takes it: dev, ino, uid, gid, size, mtime_ns, used, parent_ino, path.
+Row = tuple[int, int, int, int, int, int, float, int, bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,32 +143,41 @@ class AnnounceRecord:
         if not dry_run:
             connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
+        # a bounded page cache (32 MiB) big enough that a million upserts in
+        # inode order do not go to the disk page by page
+        connection.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         connection.executescript(_SCHEMA)
         record = cls(connection, dry_run)
         record.db.execute("BEGIN IMMEDIATE")
-        row = record.db.execute("SELECT value FROM meta WHERE key='run'").fetchone()
-        record.run_number = (int(row[0]) if row else 0) + 1
-        record.db.execute(
-            "INSERT INTO meta VALUES ('run', ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (str(record.run_number),),
-        )
         return record
 
+    def _next_run(self) -> None:
+        """Number this announcing run (rows it lists carry it; older ones are dropped)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key='run'").fetchone()
+        self.run_number = (int(row[0]) if row else 0) + 1
+        self.db.execute(
+            "INSERT INTO meta VALUES ('run', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(self.run_number),),
+        )
+
     # ------------------------------------------------------------ the announcement
-    def add(self, entries: Iterable[Entry], now: float) -> None:
-        """List this run's candidates; a file unchanged since it was announced keeps its date."""
-        run = self.run_number
-        rows: list[tuple[int | float | bytes, ...]] = []
-        execute = self.db.executemany
-        for e in entries:
-            rows.append((e.dev, e.ino, e.uid, e.gid, e.size, e.mtime_ns, e.used,
-                         e.parent_ino, e.path, now, run))
-            if len(rows) >= BATCH:
-                execute(_UPSERT, rows)
-                rows.clear()
-        if rows:
-            execute(_UPSERT, rows)
+    def add(self, rows: Iterable[Row], now: float) -> None:
+        """List this run's candidates; a file unchanged since it was announced keeps its date.
+
+        ``rows``: (dev, ino, uid, gid, size, mtime_ns, used, parent_ino, path),
+        plain tuples because there may be millions.
+        """
+        self._next_run()
+        stamp = (now, self.run_number)
+        batch: list[tuple[int | float | bytes, ...]] = []
+        for row in rows:
+            batch.append(row + stamp)
+            if len(batch) >= BATCH:
+                self.db.executemany(_UPSERT, batch)
+                batch.clear()
+        if batch:
+            self.db.executemany(_UPSERT, batch)
 
     def dropped(self) -> Iterator[Entry]:
         """Files announced before that this run did not list (call before ``prune``)."""
@@ -186,16 +199,16 @@ class AnnounceRecord:
             result[uid] = UserTotals(files, size or 0, new or 0, first)
         return result
 
-    def user_entries(self, uid: int) -> Iterator[Entry]:
-        """One user's announced files by path, streamed."""
-        yield from self._entries("WHERE uid = ? ORDER BY path", (uid,))
+    def user_lines(self, uid: int) -> Iterator[tuple[int, float, float, bytes]]:
+        """One user's announced files as (size, used, announced_at, path), streamed."""
+        cursor = self.db.execute(
+            "SELECT size, used, announced_at, path FROM files WHERE uid = ?", (uid,))
+        while rows := cursor.fetchmany(10_000):
+            yield from rows
 
     def matured(self, before: float) -> Iterator[Entry]:
         """Files announced at ``before`` or earlier (streamed, in no particular order)."""
         yield from self._entries("WHERE announced_at <= ?", (before,))
-
-    def forget(self, dev: int, ino: int) -> None:
-        self.db.execute("DELETE FROM files WHERE dev = ? AND ino = ?", (dev, ino))
 
     def _entries(self, where: str, params: tuple[float | int, ...]) -> Iterator[Entry]:
         cursor = self.db.execute(

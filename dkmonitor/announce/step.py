@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from dkmonitor.announce.lists import list_chunks, summary_json
 from dkmonitor.announce.publish import NoticeDir, NoticeDirError, task_file
-from dkmonitor.announce.record import AnnounceRecord, Entry, NoticeState, UserTotals
+from dkmonitor.announce.record import AnnounceRecord, Entry, NoticeState, Row, UserTotals
 from dkmonitor.clean.exemptions import ExemptRules
 from dkmonitor.clean.select import Candidate, SelectOptions, iter_old_files
 from dkmonitor.config import Settings
@@ -57,12 +57,15 @@ class AnnounceContext:
     exemption_rows: tuple[dict[str, object], ...] = ()  # for the users' summaries
 
 
-def entry_of(cand: Candidate) -> Entry:
-    return Entry(
-        dev=cand.dev, ino=cand.ino, uid=cand.uid, gid=cand.gid, size=cand.size,
-        mtime_ns=cand.mtime_ns, used=cand.used, parent_ino=cand.parent_ino,
-        path=os.fsencode("/".join(cand.parts)), announced_at=0.0,
-    )
+def rows_of(candidates: Iterator[Candidate]) -> Iterator[Row]:
+    """The record's rows for a walk's candidates (plain tuples: there may be millions)."""
+    encode = os.fsencode
+    parents: tuple[tuple[str, ...], bytes] = ((), b"")
+    for c in candidates:
+        if c.parent is not parents[0]:  # siblings share their parent tuple
+            parents = (c.parent, encode("/".join(c.parent)) + b"/" if c.parent else b"")
+        yield (c.dev, c.ino, c.uid, c.gid, c.size, c.mtime_ns, c.used, c.parent_ino,
+               parents[1] + encode(c.name))
 
 
 def candidate_of(entry: Entry, now: float) -> Candidate:
@@ -88,7 +91,7 @@ def announce_step(run: TaskRun, context: AnnounceContext) -> AnnounceSummary:
     )
     root_fd = os.open(task.target_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        record.add((entry_of(c) for c in iter_old_files(root_fd, options)), run.now)
+        record.add(rows_of(iter_old_files(root_fd, options)), run.now)
         refreshed = _refreshed_by_atime(record.dropped(), root_fd, run)
     finally:
         os.close(root_fd)
@@ -103,7 +106,6 @@ def announce_step(run: TaskRun, context: AnnounceContext) -> AnnounceSummary:
             if notice_dir is not None:
                 notice = _publish_list(notice_dir, run, notice, record, summary)
             summary.users[uid] = notice
-            _remember(record, run, notice)
         if notice_dir is not None:
             _publish_summaries(notice_dir, run, summary, context)
     finally:
@@ -185,12 +187,18 @@ def _user_notice(
     )
 
 
-def _remember(record: AnnounceRecord, run: TaskRun, notice: UserNotice) -> None:
-    if notice.mail == "purge-notice":
-        record.noticed(notice.uid, run.now)
-    elif notice.mail == "purge-final-notice":
-        record.noticed(notice.uid, run.now)
-        record.final_sent(notice.uid, notice.purge_at, run.now)
+def remember_notices(record: AnnounceRecord, run: TaskRun, summary: AnnounceSummary) -> None:
+    """Record the notices as sent, once the mail step has sent them (or queued their retry).
+
+    Called after delivery, not when deciding: a run killed in between leaves
+    them due, so the next run sends them (at least once, never zero times).
+    """
+    for notice in summary.users.values():
+        if notice.mail is not None:
+            record.noticed(notice.uid, run.now)
+        if notice.mail == "purge-final-notice":
+            record.final_sent(notice.uid, notice.purge_at, run.now)
+    record.commit()
 
 
 def _open_notice_dir(settings: Settings, summary: AnnounceSummary) -> NoticeDir | None:
@@ -214,7 +222,7 @@ def _publish_list(
     summary: AnnounceSummary,
 ) -> UserNotice:
     name = task_file(run.task.name, "list")
-    chunks = list_chunks(run, notice, record.user_entries(notice.uid))
+    chunks = list_chunks(run, notice, record.user_lines(notice.uid))
     try:
         path = notice_dir.write(notice.uid, _primary_gid(notice.uid), name, chunks)
     except (NoticeDirError, OSError) as exc:
