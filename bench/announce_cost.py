@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""What announcing costs: a full run with --notice-days against the same run without (issue 13).
+
+Builds (or reuses) a tree with bench/make_tree.py, creates two tasks on it in
+a throw-away state directory — ``plain`` (deletes, no notices) and ``notice``
+(the same with ``--notice-days 30``) — both with a tiny ``--old-days`` so that
+every file is a candidate, and a warning threshold any disk is over, a
+critical one no disk is over (so nothing is deleted: the announcing run walks,
+records, publishes every user's list and summary). One warm-up of each, then
+the two commands alternate ``--runs`` times; it prints every pair, the medians,
+the median of the pairwise ratios notice/plain, and each command's peak RSS.
+The announcing runs after the first are the steady state of a site (most files
+were announced before and keep their date).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import tempfile
+from pathlib import Path
+
+from checkout import dkmonitor_python
+from scan_vs_find import Measurement, ensure_tree, run_timed
+
+SETTINGS = """[general]
+state_dir = {state}
+
+[logging]
+log_dir = {state}/log
+
+[announce]
+notice_dir = {notices}
+"""
+
+
+def dkmonitor(config: Path, *args: str) -> list[str]:
+    return [dkmonitor_python(), "-m", "dkmonitor", "--config", str(config), "-q", *args]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--work-dir", type=Path, default=Path("/tmp/dkm-bench"))
+    args = parser.parse_args(argv)
+    root = ensure_tree(args.work_dir, args.files)
+    with tempfile.TemporaryDirectory(prefix="dkm-announce-") as scratch:
+        state, notices = Path(scratch) / "state", Path(scratch) / "notices"
+        config = Path(scratch) / "settings.cfg"
+        config.write_text(SETTINGS.format(state=state, notices=notices))
+        config.chmod(0o600)
+        common = ("--target", str(root), "--warning", "0.001", "--critical", "100",
+                  "--old-days", "0.0001", "--delete")
+        for name, extra in (("plain", ()), ("notice", ("--notice-days", "30"))):
+            subprocess.run(dkmonitor(config, "task", "create", name, *common, *extra),
+                           check=True, stdout=subprocess.DEVNULL)
+        plain = dkmonitor(config, "run", "full", "plain")
+        notice = dkmonitor(config, "run", "full", "notice")
+        print(f"load {os.getloadavg()[0]:.2f}; {args.files} files, all candidates; warm-up",
+              flush=True)
+        run_timed(plain, cold=False)
+        run_timed(notice, cold=False)
+        pairs: list[tuple[Measurement, Measurement]] = []
+        for number in range(args.runs):
+            a = run_timed(plain, cold=False)
+            b = run_timed(notice, cold=False)
+            pairs.append((a, b))
+            print(f"run {number + 1}: plain {a.seconds:.2f} s ({a.cpu_seconds:.2f} cpu), "
+                  f"notice {b.seconds:.2f} s ({b.cpu_seconds:.2f} cpu), "
+                  f"ratio {b.seconds / a.seconds:.2f}", flush=True)
+        ratios = [b.seconds / a.seconds for a, b in pairs]
+        print(f"median plain {statistics.median(a.seconds for a, _ in pairs):.2f} s, "
+              f"notice {statistics.median(b.seconds for _, b in pairs):.2f} s; "
+              f"ratio notice/plain median {statistics.median(ratios):.2f} "
+              f"(min {min(ratios):.2f}, max {max(ratios):.2f})")
+        print(f"peak RSS plain {max(a.max_rss_kib for a, _ in pairs) / 1024:.1f} MiB, "
+              f"notice {max(b.max_rss_kib for _, b in pairs) / 1024:.1f} MiB; "
+              f"load {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
