@@ -207,3 +207,25 @@ def test_dry_run_shows_what_would_be_announced_and_changes_nothing(site, users, 
     real = dkm("run", "full", "scr")
     assert real.returncode == 0, real.stderr
     assert _listed(notices, alice) == [str(target / "a.dat")]
+
+
+def test_admins_hear_of_files_read_only_to_dodge_the_purge(site, users, smtp_server):
+    dkm, target, notices = site
+    alice, bob = users
+    dodged = [_file(target / f"a/f{n}.dat", alice, 100 + n) for n in range(12)]
+    _file(target / "b/kept.dat", bob, 500)
+    assert dkm("task", "create", "scr", "--target", str(target), "--warning", "0.001",
+               "--critical", "100", "--old-days", "30", "--delete",
+               "--notice-days", "7").returncode == 0
+    assert dkm("run", "full", "scr").returncode == 0
+    assert len(_listed(notices, alice)) == 12
+    now = time.time()
+    for path in dodged:  # read again: atime only, the data unchanged
+        os.utime(path, (now, path.stat().st_mtime))
+    again = dkm("run", "full", "scr")
+    assert again.returncode == 0, again.stderr
+    [admins] = [m for m in smtp_server.received if "admins@example.edu" in m.rcpt_tos]
+    text = admins.message.get_content()
+    assert f"{alice.name}: 12 of 12 announced files were only read (atime)" in text
+    assert bob.name not in text
+    assert not (notices / str(alice.uid) / "scr.list").exists()  # nothing left to announce
