@@ -181,11 +181,15 @@ def test_upgrade_in_place_keeps_every_time_and_row(upgraded, db_url):
     assert record.as_json()["scanned_at"] == "2024-03-31T01:30:00Z"
 
 
-def test_sqlite_foreign_keys_are_on_again_after_the_upgrade(upgraded):
-    with upgraded.connect() as conn:  # the pool hands out the connection that migrated
-        expected = 1 if upgraded.dialect.name == "sqlite" else None
-        if expected is not None:
-            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == expected
+def test_sqlite_foreign_keys_are_on_again_after_the_upgrade(sqlite_url):
+    """The migration turned them off; the pool must not hand that connection out so."""
+    _make_old(sqlite_url)
+    db = open_database(sqlite_url)
+    try:
+        with db.engine.connect() as conn:  # the pooled connection that migrated
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        db.dispose()
 
 
 def test_postgresql_columns_are_timestamp_with_time_zone(pg_url):
@@ -232,6 +236,12 @@ def test_times_mean_instants_whatever_the_session_time_zone(pg_url):
         db = open_database(pg_url)  # its own engine: dkmonitor's sessions are UTC
         now = utcnow()
         try:
+            with db.engine.connect() as conn:
+                assert conn.exec_driver_sql("SHOW TimeZone").scalar() == "UTC"
+            reader = connect_current(pg_url)  # and the view's bare driver too
+            assert reader is not None
+            with reader:
+                assert reader.rows("SHOW TimeZone") == [("UTC",)]
             with db.session() as session:
                 session.add(Scan(run_id="now", task_name="t", hostname="h", target_path="/s",
                                  kind="quick", status="ok", started_at=now, finished_at=now))
