@@ -325,8 +325,10 @@ def test_the_scan_id_foreign_keys_are_indexed(upgraded):
     for table in ("notifications", "actions"):
         indexes = {i["name"]: i["column_names"] for i in inspector.get_indexes(table)}
         assert indexes[f"ix_{table}_scan_id"] == ["scan_id"]
-    unique = {i["name"]: i for i in inspector.get_indexes("user_stats")}["uq_user_stats_scan_uid"]
+    user_indexes = {i["name"]: i for i in inspector.get_indexes("user_stats")}
+    unique = user_indexes["uq_user_stats_scan_uid"]
     assert unique["column_names"] == ["scan_id", "uid"] and unique["unique"]
+    assert "ix_user_stats_scan_id" not in user_indexes  # the unique index serves scan_id
 
 
 def test_duplicate_user_rows_stop_the_upgrade_with_a_clear_message(db_url):
@@ -376,9 +378,10 @@ def test_downgrade_then_upgrade_round_trips(upgraded, db_url):
         assert current_revision(conn) == "0007"
         raw = conn.execute(text("SELECT started_at FROM scans WHERE id = 1")).scalar_one()
         names = {i["name"] for i in inspect(conn).get_indexes("actions")}
+        user_names = {i["name"] for i in inspect(conn).get_indexes("user_stats")}
         conn.execute(text("UPDATE scans SET kind = 'bogus'"))  # no CHECK any more
         conn.rollback()
-    assert "ix_actions_scan_id" not in names
+    assert "ix_actions_scan_id" not in names and "ix_user_stats_scan_id" in user_names
     if upgraded.dialect.name == "postgresql":
         assert _time_types(upgraded) == {"timestamp without time zone"}
         assert raw == _at(_t("scans", "started_at"))  # the UTC wall time again, naive

@@ -141,12 +141,13 @@ class UserStat(Base):
     __tablename__ = "user_stats"
     __table_args__ = (
         Index("ix_user_stats_username_scan", "username", "scan_id"),
-        # one row per owner and scan (migration 0009)
+        # one row per owner and scan (migration 0009); it also serves lookups by scan_id,
+        # so the index on scan_id alone (ix_user_stats_scan_id) was dropped
         Index("uq_user_stats_scan_uid", "scan_id", "uid", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id", ondelete="CASCADE"), index=True)
+    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id", ondelete="CASCADE"))
     uid: Mapped[int] = mapped_column(BigInteger)
     username: Mapped[str] = mapped_column(String(255))
     files: Mapped[int] = mapped_column(BigInteger)

@@ -8,9 +8,11 @@
   than listed, so a timestamp column added by an earlier revision is
   converted too. On SQLite times stay naive UTC text: nothing to do.
 - ``user_stats`` gets UNIQUE (scan_id, uid), as a unique index (SQLite adds
-  it without rebuilding its largest table). Duplicates stop the upgrade with
-  a message saying how to find them: which of two rows is right is not for
-  a migration to guess.
+  it without rebuilding its largest table). It serves every lookup by
+  scan_id too, so the index on scan_id alone goes: the largest table keeps
+  one index on scan_id, not two. Duplicates stop the upgrade with a message
+  saying how to find them: which of two rows is right is not for a
+  migration to guess.
 - ``notifications.scan_id`` and ``actions.scan_id`` get indexes: deleting old
   scans sets them NULL, which without an index reads both tables whole.
 - CHECK constraints keep the enumerations (``dkmonitor.enums.CHECKS``) to
@@ -41,6 +43,7 @@ depends_on = None
 # Every table of dkmonitor's that holds times.
 TIMED_TABLES = ("tasks", "scans", "notifications", "actions", "exemptions")
 UNIQUE_USER = "uq_user_stats_scan_uid"
+SCAN_ONLY = "ix_user_stats_scan_id"  # made redundant by UNIQUE_USER
 SCAN_ID_INDEXES = (("ix_notifications_scan_id", "notifications"), ("ix_actions_scan_id", "actions"))
 
 
@@ -124,8 +127,10 @@ def upgrade() -> None:
     op.create_index(UNIQUE_USER, "user_stats", ["scan_id", "uid"], unique=True)
     existing = {
         table: {index["name"] for index in sa.inspect(op.get_bind()).get_indexes(table)}
-        for _name, table in SCAN_ID_INDEXES
+        for table in ("user_stats", *(table for _name, table in SCAN_ID_INDEXES))
     }
+    if SCAN_ONLY in existing["user_stats"]:
+        op.drop_index(SCAN_ONLY, table_name="user_stats")
     for name, table in SCAN_ID_INDEXES:
         if name not in existing[table]:
             op.create_index(name, table, ["scan_id"])
@@ -155,6 +160,7 @@ def downgrade() -> None:
                 op.drop_constraint(name, table, type_="check")
     for name, table in SCAN_ID_INDEXES:
         op.drop_index(name, table_name=table)
+    op.create_index(SCAN_ONLY, "user_stats", ["scan_id"])
     op.drop_index(UNIQUE_USER, table_name="user_stats")
     if not sqlite:
         _retype_times("timestamp with time zone", "timestamp without time zone")
