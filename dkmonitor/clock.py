@@ -12,3 +12,14 @@ from datetime import UTC, datetime
 def utcnow() -> datetime:
     """Naive UTC now, the only kind of datetime stored."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def naive_utc(moment: datetime) -> datetime:
+    """``moment`` as naive UTC: an aware one converted, a naive one (UTC already) as is.
+
+    PostgreSQL hands ``timestamp with time zone`` columns back aware, in the
+    session's time zone; everything past the database compares naive UTC.
+    """
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)

@@ -25,11 +25,14 @@ from sqlalchemy.orm import Session
 
 from dkmonitor.db.engine import Database
 from dkmonitor.db.models import Action, utcnow
+from dkmonitor.enums import JOURNAL_ACTIONS, JOURNAL_OUTCOMES
 
 log = logging.getLogger(__name__)
 
-MOVE, DELETE, RESTORE = "move", "delete", "restore"
-PENDING, DONE, SKIPPED, FAILED, INTERRUPTED = "pending", "done", "skipped", "failed", "interrupted"
+# The words of actions.action and actions.outcome, declared in dkmonitor.enums with the
+# database's other enumerations (the models and migration 0009 make them CHECKs).
+MOVE, DELETE, RESTORE = JOURNAL_ACTIONS
+PENDING, DONE, SKIPPED, FAILED, INTERRUPTED = JOURNAL_OUTCOMES
 DEFAULT_BATCH = 100
 
 

@@ -51,6 +51,8 @@ class Backend:
     unavailable_exact: tuple[str, ...] = ()
     error_base: str = "Error"  # the DB-API base error class
     url_has_host: bool = True  # False: a host in the URL is a mistake (sqlite://tmp/x.db)
+    # SQL run (and committed) on every new connection, SQLAlchemy's and the view's alike.
+    session_setup: tuple[str, ...] = ()
 
 
 SQLITE = Backend(
@@ -88,6 +90,9 @@ POSTGRESQL = Backend(
         f"SELECT pg_advisory_unlock({UPGRADE_LOCK_KEY})",
     ),
     unavailable=("OperationalError", "InterfaceError"),
+    # Times are timestamptz (migration 0009): in UTC their text form, date_trunc and
+    # a naive value compared with them all mean what the stored naive UTC meant.
+    session_setup=("SET TIME ZONE 'UTC'",),
 )
 
 BACKENDS: Mapping[str, Backend] = MappingProxyType({b.name: b for b in (SQLITE, POSTGRESQL)})
@@ -123,6 +128,19 @@ def dbapi_kwargs(url: DatabaseURL) -> dict[str, Any]:
     kwargs.update(url.query)
     kwargs.update(POSTGRESQL.engine_options["connect_args"])
     return kwargs
+
+
+def set_up_session(dbapi_connection: Any, backend: Backend) -> None:
+    """Run the backend's ``session_setup`` on a new DB-API connection, and commit it."""
+    if not backend.session_setup:
+        return
+    cursor = dbapi_connection.cursor()
+    try:
+        for sql in backend.session_setup:
+            cursor.execute(sql)
+    finally:
+        cursor.close()
+    dbapi_connection.commit()  # a SET rolled back with its transaction would not last
 
 
 def placeholders(sql: str, backend: Backend) -> str:

@@ -24,7 +24,12 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from dkmonitor.db.backends import backend_for, is_unavailable, unavailable_message
+from dkmonitor.db.backends import (
+    backend_for,
+    is_unavailable,
+    set_up_session,
+    unavailable_message,
+)
 from dkmonitor.db.readonly import ReadConnection
 from dkmonitor.dburl import DatabaseURL, as_url
 from dkmonitor.errors import DatabaseUnavailable
@@ -118,6 +123,8 @@ def make_engine(url: str | DatabaseURL) -> Engine:
     engine = create_engine(driver_url(parsed), **backend.engine_options)
     if backend.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    if backend.session_setup:
+        event.listen(engine, "connect", lambda dbapi, _record: set_up_session(dbapi, backend))
     return engine
 
 

@@ -65,20 +65,13 @@ _GOOD_FULL_AT = (
 )
 
 
-def _time_param(reader: ReadConnection, moment: datetime) -> object:
-    """A time as the backend compares it: SQLite holds SQLAlchemy's text form."""
-    if reader.backend == "sqlite":
-        return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
-    return moment
-
-
 def _baseline(
     reader: ReadConnection, hostname: str, path: str, start: datetime
 ) -> tuple[int, datetime] | None:
     """The scan a place's growth is measured from (see the module's docstring)."""
     for op, order in (("<=", "DESC"), (">", "ASC")):
         sql = _GOOD_FULL_AT.format(op=op, order=order)
-        rows = reader.rows(sql, [hostname, path, _time_param(reader, start)])
+        rows = reader.rows(sql, [hostname, path, reader.time_param(start)])
         if rows:
             return rows[0][0], parse_time(rows[0][1])
     return None

@@ -121,7 +121,21 @@ def upgrade_to_head(engine: Engine) -> list[str]:
                 command.upgrade(_config(connection), "head")
                 connection.commit()
             return applied
+        except BaseException:
+            # Nothing of a failed upgrade is kept: the unlock below commits.
+            connection.rollback()
+            raise
         finally:
             if lock is not None:
                 connection.execute(text(lock[1]))
                 connection.commit()
+            if engine.dialect.name == "sqlite":
+                restore_foreign_keys(connection)
+
+
+def restore_foreign_keys(connection: Connection) -> None:
+    """SQLite: foreign keys on again (migrations/env.py turned them off) before the pool
+    hands the connection out again."""
+    connection.rollback()  # the pragma is ignored inside a transaction
+    connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+    connection.commit()

@@ -1,9 +1,14 @@
 """SQLAlchemy 2.0 models: the whole history schema.
 
-Times are naive UTC datetimes everywhere (SQLite has no time zones; mixing
-aware and naive values is a bug farm). Byte counts are BigInteger: scratch
-filesystems pass 2**31 bytes per user easily. Paths in the action journal are
-raw bytes so that non-UTF-8 file names survive the round trip exactly.
+Times are naive UTC datetimes everywhere in Python (SQLite has no time zones;
+mixing aware and naive values is a bug farm), stored through one column type,
+``UTCDateTime``: ``timestamp with time zone`` on PostgreSQL, so that people
+querying the database by hand with ``now()`` get instants (migration 0009).
+Closed sets of words (a scan's kind, the journal's outcomes ...) are declared
+in ``dkmonitor.enums`` and held to by CHECK constraints. Byte counts are
+BigInteger: scratch filesystems pass 2**31 bytes per user easily. Paths in the
+action journal are raw bytes so that non-UTF-8 file names survive the round
+trip exactly.
 
 Every schema change here needs its own alembic migration in ``migrations/``;
 ``tests/test_migrations.py`` fails when the two drift apart. The metric
@@ -18,7 +23,7 @@ from datetime import datetime
 from sqlalchemy import (
     BigInteger,
     Boolean,
-    DateTime,
+    CheckConstraint,
     Float,
     ForeignKey,
     Index,
@@ -32,6 +37,14 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Re-exported: notify/, clean/, health and the tests import utcnow from here.
 from dkmonitor.clock import utcnow as utcnow
+from dkmonitor.db.utctime import UTCDateTime
+from dkmonitor.enums import check_for
+
+
+def _check(table: str, column: str) -> CheckConstraint:
+    """The CHECK keeping ``table.column`` to its words (dkmonitor.enums; migration 0009)."""
+    name, condition = check_for(table, column)
+    return CheckConstraint(condition, name=name)
 
 
 class Base(DeclarativeBase):
@@ -42,6 +55,7 @@ class Task(Base):
     """A saved scan task: one target directory on one host."""
 
     __tablename__ = "tasks"
+    __table_args__ = (_check("tasks", "age_basis"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -64,8 +78,8 @@ class Task(Base):
     final_notice_days: Mapped[float | None] = mapped_column(Float)
     clean_always: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     emergency_percent: Mapped[float | None] = mapped_column(Float)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
 class Scan(Base):
@@ -88,6 +102,8 @@ class Scan(Base):
             "target_path",
             "started_at",
         ),
+        _check("scans", "kind"),
+        _check("scans", "status"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -97,8 +113,8 @@ class Scan(Base):
     target_path: Mapped[str] = mapped_column(Text)
     kind: Mapped[str] = mapped_column(String(8))  # quick | full
     status: Mapped[str] = mapped_column(String(16))  # ok | failed
-    started_at: Mapped[datetime] = mapped_column(DateTime)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     disk_total: Mapped[int | None] = mapped_column(BigInteger)
     disk_used: Mapped[int | None] = mapped_column(BigInteger)
     disk_available: Mapped[int | None] = mapped_column(BigInteger)
@@ -129,10 +145,15 @@ class UserStat(Base):
     """One owner's usage within one full scan."""
 
     __tablename__ = "user_stats"
-    __table_args__ = (Index("ix_user_stats_username_scan", "username", "scan_id"),)
+    __table_args__ = (
+        Index("ix_user_stats_username_scan", "username", "scan_id"),
+        # one row per owner and scan (migration 0009); it also serves lookups by scan_id,
+        # so the index on scan_id alone (ix_user_stats_scan_id) was dropped
+        Index("uq_user_stats_scan_uid", "scan_id", "uid", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id", ondelete="CASCADE"), index=True)
+    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id", ondelete="CASCADE"))
     uid: Mapped[int] = mapped_column(BigInteger)
     username: Mapped[str] = mapped_column(String(255))
     files: Mapped[int] = mapped_column(BigInteger)
@@ -152,6 +173,7 @@ class ScanHistogram(Base):
     """One bucket of a full scan's size or age histogram (migration 0006)."""
 
     __tablename__ = "scan_histograms"
+    __table_args__ = (_check("scan_histograms", "kind"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id", ondelete="CASCADE"), index=True)
@@ -165,6 +187,7 @@ class ScanTopDirectory(Base):
     """One of a full scan's top directories by bytes or by old bytes (migration 0006)."""
 
     __tablename__ = "scan_top_directories"
+    __table_args__ = (_check("scan_top_directories", "ranking"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id", ondelete="CASCADE"), index=True)
@@ -189,7 +212,10 @@ class Notification(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    scan_id: Mapped[int | None] = mapped_column(ForeignKey("scans.id", ondelete="SET NULL"))
+    # indexed (migration 0009): deleting scans sets it NULL, found through the index
+    scan_id: Mapped[int | None] = mapped_column(
+        ForeignKey("scans.id", ondelete="SET NULL"), index=True
+    )
     task_name: Mapped[str] = mapped_column(Text)
     hostname: Mapped[str] = mapped_column(String(255))
     username: Mapped[str] = mapped_column(String(255))
@@ -197,7 +223,7 @@ class Notification(Base):
     kind: Mapped[str] = mapped_column(String(32))  # warning | move-notice | delete-notice | admin
     subject: Mapped[str] = mapped_column(Text, default="")
     body: Mapped[str] = mapped_column(Text, default="")  # kept so a failed mail can be resent as is
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     delivered: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str | None] = mapped_column(Text)
 
@@ -217,10 +243,15 @@ class Action(Base):
     __table_args__ = (
         Index("ix_actions_task_created", "task_name", "created_at"),
         Index("ix_actions_pending", "outcome", "hostname", "task_name"),
+        _check("actions", "action"),
+        _check("actions", "outcome"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    scan_id: Mapped[int | None] = mapped_column(ForeignKey("scans.id", ondelete="SET NULL"))
+    # indexed (migration 0009): deleting scans sets it NULL, found through the index
+    scan_id: Mapped[int | None] = mapped_column(
+        ForeignKey("scans.id", ondelete="SET NULL"), index=True
+    )
     task_name: Mapped[str] = mapped_column(Text)
     hostname: Mapped[str] = mapped_column(String(255))
     action: Mapped[str] = mapped_column(String(16))  # move | delete | restore
@@ -232,14 +263,14 @@ class Action(Base):
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     uid: Mapped[int | None] = mapped_column(BigInteger)
     username: Mapped[str | None] = mapped_column(String(255))
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    restored_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    restored_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     run_id: Mapped[str | None] = mapped_column(String(36))  # the run that wrote the row
     temp_path: Mapped[bytes | None] = mapped_column(LargeBinary)  # temporary copy, if any
     file_dev: Mapped[int | None] = mapped_column(BigInteger)  # the file acted on, as checked
     file_ino: Mapped[int | None] = mapped_column(BigInteger)
     restores_id: Mapped[int | None] = mapped_column(Integer)  # restore rows: the move undone
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime)  # None while pending
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None while pending
 
 
 class Exemption(Base):
@@ -258,7 +289,7 @@ class Exemption(Base):
     username: Mapped[str | None] = mapped_column(String(255))  # a user exemption ...
     uid: Mapped[int | None] = mapped_column(BigInteger)
     path: Mapped[str | None] = mapped_column(Text)  # ... or a path exemption, never both
-    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     reason: Mapped[str] = mapped_column(Text)
     created_by: Mapped[str] = mapped_column(String(255))
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from dkmonitor.clock import naive_utc
 from dkmonitor.db.readonly import ReadConnection
 from dkmonitor.metrics import NAMES, VIEW_KEYS, Totals
 from dkmonitor.units import iso_utc
@@ -92,12 +93,13 @@ class RankedScan:
 
 
 def parse_time(value: datetime | str) -> datetime:
-    """A stored time as the naive datetime SQLAlchemy gave back.
+    """A stored time as the naive UTC datetime SQLAlchemy gives back (``UTCDateTime``).
 
-    psycopg2 returns datetimes; SQLite stores SQLAlchemy's text form
+    psycopg2 returns aware datetimes (``timestamp with time zone``, migration
+    0009), turned into naive UTC here; SQLite stores SQLAlchemy's text form
     (``2024-03-01 02:00:00.000000``), which ``fromisoformat`` reads.
     """
-    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return naive_utc(value if isinstance(value, datetime) else datetime.fromisoformat(value))
 
 
 def _latest_scans_sql(

@@ -15,10 +15,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
+from dkmonitor.clock import naive_utc
 from dkmonitor.db.backends import (
     BACKENDS,
     SQLITE_BUSY_TIMEOUT,
@@ -27,6 +29,7 @@ from dkmonitor.db.backends import (
     driver_module,
     is_unavailable,
     placeholders,
+    set_up_session,
     unavailable_message,
 )
 from dkmonitor.dburl import DatabaseURL, as_url
@@ -37,7 +40,7 @@ log = logging.getLogger(__name__)
 # The newest migration in migrations/versions. Only this module trusts it, and
 # only to skip a migration check before reading; tests/test_view_fast_path.py
 # fails when it differs from alembic's head, so a new migration updates it.
-HEAD_REVISION = "0008"
+HEAD_REVISION = "0009"
 
 
 class ReadConnection:
@@ -61,6 +64,18 @@ class ReadConnection:
             return list(cursor.fetchall())
         finally:
             cursor.close()
+
+    def time_param(self, moment: datetime) -> object:
+        """A naive UTC time as a parameter compared with a stored time.
+
+        SQLite holds the text SQLAlchemy wrote (``2024-03-01 02:00:00.000000``),
+        compared as text; PostgreSQL gets an aware UTC value, so the comparison
+        with its ``timestamp with time zone`` columns never depends on the
+        session's time zone.
+        """
+        if self.backend == "sqlite":
+            return naive_utc(moment).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return naive_utc(moment).replace(tzinfo=UTC)
 
     def close(self) -> None:
         self.connection.close()
@@ -126,6 +141,7 @@ def _postgresql(parsed: DatabaseURL) -> ReadConnection:
         if not is_unavailable(exc):
             raise
         raise DatabaseUnavailable(unavailable_message(parsed, exc)) from None
+    set_up_session(connection, BACKENDS["postgresql"])
     connection.set_session(readonly=True)
     return ReadConnection(connection, "postgresql")
 

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from dkmonitor.clock import naive_utc
 from dkmonitor.db.readonly import ReadConnection
 from dkmonitor.scan.stats import AGE_EDGES_DAYS, AGE_LABELS, SIZE_EDGES, SIZE_LABELS
 
@@ -126,10 +127,7 @@ def _datetime(value: datetime | str) -> datetime:
     An aware value (a ``timestamp with time zone`` column) is turned into naive
     UTC too, so the report's arithmetic never mixes the two kinds.
     """
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment
+    return naive_utc(value if isinstance(value, datetime) else datetime.fromisoformat(value))
 
 
 def load(reader: ReadConnection, history_days: int | None = 365) -> ReportData:
@@ -177,7 +175,7 @@ def _read_readings(
     params: list[object] = []
     if since is not None:
         sql += " AND started_at >= ?"
-        params.append(since if reader.backend == "postgresql" else str(since))
+        params.append(reader.time_param(since))
     rows = [(h, p, t, _datetime(s), pct) for h, p, t, s, pct in reader.rows(sql, params)]
     rows.sort(key=lambda row: row[3])
     for hostname, path, task, started, percent in rows:

@@ -12,10 +12,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from dkmonitor.enums import AGE_BASES as AGE_BASES  # declared with the other stored words
+
 DAY = 86400.0
-# The order is the compiled loop's basis code (_dirscan.c's enum, exported as
-# _dirscan.BASES; tests/test_scan_compiled.py checks they match).
-AGE_BASES = ("used", "atime", "mtime", "ctime")
 
 
 def last_use(st: os.stat_result, basis: str = "used") -> float:
