@@ -229,3 +229,64 @@ def test_admins_hear_of_files_read_only_to_dodge_the_purge(site, users, smtp_ser
     assert f"{alice.name}: 12 of 12 announced files were only read (atime)" in text
     assert bob.name not in text
     assert not (notices / str(alice.uid) / "scr.list").exists()  # nothing left to announce
+
+
+# Any disk is under 99% here and over 0.001%: "calm" never reaches warning.
+CALM = ("--warning", "99", "--critical", "99.5")
+
+
+def test_clean_always_cleans_by_age_whatever_the_disk_use(site):
+    dkm, target, _notices = site
+    alice = real_user("dkmann1")
+    old = _file(target / "old.dat", alice)
+    young = _file(target / "young.dat", alice, age=DAY)
+    assert dkm("task", "create", "scr", "--target", str(target), *CALM, "--old-days", "30",
+               "--delete").returncode == 0
+    assert dkm("run", "full", "scr").returncode == 0
+    assert old.exists()  # under critical: nothing to do
+    assert dkm("task", "edit", "scr", "--clean-always").returncode == 0
+    run = dkm("run", "full", "scr")
+    assert run.returncode == 0, run.stderr
+    assert not old.exists() and young.exists()
+
+
+def test_clean_always_with_notices_announces_then_acts_below_warning(site, smtp_server):
+    dkm, target, notices = site
+    alice = real_user("dkmann1")
+    old = _file(target / "old.dat", alice, 4000)
+    assert dkm("task", "create", "scr", "--target", str(target), *CALM, "--old-days", "30",
+               "--delete", "--clean-always", "--notice-days", "1").returncode == 0
+    first = dkm("run", "full", "scr")
+    assert first.returncode == 0, first.stderr
+    assert old.exists() and _listed(notices, alice) == [str(old)]  # announced, not due
+    announced = _summary(notices, alice)["announced"]
+    assert dkm("task", "edit", "scr", "--notice-days", "0.00002").returncode == 0
+    _wait_past(_epoch(announced["first_notice_at"]) + 3)
+    later = _file(target / "later.dat", alice, 1000)  # old, but never announced
+    due = dkm("run", "full", "scr")
+    assert due.returncode == 0, due.stderr
+    assert not old.exists() and later.exists()
+
+
+def test_an_announced_purge_that_moves(site, smtp_server, tmp_path):
+    dkm, target, notices = site
+    alice = real_user("dkmann1")
+    old = _file(target / "proj/old.dat", alice, 4000)
+    relocation = tmp_path / "relocated"
+    relocation.mkdir()
+    assert dkm("task", "create", "scr", "--target", str(target), "--warning", "0.001",
+               "--critical", "0.002", "--old-days", "30", "--move-to", str(relocation),
+               "--notice-days", "1").returncode == 0
+    assert dkm("run", "full", "scr").returncode == 0
+    mail = [m for m in smtp_server.received if f"{alice.name}@example.edu" in m.rcpt_tos][-1]
+    assert "announced to be moved to" in mail.message.get_content()
+    assert "may be moved to" in (notices / str(alice.uid) / "scr.list").read_text()
+    announced = _summary(notices, alice)["announced"]
+    assert dkm("task", "edit", "scr", "--notice-days", "0.00002").returncode == 0
+    _wait_past(_epoch(announced["first_notice_at"]) + 3)
+    moved = dkm("run", "full", "scr")
+    assert moved.returncode == 0, moved.stderr
+    assert not old.exists()
+    landed = list(relocation.rglob("old.dat"))
+    assert len(landed) == 1 and landed[0].stat().st_uid == alice.uid
+    assert time.time() - os.stat(landed[0]).st_mtime > 300 * DAY  # times kept
