@@ -174,7 +174,7 @@ def test_me_shows_a_user_exactly_their_own_summary(published, people):
     assert table.stderr == ""
     out = table.stdout
     assert "task scratch: /scratch on h1, scanned 2026-11-30 08:00 UTC" in out
-    assert "10 files, 123 B" in out and "1.2% of the target" in out
+    assert "10 files, 123 B" in out and "1.2% of the file system" in out
     assert "3 files, 100 B (by last use, older than 30 days)" in out
     assert "purge from      2026-12-14 08:00 UTC" in out
     assert "not sent yet" in out

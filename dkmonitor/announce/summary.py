@@ -36,7 +36,7 @@ class Usage(TypedDict):
     allocated_bytes: int
     old_files: int
     old_bytes: int
-    share_percent: float  # the user's share of the target's bytes
+    share_percent: float  # allocated bytes over the file system's size (metrics.share_percent)
 
 
 class Announced(TypedDict):

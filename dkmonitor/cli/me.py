@@ -168,7 +168,7 @@ def _task_block(summary: Summary, mine: Path) -> str:
     rows = [
         ("your files", f"{counted(usage['files'], 'file')}, {human_bytes(usage['bytes'])} "
                        f"({human_bytes(usage['allocated_bytes'])} on disk), "
-                       f"{usage['share_percent']:.1f}% of the target"),
+                       f"{usage['share_percent']:.1f}% of the file system"),
         ("old files", f"{counted(usage['old_files'], 'file')}, "
                       f"{human_bytes(usage['old_bytes'])} (by {basis}, older than "
                       f"{summary['old_file_threshold_days']:g} days)"),
