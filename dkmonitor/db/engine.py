@@ -8,7 +8,9 @@ A new SQLite file is created 0600 before SQLite opens it (its -wal and -shm
 files take the same mode), in a directory created 0700 when it is missing —
 the settings loader has already refused a URL naming a missing directory
 other than the state directory. What differs per backend is read from
-``dkmonitor.db.backends``.
+``dkmonitor.db.backends``. A run opens it with ``open_current`` instead:
+the same, but when the schema is already at head it starts with a plain
+DB-API connection and builds the engine only if something needs it.
 """
 
 from __future__ import annotations
