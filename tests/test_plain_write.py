@@ -189,23 +189,41 @@ def _imported(stderr: str) -> set[str]:
             if line.startswith("import time:") and "|" in line}
 
 
+HEAVY = ("sqlalchemy", "alembic", "jinja2", "matplotlib", "prometheus_client", "smtplib")
+
+
+def _run_with_importtime(dkm, *args: str) -> tuple[set[str], str]:
+    env = {k: v for k, v in {**os.environ, **dkm.env}.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "dkmonitor", "--config", str(dkm.config),
+         "-q", *args],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return _imported(done.stderr), done.stderr
+
+
+def test_run_path_at_head_imports_no_sqlalchemy_before_or_after_its_walk(dkm, tmp_path):
+    target = tmp_path / "target"
+    (target / "sub").mkdir(parents=True)
+    (target / "sub" / "f").write_bytes(b"x" * 100)
+    assert dkm("task", "list").returncode == 0  # creates the schema: at head from here on
+    modules, _ = _run_with_importtime(dkm, "run", "path", str(target), "--old-days", "90")
+    assert "dkmonitor.db.plainwrite" in modules and "dkmonitor.scan.walker" in modules
+    heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY or m.startswith(
+        "dkmonitor.clean"))
+    assert heavy == [], f"run path imported {heavy[:5]}"
+
+
 def test_run_quick_at_head_imports_no_sqlalchemy_and_stores_its_row(dkm, tmp_path):
     target = tmp_path / "target"
     target.mkdir()
     made = dkm("task", "create", "q1", "--target", str(target), "--warning", "99",
                "--critical", "100", "--old-days", "90")
     assert made.returncode == 0, made.stderr
-    env = {k: v for k, v in {**os.environ, **dkm.env}.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "dkmonitor", "--config", str(dkm.config),
-         "-q", "run", "quick", "q1"],
-        capture_output=True, text=True, env=env, timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    modules = _imported(done.stderr)
+    modules, _ = _run_with_importtime(dkm, "run", "quick", "q1")
     assert "dkmonitor.db.plainwrite" in modules  # the parse works
-    heavy = sorted(m for m in modules if m.split(".")[0] in (
-        "sqlalchemy", "alembic", "jinja2", "matplotlib", "prometheus_client", "smtplib"))
+    heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY)
     assert heavy == [], f"run quick imported {heavy[:5]}"
     url = next(line.removeprefix("url = ") for line in dkm.config.read_text().splitlines()
                if line.startswith("url = "))
