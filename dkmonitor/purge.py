@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from dkmonitor.config import Settings
 from dkmonitor.db.engine import Database
 from dkmonitor.taskrun import AnnounceSummary, CleanSummary, TaskRun
@@ -48,12 +46,15 @@ def announcing_due(run: TaskRun) -> bool:
 
 def purge_steps(database: Database | None, settings: Settings, run: TaskRun) -> PurgeResult:
     """Clean and/or announce, as the task and the disk use say; never raises for a task."""
-    from dkmonitor.clean.step import clean_step
-
     result = PurgeResult()
     task = run.task
     if not (cleaning_due(run) or announcing_due(run)):
         return result
+    # Imported once cleaning is due: a run that cleans nothing never loads SQLAlchemy.
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from dkmonitor.clean.step import clean_step
+
     if task.notice_days > 0 and database is None and not run.dry_run:
         result.errors.append(
             f"task {task.name}: the database is unreachable: files were neither announced "

@@ -16,18 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from dkmonitor.channels import dispatch
 from dkmonitor.channels.base import AdminSummary, Delivery, unmailed_line
+from dkmonitor.clock import utcnow
 from dkmonitor.config import Settings, prepare_state_dir
 from dkmonitor.db import spool, taskcache
-from dkmonitor.db.backends import error_line, is_unavailable
-from dkmonitor.db.engine import Database, open_database
-from dkmonitor.db.maintenance import auto_purge
-from dkmonitor.db.models import utcnow
-from dkmonitor.db.store import ScanRecord, store_scan
-from dkmonitor.db.tasks import list_tasks
+from dkmonitor.db.backends import error_line, is_database_error, is_unavailable
+from dkmonitor.db.engine import Database, open_current
+from dkmonitor.db.plainwrite import every_task, nothing_pending, store_record
+from dkmonitor.db.store import ScanRecord
 from dkmonitor.errors import DatabaseUnavailable, TaskError
 from dkmonitor.lock import AlreadyRunning, task_lock
 from dkmonitor.purge import notices_sent, purge_notes, purge_steps
@@ -117,7 +114,7 @@ class Runner:
         """Open the database and replay the spool; None (and a note) when it is down."""
         prepare_state_dir(self.settings)
         try:
-            self.database = open_database(self.settings.database.url)
+            self.database = open_current(self.settings.database.url)
         except DatabaseUnavailable as exc:
             self.database_error = str(exc)
             log.error("%s; results will be spooled in %s", exc, self.settings.state_dir)
@@ -132,8 +129,7 @@ class Runner:
         """This host's tasks to run: the named ones, else every enabled one."""
         hostname = self.settings.hostname
         if self.database is not None:
-            with self.database.session() as session:
-                every = list_tasks(session)
+            every = every_task(self.database)
             mine = [task for task in every if task.hostname == hostname]
             taskcache.save_tasks(self.settings.state_dir, mine)
         else:
@@ -206,7 +202,8 @@ class Runner:
         return outcome
 
     def _full(self, task: TaskSpec) -> TaskOutcome:
-        if not self.dry_run:  # settle what an interrupted run left, before looking
+        if not self.dry_run and not nothing_pending(  # settle an interrupted run, before looking
+                self.database, task.name, self.settings.hostname):
             from dkmonitor.clean.step import reconcile_step
 
             reconcile_step(self.database, self.settings, task)
@@ -283,10 +280,9 @@ class Runner:
         """Store the record in one transaction, or spool it; returns the scan id."""
         if self.database is not None:
             try:
-                with self.database.session() as session:
-                    return store_scan(session, record)
-            except SQLAlchemyError as exc:
-                if not is_unavailable(exc):
+                return store_record(self.database, record)
+            except Exception as exc:
+                if not is_database_error(exc) or not is_unavailable(exc):
                     raise
                 log.error(
                     "storing task %s failed (%s); spooling",
@@ -307,9 +303,10 @@ class Runner:
         if not self.dry_run and self.database is not None:
             record = failure_record(task, self.settings.hostname, kind, reason)
             try:
-                with self.database.session() as session:
-                    store_scan(session, record)
-            except SQLAlchemyError as exc:
+                store_record(self.database, record)
+            except Exception as exc:
+                if not is_database_error(exc):
+                    raise
                 log.error("could not record the failure of task %s: %s", task.name, exc)
         return outcome
 
@@ -344,7 +341,11 @@ class Runner:
         if errors:
             self.report.messages += errors
             self.report.failed = True
-        auto_purge(None if self.dry_run else self.database, self.settings, self.report.outcomes)
+        if self.settings.database.purge_after_days > 0 and any(
+                outcome.kind == "full" for outcome in self.report.outcomes):
+            from dkmonitor.db.maintenance import auto_purge  # SQLAlchemy: only when due
+            auto_purge(None if self.dry_run else self.database, self.settings,
+                       self.report.outcomes)
         if self.database is not None:
             self.database.dispose()
         return self.report

@@ -16,10 +16,11 @@ def test_help_imports_no_command_module_and_no_database_library():
     code = ("import sys; from dkmonitor.cli import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
             "print(sorted(m for m in sys.modules if m.startswith(('dkmonitor.cli.', "
-            "'sqlalchemy', 'psycopg2', 'alembic', 'dkmonitor.scan', 'dkmonitor.notify'))))")
+            "'sqlalchemy', 'psycopg2', 'alembic', 'dkmonitor.scan', 'dkmonitor.notify', "
+            "'dkmonitor.config'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.splitlines()[-1]
-    assert out == "['dkmonitor.cli.context']"
+    assert out == "[]"
 
 
 def test_the_help_table_matches_each_commands_own_help():

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 import click
 
 from dkmonitor import __version__
-from dkmonitor.cli.context import AppContext
 from dkmonitor.errors import DatabaseUnavailable, DkmError
 from dkmonitor.launch import launch_from
 
@@ -85,6 +84,10 @@ class LazyGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, verbose: bool, quiet: bool) -> None:
     """Audit shared storage: per-user usage history, mail, safe cleaning."""
+    # Imported here, not at the top: `--help` never calls this, and the settings
+    # loader it brings in was a fifth of --help's time.
+    from dkmonitor.cli.context import AppContext
+
     # main() passes the MPI ranks (or None) in as the initial context object
     app = AppContext(config_path=config_path, verbosity=-1 if quiet else (1 if verbose else 0),
                      scan_pool=ctx.obj)

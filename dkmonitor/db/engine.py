@@ -8,7 +8,9 @@ A new SQLite file is created 0600 before SQLite opens it (its -wal and -shm
 files take the same mode), in a directory created 0700 when it is missing —
 the settings loader has already refused a URL naming a missing directory
 other than the state directory. What differs per backend is read from
-``dkmonitor.db.backends``.
+``dkmonitor.db.backends``. A run opens it with ``open_current`` instead:
+the same, but when the schema is already at head it starts with a plain
+DB-API connection and builds the engine only if something needs it.
 """
 
 from __future__ import annotations
@@ -17,30 +19,63 @@ import os
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from typing import TYPE_CHECKING
 
 from dkmonitor.db.backends import (
     backend_for,
+    is_database_error,
     is_unavailable,
     set_up_session,
     unavailable_message,
 )
-from dkmonitor.db.readonly import ReadConnection
+from dkmonitor.db.readonly import SQLITE_WRITE_PRAGMAS, ReadConnection, connect_current
 from dkmonitor.dburl import DatabaseURL, as_url
 from dkmonitor.errors import DatabaseUnavailable
 from dkmonitor.safefs import PRIVATE_FILE, make_private_dir
 
+# SQLAlchemy is imported where it is used, never at import time: a quick run
+# against a database already at head stores its row through ``plain`` (a
+# DB-API connection, dkmonitor.db.plainwrite) and never needs it; importing
+# it alone cost a third of a second of each such process.
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.engine import URL
+    from sqlalchemy.orm import Session, sessionmaker
 
-@dataclass
+
 class Database:
-    engine: Engine
-    sessions: sessionmaker[Session]
-    parsed_url: DatabaseURL
+    """The history database: a SQLAlchemy engine, and maybe a plain DB-API connection.
+
+    ``open_database`` gives one with its engine built (and the schema brought
+    to head). ``open_current`` gives one whose schema is known to be at head
+    and whose engine is built only when something first asks for it; its
+    ``plain`` connection is what the runner writes a scan record and reads
+    the tasks through meanwhile.
+    """
+
+    def __init__(
+        self, parsed_url: DatabaseURL, engine: Engine | None = None,
+        plain: ReadConnection | None = None,
+    ) -> None:
+        self.parsed_url = parsed_url
+        self.plain = plain
+        self._engine = engine
+        self._sessions: sessionmaker[Session] | None = None
+
+    @property
+    def engine(self) -> Engine:
+        """The engine, built on first use (no migration: the schema was at head)."""
+        if self._engine is None:
+            self._engine = make_engine(self.parsed_url)
+        return self._engine
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        if self._sessions is None:
+            from sqlalchemy.orm import sessionmaker
+
+            self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        return self._sessions
 
     @property
     def url(self) -> str:
@@ -49,7 +84,7 @@ class Database:
 
     @property
     def is_sqlite(self) -> bool:
-        return self.engine.dialect.name == "sqlite"
+        return backend_for(self.parsed_url).name == "sqlite"
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -68,11 +103,17 @@ class Database:
         return ReadConnection(self.engine.raw_connection(), self.engine.dialect.name)
 
     def dispose(self) -> None:
-        self.engine.dispose()
+        if self.plain is not None:
+            self.plain.close()
+            self.plain = None
+        if self._engine is not None:
+            self._engine.dispose()
 
 
 def driver_url(url: str | DatabaseURL) -> URL:
     """SQLAlchemy's URL, naming the driver we depend on (psycopg2 for postgresql)."""
+    from sqlalchemy.engine import URL
+
     parsed = as_url(url)
     query: dict[str, list[str]] = {}
     for key, value in parsed.query:
@@ -115,6 +156,8 @@ def _tighten(path: str) -> None:
 
 
 def make_engine(url: str | DatabaseURL) -> Engine:
+    from sqlalchemy import create_engine, event
+
     parsed = as_url(url)
     backend = backend_for(parsed)
     path = parsed.sqlite_file()
@@ -131,9 +174,8 @@ def make_engine(url: str | DatabaseURL) -> Engine:
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
     """Foreign keys on (cascades), WAL so views can read while a run writes."""
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    for pragma in SQLITE_WRITE_PRAGMAS:
+        cursor.execute(pragma)
     cursor.close()
 
 
@@ -157,10 +199,29 @@ def open_database(url: str | DatabaseURL, *, migrate: bool = True) -> Database:
         else:
             with engine.connect():
                 pass
-    except SQLAlchemyError as exc:
+    except Exception as exc:
         engine.dispose()
-        if not is_unavailable(exc):
+        if not is_database_error(exc) or not is_unavailable(exc):
             raise
         raise DatabaseUnavailable(unavailable_message(parsed, exc)) from None
-    sessions = sessionmaker(engine, expire_on_commit=False)
-    return Database(engine=engine, sessions=sessions, parsed_url=parsed)
+    return Database(parsed, engine)
+
+
+def open_current(url: str | DatabaseURL) -> Database:
+    """``open_database``, without SQLAlchemy when the schema is already at head.
+
+    At head (nearly always) the Database holds a plain DB-API connection
+    opened for writing and builds its engine only if asked; otherwise this is
+    ``open_database`` (create, migrate). Raises DatabaseUnavailable alike.
+    """
+    parsed = as_url(url)
+    path = parsed.sqlite_file()
+    if path is not None:
+        try:  # as make_engine does: a missing file created 0600, an old one tightened
+            _create_sqlite_file(path)
+        except OSError as exc:
+            raise DatabaseUnavailable(f"database {parsed}: {exc.strerror or exc}") from None
+    plain = connect_current(parsed, readonly=False)
+    if plain is None:
+        return open_database(url)
+    return Database(parsed, plain=plain)

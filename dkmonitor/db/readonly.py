@@ -42,6 +42,14 @@ log = logging.getLogger(__name__)
 # fails when it differs from alembic's head, so a new migration updates it.
 HEAD_REVISION = "0009"
 
+# Foreign keys on (cascades), WAL so views can read while a run writes: run on
+# every SQLite connection that may write, the engine's and the plain one alike.
+SQLITE_WRITE_PRAGMAS = (
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+)
+
 
 class ReadConnection:
     """A DB-API connection and the backend it talks to, for read-only queries.
@@ -92,8 +100,11 @@ class ReadConnection:
         self.close()
 
 
-def connect_current(url: str | DatabaseURL) -> ReadConnection | None:
+def connect_current(url: str | DatabaseURL, *, readonly: bool = True) -> ReadConnection | None:
     """A read connection when the schema is at head; None when it needs the usual path.
+
+    ``readonly=False`` gives a connection the runner may write through
+    (dkmonitor.db.plainwrite), set up as the engine sets up its own.
 
     None also for anything this path does not handle (an in-memory or
     missing SQLite file, URL options for SQLite): the usual path handles them
@@ -105,7 +116,10 @@ def connect_current(url: str | DatabaseURL) -> ReadConnection | None:
         backend = backend_for(parsed).name
     except ValueError:
         return None
-    connection = _sqlite(parsed) if backend == "sqlite" else _postgresql(parsed)
+    if backend == "sqlite":
+        connection = _sqlite(parsed, readonly)
+    else:
+        connection = _postgresql(parsed, readonly)
     if connection is None:
         return None
     if not _at_head(connection):
@@ -115,7 +129,7 @@ def connect_current(url: str | DatabaseURL) -> ReadConnection | None:
     return connection
 
 
-def _sqlite(parsed: DatabaseURL) -> ReadConnection | None:
+def _sqlite(parsed: DatabaseURL, readonly: bool = True) -> ReadConnection | None:
     import sqlite3
 
     path = parsed.sqlite_file()
@@ -130,10 +144,18 @@ def _sqlite(parsed: DatabaseURL) -> ReadConnection | None:
     except sqlite3.Error as exc:
         log.debug("cannot open %s directly (%s): opening it the usual way", path, exc)
         return None
+    if not readonly:
+        try:  # what dkmonitor.db.engine does on each of its connections
+            for pragma in SQLITE_WRITE_PRAGMAS:
+                connection.execute(pragma)
+        except sqlite3.Error as exc:
+            connection.close()
+            log.debug("cannot set up %s directly (%s): opening it the usual way", path, exc)
+            return None
     return ReadConnection(connection, "sqlite")
 
 
-def _postgresql(parsed: DatabaseURL) -> ReadConnection:
+def _postgresql(parsed: DatabaseURL, readonly: bool = True) -> ReadConnection:
     psycopg2 = driver_module(BACKENDS["postgresql"])
     try:
         connection = psycopg2.connect(**dbapi_kwargs(parsed))
@@ -142,7 +164,8 @@ def _postgresql(parsed: DatabaseURL) -> ReadConnection:
             raise
         raise DatabaseUnavailable(unavailable_message(parsed, exc)) from None
     set_up_session(connection, BACKENDS["postgresql"])
-    connection.set_session(readonly=True)
+    if readonly:
+        connection.set_session(readonly=True)
     return ReadConnection(connection, "postgresql")
 
 

@@ -12,14 +12,15 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from typing import TYPE_CHECKING
 
 from dkmonitor.db.backends import error_line, is_unavailable
-from dkmonitor.db.engine import Database
 from dkmonitor.db.store import ScanRecord, store_scan
 from dkmonitor.lock import AlreadyRunning, task_lock
 from dkmonitor.safefs import write_private_file
+
+if TYPE_CHECKING:
+    from dkmonitor.db.engine import Database
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,14 @@ def replay(database: Database, state_dir: Path) -> int:
 
 def _replay(database: Database, state_dir: Path) -> int:
     replayed = 0
-    for path in spooled_files(state_dir):
+    files = spooled_files(state_dir)
+    if not files:
+        return 0
+    # Imported only when there is something to replay: a run stores through
+    # plain SQL when it can (dkmonitor.db.plainwrite) and never loads SQLAlchemy.
+    from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+    for path in files:
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:  # replayed meanwhile

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from dkmonitor.db.models import Scan, ScanHistogram, ScanTopDirectory, UserStat
 from dkmonitor.metrics import Totals
 from dkmonitor.taskrun import HistogramBucket, TopDirectory, UserUsageRow
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 @dataclass(frozen=True)
@@ -76,6 +75,12 @@ def store_scan(session: Session, record: ScanRecord) -> int:
     If a scan with the same run_id is already stored (a spooled run replayed
     twice), nothing is added and the existing id is returned.
     """
+    # Imported here: ScanRecord is built by every run, SQLAlchemy is needed only
+    # here (a run against a database at head stores through db.plainwrite).
+    from sqlalchemy import select
+
+    from dkmonitor.db.models import Scan, ScanHistogram, ScanTopDirectory, UserStat
+
     existing = session.scalar(select(Scan.id).where(Scan.run_id == record.run_id))
     if existing is not None:
         return existing
