@@ -290,3 +290,26 @@ def test_an_announced_purge_that_moves(site, smtp_server, tmp_path):
     landed = list(relocation.rglob("old.dat"))
     assert len(landed) == 1 and landed[0].stat().st_uid == alice.uid
     assert time.time() - os.stat(landed[0]).st_mtime > 300 * DAY  # times kept
+
+
+def test_odd_names_are_listed_escaped_and_purged_exactly(site, smtp_server):
+    dkm, target, notices = site
+    alice = real_user("dkmann1")
+    odd = os.fsdecode(b"caf\xe9\nline\\2\t.dat")  # not UTF-8, a newline, a backslash, a tab
+    old = _file(target / "d" / odd, alice, 700)
+    plain = _file(target / "d" / "plain.dat", alice, 800)
+    assert dkm("task", "create", "scr", "--target", str(target), "--warning", "0.001",
+               "--critical", "0.002", "--old-days", "30", "--delete",
+               "--notice-days", "1").returncode == 0
+    assert dkm("run", "full", "scr").returncode == 0
+    lines = [line for line in (notices / str(alice.uid) / "scr.list").read_text("ascii")
+             .splitlines() if not line.startswith("#")]
+    assert len(lines) == 2  # one line per file, whatever its name holds
+    shown = sorted(line.split("\t")[3] for line in lines)
+    assert shown == sorted([str(plain), f"{target}/d/caf\\xe9\\x0aline\\x5c2\\x09.dat"])
+    announced = _summary(notices, alice)["announced"]
+    assert dkm("task", "edit", "scr", "--notice-days", "0.00002").returncode == 0
+    _wait_past(_epoch(announced["first_notice_at"]) + 3)
+    purge = dkm("run", "full", "scr")
+    assert purge.returncode == 0, purge.stderr
+    assert not os.path.lexists(old) and not plain.exists()
