@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.cleaning import RealUser, real_user
-from tests.fixtures.cli import DKMONITOR
+from tests.fixtures.cli import dkmonitor_for_users
 from tests.test_notify_run import mail_settings
 
 DAY = 86400.0
@@ -108,13 +108,13 @@ def test_the_whole_cycle(site, users, smtp_server):
     other = bob.run("cat", str(notices / str(alice.uid) / "scr.list"))
     assert other.returncode != 0 and str(keep) not in other.stdout
     assert bob.run("ls", str(notices)).returncode != 0
-    mine = alice.run(DKMONITOR, "me", "--notice-dir", str(notices), "--format", "json")
+    mine = alice.run(*dkmonitor_for_users(), "me", "--notice-dir", str(notices), "--format", "json")
     assert mine.returncode == 0, mine.stderr
     [seen] = json.loads(mine.stdout)
     assert seen["announced"]["files"] == 4 and seen["usage"]["old_files"] == 4
-    files = alice.run(DKMONITOR, "me", "--notice-dir", str(notices), "--files")
+    files = alice.run(*dkmonitor_for_users(), "me", "--notice-dir", str(notices), "--files")
     assert str(keep) in files.stdout and str(bobs) not in files.stdout
-    theirs = bob.run(DKMONITOR, "me", "--notice-dir", str(notices), "--files")
+    theirs = bob.run(*dkmonitor_for_users(), "me", "--notice-dir", str(notices), "--files")
     assert str(bobs) in theirs.stdout and str(keep) not in theirs.stdout
 
     # 2. a run before the date deletes nothing and mails nobody again

@@ -29,7 +29,7 @@ from dkmonitor.announce.summary import (
     unescape_path,
 )
 from tests.fixtures.cleaning import RealUser, needs_root, real_user
-from tests.fixtures.cli import DKMONITOR
+from tests.fixtures.cli import dkmonitor_for_users
 
 ODD_PATH = b"/scratch/a\nb\tc\\d \xff\xfe\x00\x7f\xc3\xa9 e"
 
@@ -132,7 +132,7 @@ def me_as(user: RealUser, *args: str, config: Path | None = None
     head = ["--config", str(config)] if config is not None else []
     return subprocess.run(
         ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups",
-         DKMONITOR, *head, "me", *args],
+         *dkmonitor_for_users(), *head, "me", *args],
         capture_output=True, text=True, cwd="/", env=env, timeout=120,
     )
 
@@ -277,7 +277,7 @@ def test_me_works_when_the_settings_file_is_roots_0600(published, people, open_t
                                 "task has looked at your files yet\n")
     verbose = subprocess.run(
         ["setpriv", f"--reuid={alice.uid}", f"--regid={alice.gid}", "--clear-groups",
-         DKMONITOR, "-v", "--config", str(config), "me"],
+         *dkmonitor_for_users(), "-v", "--config", str(config), "me"],
         capture_output=True, text=True, cwd="/", env={"PATH": "/usr/bin:/bin"}, timeout=120)
     assert verbose.returncode == 0
     assert "note: settings not used" in verbose.stderr and "Permission denied" in verbose.stderr
@@ -366,7 +366,8 @@ def test_me_files_streams_a_long_list_and_stops_quietly_at_a_closed_pipe(open_tr
     assert whole.stderr == (f"dkmonitor: error: {open_tree}/notices/{alice.uid}/other.list: "
                             "cannot read the list of task other: No such file or directory\n")
     argv = ["setpriv", f"--reuid={alice.uid}", f"--regid={alice.gid}", "--clear-groups",
-            DKMONITOR, "me", "--notice-dir", str(open_tree / "notices"), "--files", "--task",
+            *dkmonitor_for_users(), "me", "--notice-dir", str(open_tree / "notices"), "--files",
+            "--task",
             "scratch"]
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/",
                                env={"PATH": "/usr/bin:/bin"})
