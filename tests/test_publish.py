@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import stat
-import sys
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from dkmonitor.announce import publish
 from dkmonitor.announce.publish import NoticeDir, NoticeDirError, task_file
 from tests.fixtures.cleaning import needs_root, real_user
+from tests.fixtures.cli import python_for_users
 
 pytestmark = needs_root
 
@@ -380,7 +380,7 @@ def test_a_user_who_runs_dkmonitor_publishes_for_themselves_only(open_tree, peop
         "    except NoticeDirError as exc:\n"
         "        print('refused:', exc)\n"
     )
-    done = alice.run(sys.executable, "-c", code)
+    done = alice.run(*python_for_users(code))
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[1] == f"{home}/notices/{alice.uid}/s.json"
