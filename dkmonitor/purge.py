@@ -23,6 +23,7 @@ from typing import Any
 from dkmonitor.config import Settings
 from dkmonitor.db.engine import Database
 from dkmonitor.taskrun import AnnounceSummary, CleanSummary, TaskRun
+from dkmonitor.units import iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ def exemption_rows(
             continue
         rows.append({
             "id": view.id, "user": view.user, "path": view.path,
-            "until": view.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"), "reason": view.reason,
+            "until": iso_utc(view.expires_at), "reason": view.reason,
             "expired": view.expired, "owner_uid": owner,
         })
     return tuple(rows)

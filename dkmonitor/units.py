@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
@@ -42,3 +43,13 @@ def counted(count: int, noun: str) -> str:
 def iso_utc(moment: datetime) -> str:
     """A stored (naive, UTC) time as JSON shows it: ``2025-01-01T02:00:00Z``."""
     return moment.isoformat(timespec="seconds") + "Z"
+
+
+def epoch_iso_utc(epoch: float) -> str:
+    """Epoch seconds as ``iso_utc`` writes them (the announced purge's lists and summaries)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def epoch_minute_utc(epoch: float) -> str:
+    """Epoch seconds for a person, to the minute: ``2026-12-14 08:00 UTC``."""
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(epoch))

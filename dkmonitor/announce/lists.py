@@ -11,7 +11,6 @@ the backslash, as ``\\xHH``) so one file is always one printable line.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -21,13 +20,9 @@ from dkmonitor.announce.summary import SUMMARY_VERSION, escape_path
 from dkmonitor.metrics import share_percent
 from dkmonitor.scan.age import DAY
 from dkmonitor.taskrun import TaskRun, UserNotice, UserUsageRow
+from dkmonitor.units import epoch_iso_utc
 
 CHUNK = 64 * 1024
-
-
-def iso(epoch: float) -> str:
-    """UTC, to the second, ISO 8601 with Z."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 class _Iso:
@@ -40,7 +35,7 @@ class _Iso:
     def __call__(self, epoch: float) -> str:
         second = int(epoch)
         if second != self.second:
-            self.second, self.text = second, iso(epoch)
+            self.second, self.text = second, epoch_iso_utc(epoch)
         return self.text
 
 
@@ -52,7 +47,7 @@ def list_header(run: TaskRun, notice: UserNotice) -> str:
         f"(task {task.name})\n"
         f"# not used for {task.old_file_threshold:g} days; each may be {verb} from its "
         "purge-after date on, unless it is used or changed before then.\n"
-        f"# {notice.files} files, {notice.bytes} bytes; list written {iso(run.now)}\n"
+        f"# {notice.files} files, {notice.bytes} bytes; list written {epoch_iso_utc(run.now)}\n"
         "# size_bytes\tlast_use_utc\tpurge_after_utc\tpath "
         "(bytes outside printable ASCII and \\ written as \\xHH)\n"
     )
@@ -101,9 +96,9 @@ def summary_json(
         announced = {
             "files": notice.files,
             "bytes": notice.bytes,
-            "first_notice_at": iso(notice.first_at),
-            "earliest_purge_at": iso(notice.purge_at),
-            "final_notice_at": iso(final) if final is not None else None,
+            "first_notice_at": epoch_iso_utc(notice.first_at),
+            "earliest_purge_at": epoch_iso_utc(notice.purge_at),
+            "final_notice_at": epoch_iso_utc(final) if final is not None else None,
             "list": task_file(task.name, "list"),
         }
     payload = {
@@ -111,7 +106,7 @@ def summary_json(
         "task": task.name,
         "hostname": run.hostname,
         "target": task.target_path,
-        "scanned_at": iso(run.now),
+        "scanned_at": epoch_iso_utc(run.now),
         "disk_percent": round(run.disk.percent, 2),
         "old_file_threshold_days": task.old_file_threshold,
         "age_basis": task.age_basis,

@@ -23,7 +23,6 @@ import logging
 import os
 import pwd
 import stat
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from dkmonitor.config import Settings
 from dkmonitor.scan.age import DAY, is_old
 from dkmonitor.scan.users import username_for
 from dkmonitor.taskrun import AnnounceSummary, TaskRun, UserNotice
+from dkmonitor.units import epoch_minute_utc
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +260,7 @@ def _log(run: TaskRun, summary: AnnounceSummary) -> None:
         log.info(
             "%s: %s %d files (%d bytes, %d new) of %s; earliest purge %s%s", run.task.name,
             verb, notice.files, notice.bytes, notice.new_files, notice.username,
-            time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(notice.purge_at)),
+            epoch_minute_utc(notice.purge_at),
             f"; {notice.mail}" if notice.mail else "",
         )
     for line in summary.refreshed:

@@ -21,7 +21,7 @@ from dkmonitor.cli.taskflags import spec_changes, task_flags
 from dkmonitor.metrics import share_percent
 from dkmonitor.runner import Progress, RunReport, TaskOutcome, run_path, run_tasks
 from dkmonitor.taskspec import TaskSpec, validate
-from dkmonitor.units import counted, human_bytes, human_count
+from dkmonitor.units import counted, epoch_minute_utc, human_bytes, human_count
 
 
 @click.group()
@@ -334,7 +334,7 @@ def _announce_lines(outcome: TaskOutcome) -> list[str]:
     lines = [f"{verb} {counted(summary.files, 'old file')} ({human_bytes(size)}) to "
              f"{counted(len(summary.users), 'user')}:"]
     for user in sorted(summary.users.values(), key=lambda u: -u.bytes):
-        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(user.purge_at))
+        when = epoch_minute_utc(user.purge_at)
         mail = f", {user.mail}" if user.mail else ""
         lines.append(f"  {user.username}: {counted(user.files, 'file')}, "
                      f"{human_bytes(user.bytes)} ({user.new_files} new), earliest purge "

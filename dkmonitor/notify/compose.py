@@ -8,7 +8,6 @@ is what lets the tests check every number in every body directly.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 from dkmonitor.notify.message import clean_text
@@ -22,6 +21,7 @@ from dkmonitor.taskrun import (
     UserNotice,
     UserUsageRow,
 )
+from dkmonitor.units import epoch_minute_utc
 from dkmonitor.units import human_bytes as human_size
 
 # Notification.kind values.
@@ -221,7 +221,7 @@ def purge_values(run: TaskRun, notice: UserNotice) -> dict[str, str]:
     values = {
         "number_of_announced_files": str(notice.files),
         "total_announced_file_size": human_size(notice.bytes),
-        "earliest_purge_date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(notice.purge_at)),
+        "earliest_purge_date": epoch_minute_utc(notice.purge_at),
         "notice_days": f"{task.notice_days:g}",
         "purge_action": action,
         "list_path": notice.list_path or "(not published: ask your administrators)",
