@@ -223,6 +223,14 @@ class AnnounceRecord:
                 yield Entry(*row)
 
     # ------------------------------------------------------------ who was told when
+    def told_counts(self) -> dict[int, int]:
+        """uid -> files of theirs in the record that a notice already told them of."""
+        return dict(self.db.execute(
+            "SELECT f.uid, count(*) FROM files f JOIN users u ON u.uid = f.uid "
+            "WHERE u.last_notice_at IS NOT NULL AND f.announced_at <= u.last_notice_at "
+            "GROUP BY f.uid"
+        ).fetchall())
+
     def notice_states(self) -> dict[int, NoticeState]:
         return {
             uid: NoticeState(last, final_for, final_at)

@@ -31,6 +31,7 @@ from dkmonitor.announce.lists import list_chunks, summary_json
 from dkmonitor.announce.publish import NoticeDir, NoticeDirError, task_file
 from dkmonitor.announce.record import AnnounceRecord, Entry, NoticeState, Row, UserTotals
 from dkmonitor.clean.exemptions import ExemptRules
+from dkmonitor.clean.fsops import Unsafe, lstat_at, open_chain
 from dkmonitor.clean.select import Candidate, SelectOptions, iter_old_files
 from dkmonitor.config import Settings
 from dkmonitor.scan.age import DAY, is_old
@@ -84,7 +85,7 @@ def announce_step(run: TaskRun, context: AnnounceContext) -> AnnounceSummary:
     task = run.task
     record = context.record
     summary = AnnounceSummary(dry_run=run.dry_run)
-    told_before = _told_counts(record)
+    told_before = record.told_counts()
     options = SelectOptions(
         target=task.target_path, old_days=task.old_file_threshold, now=run.now,
         age_basis=task.age_basis, exclude=context.settings.scan.exclude, exempt=context.exempt,
@@ -117,29 +118,25 @@ def announce_step(run: TaskRun, context: AnnounceContext) -> AnnounceSummary:
     return summary
 
 
-def _told_counts(record: AnnounceRecord) -> Counter[int]:
-    """uid -> files of theirs in the record that a notice already told them of."""
-    told: Counter[int] = Counter()
-    for uid, count in record.db.execute(
-        "SELECT f.uid, count(*) FROM files f JOIN users u ON u.uid = f.uid "
-        "WHERE u.last_notice_at IS NOT NULL AND f.announced_at <= u.last_notice_at "
-        "GROUP BY f.uid"
-    ):
-        told[uid] = count
-    return told
-
-
 def _refreshed_by_atime(dropped: Iterator[Entry], root_fd: int, run: TaskRun) -> Counter[int]:
     """uid -> dropped files still there, unchanged, and young again only by their atime."""
     task = run.task
     counts: Counter[int] = Counter()
     if task.age_basis not in ("used", "atime"):
         return counts
+    root_dev = os.fstat(root_fd).st_dev
     for entry in dropped:
-        try:
-            st = os.stat(entry.path, dir_fd=root_fd, follow_symlinks=False)
-        except OSError:
+        *parent, name = os.fsdecode(entry.path).split("/")
+        try:  # component by component, as the cleaner does: no symlink on the way is followed
+            dir_fd, _dirs = open_chain(root_fd, parent, root_dev)
+        except (Unsafe, OSError):
             continue  # gone, moved by the cleaner, or its directory is: not a refresh
+        try:
+            st = lstat_at(dir_fd, name)
+        except OSError:
+            continue
+        finally:
+            os.close(dir_fd)
         same = (
             stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) == (entry.dev, entry.ino)
             and st.st_size == entry.size and st.st_mtime_ns == entry.mtime_ns
@@ -152,7 +149,7 @@ def _refreshed_by_atime(dropped: Iterator[Entry], root_fd: int, run: TaskRun) ->
     return counts
 
 
-def _refresh_lines(task_name: str, refreshed: Counter[int], told: Counter[int]) -> list[str]:
+def _refresh_lines(task_name: str, refreshed: Counter[int], told: dict[int, int]) -> list[str]:
     lines = []
     for uid, count in sorted(refreshed.items()):
         of = told.get(uid, 0)
