@@ -8,7 +8,7 @@ MPI (mpi4py is imported only when there is more than one rank).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # Environment variables that MPI launchers set in every rank: (size, rank).
 _LAUNCHER_VARIABLES = (
@@ -19,9 +19,13 @@ _LAUNCHER_VARIABLES = (
 )
 
 
-@dataclass(frozen=True)
-class Launch:
-    """How this process was started: the job's size and this process's rank."""
+class Launch(NamedTuple):
+    """How this process was started: the job's size and this process's rank.
+
+    A NamedTuple, not a dataclass: ``dkmonitor --help`` asks for it too, and
+    building a dataclass (and importing dataclasses) cost more than the rest
+    of this module.
+    """
 
     size: int
     rank: int

@@ -1,9 +1,11 @@
 """Start-up cost: `dkmonitor --help` imports no command module (cron and monitoring
-start dkmonitor often), and the help lines it shows say what each command's own does."""
+start dkmonitor often), the help lines it shows say what each command's own does,
+and `run quick` (hourly, from cron) imports no scanner."""
 
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 import sys
 
@@ -17,7 +19,7 @@ def test_help_imports_no_command_module_and_no_database_library():
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
             "print(sorted(m for m in sys.modules if m.startswith(('dkmonitor.cli.', "
             "'sqlalchemy', 'psycopg2', 'alembic', 'dkmonitor.scan', 'dkmonitor.notify', "
-            "'dkmonitor.config'))))")
+            "'dkmonitor.config', 'dataclasses'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.splitlines()[-1]
     assert out == "[]"
@@ -32,3 +34,43 @@ def test_the_help_table_matches_each_commands_own_help():
         # the table's line is the command's first sentence, or a shortening of it
         assert own.startswith(" ".join(words[:3])), (name, line, own)
         assert cli.get_command(ctx, name) is command
+
+
+def _imported_by(dkm, *args: str) -> set[str]:
+    """The modules a real ``dkmonitor`` process imports (``-X importtime`` lines)."""
+    env = {**os.environ, **dkm.env}
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "dkmonitor", "--config", str(dkm.config),
+         "-q", *args], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
+SCANNER = ("dkmonitor.scan.walker", "dkmonitor.scan.parallel", "dkmonitor.scan._dirscan",
+           "multiprocessing", "ctypes")
+
+
+def test_run_quick_imports_no_walker_and_no_worker_pool(dkm, tmp_path):
+    target = tmp_path / "target"
+    target.mkdir()
+    made = dkm("task", "create", "q1", "--target", str(target), "--warning", "99",
+               "--critical", "100", "--old-days", "90")
+    assert made.returncode == 0, made.stderr
+    modules = _imported_by(dkm, "run", "quick", "q1")
+    assert "dkmonitor.runner" in modules and "dkmonitor.scan.disk" in modules  # parsed
+    assert sorted(m for m in modules if m.startswith(SCANNER)) == []
+
+
+def test_run_path_imports_the_walker_when_it_walks(dkm, tmp_path):
+    (tmp_path / "target").mkdir()
+    (tmp_path / "target" / "f").write_bytes(b"x")
+    modules = _imported_by(dkm, "run", "path", str(tmp_path / "target"), "--old-days", "9")
+    assert "dkmonitor.scan.walker" in modules
+
+
+def test_the_worker_error_is_still_the_packages_name():
+    from dkmonitor.scan import ScanWorkerError
+    from dkmonitor.scan.parallel import ScanWorkerError as defined
+
+    assert ScanWorkerError is defined and issubclass(ScanWorkerError, OSError)

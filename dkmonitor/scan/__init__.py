@@ -1,6 +1,11 @@
 """Walking a target and totalling its files per owner (pure: no DB, no mail).
 
 The runner calls :func:`scan_tree`; everything else in this package is detail.
+
+The walker and the worker pool (multiprocessing, ctypes) are imported when a
+scan starts, not with the package: every ``dkmonitor.scan.*`` import runs this
+file first, and ``run quick``, ``view`` and the option parsing of every command
+(``dkmonitor.scan.age``) need none of them; they were a fifth of ``run quick``.
 """
 
 from __future__ import annotations
@@ -12,13 +17,11 @@ import stat
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from dkmonitor.scan import walker
-from dkmonitor.scan.parallel import ScanWorkerError, walk_in_parallel
 from dkmonitor.scan.stats import ScanOptions, ScanResult, Usage
-from dkmonitor.scan.walker import WalkConfig, walk_in_process
 
 if TYPE_CHECKING:
     from dkmonitor.scan.mpi import ScanPool
+    from dkmonitor.scan.parallel import ScanWorkerError
 
 __all__ = ["ScanOptions", "ScanResult", "ScanWorkerError", "Usage", "scan_tree"]
 
@@ -26,9 +29,20 @@ Progress = Callable[[int, int], None]
 log = logging.getLogger(__name__)
 
 
+def __getattr__(name: str) -> object:
+    """``dkmonitor.scan.ScanWorkerError``, imported with the worker pool on first use."""
+    if name == "ScanWorkerError":
+        from dkmonitor.scan.parallel import ScanWorkerError
+
+        return ScanWorkerError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def scanner_kind() -> str:
     """Which per-entry loop scans run with (shown by ``dkmonitor --version``)."""
-    if walker.COMPILED:
+    from dkmonitor.scan.walker import COMPILED
+
+    if COMPILED:
         return "compiled"
     return "pure Python (slower: install gcc and python3-dev, then reinstall dkmonitor)"
 
@@ -53,6 +67,8 @@ def scan_tree(
     walked; ``result.left_out`` names those met. With a ``pool`` (rank 0 of an
     MPI job) every other rank walks too, and ``options.workers`` is not used.
     """
+    from dkmonitor.scan.walker import WalkConfig, walk_in_process
+
     root = os.path.abspath(os.fsdecode(root))
     root_stat = os.stat(root)
     if not stat.S_ISDIR(root_stat.st_mode):
@@ -65,6 +81,8 @@ def scan_tree(
         log.debug("scanning %s: %d MPI rank(s), scanner %s", root, pool.workers, scanner_kind())
         tally = pool.walk(config, progress)
     elif options.workers > 1:
+        from dkmonitor.scan.parallel import walk_in_parallel
+
         log.debug("scanning %s: %d workers, scanner %s", root, options.workers, scanner_kind())
         tally = walk_in_parallel(config, options.workers, progress)
     else:
