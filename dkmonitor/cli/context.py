@@ -10,7 +10,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import click
@@ -23,13 +22,18 @@ if TYPE_CHECKING:
     from dkmonitor.scan.mpi import ScanPool
 
 
-@dataclass
 class AppContext:
-    config_path: str | None
-    verbosity: int  # -1 quiet, 0 normal, 1 verbose
-    scan_pool: ScanPool | None = None  # rank 0 of an MPI job: the other ranks, for scans
-    _settings: Settings | None = None
-    _database: Database | None = None
+    """What every command gets: the options of ``dkmonitor`` itself, the settings
+    and the database, each loaded on first use. (A plain class: defining a
+    dataclass costs more than this whole module at every start.)"""
+
+    def __init__(self, config_path: str | None, verbosity: int,
+                 scan_pool: ScanPool | None = None) -> None:
+        self.config_path = config_path
+        self.verbosity = verbosity  # -1 quiet, 0 normal, 1 verbose
+        self.scan_pool = scan_pool  # rank 0 of an MPI job: the other ranks, for scans
+        self._settings: Settings | None = None
+        self._database: Database | None = None
 
     @property
     def settings(self) -> Settings:

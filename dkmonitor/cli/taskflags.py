@@ -14,8 +14,7 @@ field that may be empty has a word that empties it (``--emergency none``,
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar, cast, overload
+from typing import Any, NamedTuple, TypeVar, cast, overload
 
 import click
 
@@ -46,9 +45,12 @@ def number_or(word: str) -> Callable[[str], float | _Clear]:
     return convert
 
 
-@dataclass(frozen=True)
-class Flag:
-    """One task field as the command line and the prompts show it."""
+class Flag(NamedTuple):
+    """One task field as the command line and the prompts show it.
+
+    A NamedTuple: every command line builds this module's flags, and a frozen
+    dataclass costs about five times as much to define.
+    """
 
     key: str  # the TaskSpec field
     flag: str  # what a user types: "--warning", "--email-warnings/--no-email-warnings"
