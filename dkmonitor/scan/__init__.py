@@ -10,11 +10,13 @@ import logging
 import os
 import stat
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dkmonitor.scan import walker
 from dkmonitor.scan.parallel import ScanWorkerError, walk_in_parallel
 from dkmonitor.scan.stats import ScanOptions, ScanResult, Usage
+from dkmonitor.scan.tally import Tally
 from dkmonitor.scan.walker import WalkConfig, walk_in_process
 
 if TYPE_CHECKING:
@@ -59,23 +61,40 @@ def scan_tree(
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), root)
     leave_out = _identities(options.leave_out)
     leave_out.pop((root_stat.st_dev, root_stat.st_ino), None)  # asked for: scanned
+    spools: tuple[int, ...] = ()
+    if options.candidate_dir is not None and pool is None:  # MPI ranks: the step walks
+        from dkmonitor.announce.spool import open_spools
+
+        spools = open_spools(Path(options.candidate_dir), max(1, options.workers))
     config = WalkConfig.build(root, root_stat.st_dev, options, root_stat.st_ino,
-                              frozenset(leave_out))
-    if pool is not None:
-        log.debug("scanning %s: %d MPI rank(s), scanner %s", root, pool.workers, scanner_kind())
-        tally = pool.walk(config, progress)
-    elif options.workers > 1:
-        log.debug("scanning %s: %d workers, scanner %s", root, options.workers, scanner_kind())
-        tally = walk_in_parallel(config, options.workers, progress)
-    else:
-        log.debug("scanning %s: 1 worker, scanner %s", root, scanner_kind())
-        tally = walk_in_process(config, progress)
+                              frozenset(leave_out), spools)
+    try:
+        tally = _walk(config, options, progress, pool)
+    except BaseException:
+        for fd in spools:
+            os.close(fd)
+        raise
     result = tally.to_result(root)
+    result.candidates = spools
     result.left_out = tuple(path for key, path in leave_out.items() if key in tally.left_out)
     if progress is not None:
         total = result.total
         progress(total.files, total.bytes)
     return result
+
+
+def _walk(config: WalkConfig, options: ScanOptions, progress: Progress | None,
+          pool: ScanPool | None) -> Tally:
+    if pool is not None:
+        log.debug("scanning %s: %d MPI rank(s), scanner %s", config.root, pool.workers,
+                  scanner_kind())
+        return pool.walk(config, progress)
+    if options.workers > 1:
+        log.debug("scanning %s: %d workers, scanner %s", config.root, options.workers,
+                  scanner_kind())
+        return walk_in_parallel(config, options.workers, progress)
+    log.debug("scanning %s: 1 worker, scanner %s", config.root, scanner_kind())
+    return walk_in_process(config, progress)
 
 
 def _identities(paths: tuple[str, ...]) -> dict[tuple[int, int], str]:
