@@ -350,8 +350,8 @@ def _write_new(ufd: int, name: str, uid: int, gid: int, chunks: Iterable[bytes],
             os.fsync(fd)
         finally:
             os.close(fd)
-        _replace(ufd, temp, name, target)
-        os.fsync(ufd)
+        _replace(ufd, temp, name, target)  # no fsync of the directory: a crash leaves
+        # the old file or the new one, each whole, and the next run rewrites it
     except BaseException:
         try:
             os.unlink(temp, dir_fd=ufd)  # the name only: never follows what is there now
