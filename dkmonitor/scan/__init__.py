@@ -62,7 +62,10 @@ def scan_tree(
     leave_out = _identities(options.leave_out)
     leave_out.pop((root_stat.st_dev, root_stat.st_ino), None)  # asked for: scanned
     spools: tuple[int, ...] = ()
-    if options.candidate_dir is not None and pool is None:  # MPI ranks: the step walks
+    # The walk spools its old files for the announce step, which walks for them
+    # itself when it could not: MPI ranks (other hosts' files), or a walk that
+    # crosses filesystems (the cleaner never does, so neither may its list).
+    if options.candidate_dir is not None and pool is None and options.one_file_system:
         from dkmonitor.announce.spool import open_spools
 
         spools = open_spools(Path(options.candidate_dir), max(1, options.workers))
