@@ -1,6 +1,8 @@
-/* Vendored from the project's shared design folder (shared/bench/latfs.c), unchanged
- * below this comment; that file carries no licence header. Used only by
- * bench/scan_vs_find.py --latfs (needs gcc, libfuse3-dev, fusermount3). */
+/* Vendored from the project's shared design folder (shared/bench/latfs.c); that file
+ * carries no licence header. One change here: -o counts=FILE writes, at unmount, how
+ * many requests of each kind were served and the most served at once (so that tools
+ * can be compared request for request, and overlap seen). Used by bench/scan_vs_find.py
+ * --latfs and bench/mpi_scaling.py (needs gcc, libfuse3-dev, fusermount3). */
 /* latfs: read-only FUSE passthrough that adds a fixed latency to every metadata
  * request (getattr/lookup, opendir, readdir) -- a cheap stand-in for a
  * network filesystem (NFS/Lustre) where each stat costs one round trip.
@@ -10,7 +12,8 @@
  *   fusermount3 -u MNT
  *
  * Kernel caching: entry/attr timeout 3600 s, so during one walk every file costs
- * one LOOKUP (+ attrs); remount to start cold again.
+ * one LOOKUP (+ attrs); remount to start cold again. Multi-threaded (libfuse's
+ * default loop, up to max_threads): concurrent requests sleep concurrently.
  */
 #define FUSE_USE_VERSION 31
 #define _GNU_SOURCE
