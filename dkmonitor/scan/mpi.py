@@ -27,7 +27,6 @@ is safe for every MPI library. So ``-n N`` walks with N processes.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import threading
@@ -36,13 +35,15 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from contextlib import contextmanager
-from multiprocessing.connection import Connection
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from dkmonitor.launch import launch_from
 from dkmonitor.scan.parallel import ScanWorkerError, _die_with_parent
 from dkmonitor.scan.tally import Tally
 from dkmonitor.scan.walker import TICK_SECONDS, Pending, WalkConfig, Walker
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
 
 # How long one task walks before it starts giving work back. Short enough that
 # idle ranks are fed quickly, long enough that a task is much more than a round
@@ -140,6 +141,8 @@ class LocalWalker:
     """
 
     def __init__(self) -> None:
+        import multiprocessing  # rank 0 only: the walking ranks need not import it
+
         context = multiprocessing.get_context("fork")
         self._conn, child = context.Pipe()
         self._process = context.Process(target=_serve_local, args=(child, os.getpid()),
@@ -162,9 +165,9 @@ class LocalWalker:
         try:
             status, value = self._conn.recv()
         except (EOFError, OSError):
-            code = self._process.exitcode
+            self._process.join(timeout=1)  # reap it, for the exit status
             future.set_exception(ScanWorkerError(
-                f"rank 0's walker process died (exit status {code})"))
+                f"rank 0's walker process died (exit status {self._process.exitcode})"))
             return
         if status == "ok":
             future.set_result(value)
