@@ -12,7 +12,9 @@ and, for each command, mounts it fresh (latfs caches entries for an hour, so
 every run is a cold walk), runs, unmounts.
 
 Prints, per command, min/median/max wall seconds, the median's ratio to find's
-and to one rank's, how many requests latfs served (all commands must make the
+and to one rank's, dkmonitor's median walk alone (from its debug log: the
+"scanning" line to the result line; the rest is starting and ending the
+job), how many requests latfs served (all commands must make the
 same number: same work) and the most it served at once, and the load average
 at the start of the command's runs. Then the start-up alone: ``mpirun -n N
 dkmonitor --version``. With ``--floor``, also N threads of one Python process
@@ -25,6 +27,7 @@ e.g. ``self,vader`` on one node (default: Open MPI's own choice).
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import queue
 import shutil
@@ -123,6 +126,20 @@ def threads_walk(root: str, threads: int) -> None:
         thread.join()
 
 
+def walk_seconds(log: Path) -> float | None:
+    """The last scan's walk, from dkmonitor's log: its "scanning" line to its result line."""
+    if not log.exists():
+        return None
+    stamps: dict[str, datetime.datetime] = {}
+    for line in log.read_text().splitlines():
+        kind = "start" if ": scanning " in line else "end" if " files, " in line else None
+        if kind:
+            stamps[kind] = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+    if "start" not in stamps or "end" not in stamps:
+        return None
+    return (stamps["end"] - stamps["start"]).total_seconds()
+
+
 def load() -> str:
     return Path("/proc/loadavg").read_text().split()[0]
 
@@ -187,35 +204,43 @@ def main() -> None:
         config = work / "settings.cfg"
         config.write_text(f"[general]\nstate_dir = {work / 'state'}\n\n"
                           f"[database]\nurl = sqlite:///{work / 'state' / 'db.sqlite'}\n\n"
-                          "[scan]\nworkers = 1\n")
+                          "[scan]\nworkers = 1\n\n[logging]\nlevel = DEBUG\n")
         config.chmod(0o600)
         latfs = latfs_binary(work)
         commands = commands_for(args, work / "mnt", config, env_mpi)
         times: dict[str, list[float]] = {name: [] for name in commands}
         counts: dict[str, dict[str, int]] = {}
         loads: dict[str, list[str]] = {name: [] for name in commands}
+        walks: dict[str, list[float]] = {name: [] for name in commands}
+        log = work / "state" / "log" / "dkmonitor.log"
         for _ in range(args.runs):  # interleaved, so drift hits every command alike
             for name, command in commands.items():
                 loads[name].append(load())
+                log.unlink(missing_ok=True)
                 elapsed, counts[name] = timed_cold(latfs, src, work, args.lat_us, command)
                 times[name].append(elapsed)
-    report(args, times, counts, loads)
+                walk = walk_seconds(log)
+                if walk is not None:
+                    walks[name].append(walk)
+    report(args, times, counts, loads, walks)
     startup(env_mpi, args.rank_list, args.runs)
 
 
 def report(args: argparse.Namespace, times: dict[str, list[float]],
-           counts: dict[str, dict[str, int]], loads: dict[str, list[str]]) -> None:
+           counts: dict[str, dict[str, int]], loads: dict[str, list[str]],
+           walks: dict[str, list[float]]) -> None:
     find_median = statistics.median(times["find"])
     one_median = statistics.median(times.get("1 rank", [float("nan")]))
     print(f"{args.files} files, +{args.lat_us} us per request, {args.runs} cold runs each")
     print(f"{'command':>10} {'min':>7} {'median':>7} {'max':>7} {'vs find':>7} "
-          f"{'vs 1 rank':>9} {'requests':>9} {'in flight':>9}  load")
+          f"{'vs 1 rank':>9} {'walk':>6} {'requests':>9} {'in flight':>9}  load")
     for name, values in times.items():
         median = statistics.median(values)
         served = counts.get(name, {})
         requests = sum(v for k, v in served.items() if k != "most_in_flight")
+        walk = f"{statistics.median(walks[name]):6.2f}" if walks[name] else f"{'-':>6}"
         print(f"{name:>10} {min(values):7.2f} {median:7.2f} {max(values):7.2f} "
-              f"{median / find_median:7.3f} {one_median / median:8.1f}x {requests:9d} "
+              f"{median / find_median:7.3f} {one_median / median:8.1f}x {walk} {requests:9d} "
               f"{served.get('most_in_flight', 0):9d}  {'/'.join(loads[name])}")
 
 
