@@ -71,7 +71,13 @@ setup(
             ["dkmonitor/scan/_dirscan.c"],
             extra_compile_args=["-O2"],
             optional=True,
-        )
+        ),
+        Extension(  # root's record of announced files (announce/recordfile.py says why)
+            "dkmonitor.announce._recordio",
+            ["dkmonitor/announce/_recordio.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        ),
     ],
     entry_points={"console_scripts": ["dkmonitor = dkmonitor.cli:main"]},
 )

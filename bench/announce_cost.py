@@ -10,13 +10,17 @@ records, publishes every user's list and summary). One warm-up of each, then
 the two commands alternate ``--runs`` times; it prints every pair, the medians,
 the median of the pairwise ratios notice/plain, and each command's peak RSS.
 The announcing runs after the first are the steady state of a site (most files
-were announced before and keep their date).
+were announced before and keep their date: the record and the lists are not
+written again). ``--first`` measures the other end: the task's record and the
+users' lists are removed before every announcing run, so each one announces
+every file for the first time and writes the record and every list whole.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -45,6 +49,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--files", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/dkm-bench"))
+    parser.add_argument("--first", action="store_true",
+                        help="every announcing run is a first announcement (worst case)")
     args = parser.parse_args(argv)
     root = ensure_tree(args.work_dir, args.files)
     with tempfile.TemporaryDirectory(prefix="dkm-announce-") as scratch:
@@ -59,13 +65,17 @@ def main(argv: list[str] | None = None) -> None:
                            check=True, stdout=subprocess.DEVNULL)
         plain = dkmonitor(config, "run", "full", "plain")
         notice = dkmonitor(config, "run", "full", "notice")
-        print(f"load {os.getloadavg()[0]:.2f}; {args.files} files, all candidates; warm-up",
-              flush=True)
+        kind = "first announcements" if args.first else "steady state"
+        print(f"load {os.getloadavg()[0]:.2f}; {args.files} files, all candidates, {kind}; "
+              "warm-up", flush=True)
         run_timed(plain, cold=False)
         run_timed(notice, cold=False)
         pairs: list[tuple[Measurement, Measurement]] = []
         for number in range(args.runs):
             a = run_timed(plain, cold=False)
+            if args.first:
+                shutil.rmtree(state / "announce", ignore_errors=True)
+                shutil.rmtree(notices, ignore_errors=True)
             b = run_timed(notice, cold=False)
             pairs.append((a, b))
             print(f"run {number + 1}: plain {a.seconds:.2f} s ({a.cpu_seconds:.2f} cpu), "

@@ -1,6 +1,8 @@
-/* Vendored from the project's shared design folder (shared/bench/latfs.c), unchanged
- * below this comment; that file carries no licence header. Used only by
- * bench/scan_vs_find.py --latfs (needs gcc, libfuse3-dev, fusermount3). */
+/* Vendored from the project's shared design folder (shared/bench/latfs.c); that file
+ * carries no licence header. One change here: -o counts=FILE writes, at unmount, how
+ * many requests of each kind were served and the most served at once (so that tools
+ * can be compared request for request, and overlap seen). Used by bench/scan_vs_find.py
+ * --latfs and bench/mpi_scaling.py (needs gcc, libfuse3-dev, fusermount3). */
 /* latfs: read-only FUSE passthrough that adds a fixed latency to every metadata
  * request (getattr/lookup, opendir, readdir) -- a cheap stand-in for a
  * network filesystem (NFS/Lustre) where each stat costs one round trip.
@@ -10,7 +12,8 @@
  *   fusermount3 -u MNT
  *
  * Kernel caching: entry/attr timeout 3600 s, so during one walk every file costs
- * one LOOKUP (+ attrs); remount to start cold again.
+ * one LOOKUP (+ attrs); remount to start cold again. Multi-threaded (libfuse's
+ * default loop, up to max_threads): concurrent requests sleep concurrently.
  */
 #define FUSE_USE_VERSION 31
 #define _GNU_SOURCE
@@ -27,13 +30,37 @@
 #include <time.h>
 #include <unistd.h>
 
-static struct { char *src; int lat_us; } opt = { NULL, 500 };
-static const struct fuse_opt opts[] = { { "lat_us=%d", offsetof(typeof(opt), lat_us), 0 }, FUSE_OPT_END };
+static struct { char *src; int lat_us; char *counts; } opt = { NULL, 500, NULL };
+static const struct fuse_opt opts[] = {
+    { "lat_us=%d", offsetof(typeof(opt), lat_us), 0 },
+    { "counts=%s", offsetof(typeof(opt), counts), 0 },
+    FUSE_OPT_END
+};
+/* requests served, per kind, and the most served at once (-o counts=FILE writes them
+ * at unmount): how many round trips each tool makes, and whether they overlap */
+enum { C_GETATTR, C_OPENDIR, C_READDIR, C_N };
+static unsigned long counts[C_N], in_flight, most_in_flight;
 
-static void lat(void) {
+static void lat_counted(int kind) {
+    __atomic_add_fetch(&counts[kind], 1, __ATOMIC_RELAXED);
+    unsigned long now = __atomic_add_fetch(&in_flight, 1, __ATOMIC_RELAXED);
+    unsigned long most = __atomic_load_n(&most_in_flight, __ATOMIC_RELAXED);
+    while (now > most && !__atomic_compare_exchange_n(&most_in_flight, &most, now, 0,
+                                                      __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
     struct timespec ts = { opt.lat_us / 1000000, (opt.lat_us % 1000000) * 1000L };
     nanosleep(&ts, NULL);
+    __atomic_sub_fetch(&in_flight, 1, __ATOMIC_RELAXED);
 }
+static void l_destroy(void *data) {
+    (void)data;
+    if (!opt.counts) return;
+    FILE *f = fopen(opt.counts, "w");
+    if (!f) return;
+    fprintf(f, "getattr %lu\nopendir %lu\nreaddir %lu\nmost_in_flight %lu\n",
+            counts[C_GETATTR], counts[C_OPENDIR], counts[C_READDIR], most_in_flight);
+    fclose(f);
+}
+
 static void full(char *out, const char *path) { snprintf(out, PATH_MAX, "%s%s", opt.src, path); }
 
 static void *l_init(struct fuse_conn_info *conn, struct fuse_config *cfg) {
@@ -44,12 +71,12 @@ static void *l_init(struct fuse_conn_info *conn, struct fuse_config *cfg) {
 }
 static int l_getattr(const char *path, struct stat *st, struct fuse_file_info *fi) {
     (void)fi; char p[PATH_MAX]; full(p, path);
-    lat();
+    lat_counted(C_GETATTR);
     return lstat(p, st) == -1 ? -errno : 0;
 }
 static int l_opendir(const char *path, struct fuse_file_info *fi) {
     char p[PATH_MAX]; full(p, path);
-    lat();
+    lat_counted(C_OPENDIR);
     DIR *d = opendir(p);
     if (!d) return -errno;
     fi->fh = (uintptr_t)d;
@@ -59,7 +86,7 @@ static int l_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t 
                      struct fuse_file_info *fi, enum fuse_readdir_flags fl) {
     (void)path; (void)off; (void)fl;
     DIR *d = (DIR *)(uintptr_t)fi->fh;
-    lat();
+    lat_counted(C_READDIR);
     rewinddir(d);
     struct dirent *e;
     while ((e = readdir(d))) {
@@ -84,7 +111,7 @@ static int l_read(const char *path, char *b, size_t n, off_t o, struct fuse_file
     (void)path; ssize_t r = pread(fi->fh, b, n, o); return r < 0 ? -errno : (int)r;
 }
 static const struct fuse_operations ops = {
-    .init = l_init, .getattr = l_getattr, .opendir = l_opendir, .readdir = l_readdir,
+    .init = l_init, .destroy = l_destroy, .getattr = l_getattr, .opendir = l_opendir, .readdir = l_readdir,
     .releasedir = l_releasedir, .open = l_open, .release = l_release, .read = l_read,
 };
 

@@ -17,13 +17,16 @@ import os
 import pwd
 import sqlite3
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dkmonitor.config import Settings
+from dkmonitor.db.backends import is_database_error
 from dkmonitor.db.engine import Database
 from dkmonitor.taskrun import AnnounceSummary, CleanSummary, TaskRun
 from dkmonitor.units import iso_utc
+
+if TYPE_CHECKING:
+    from dkmonitor.clean.exemptions import ExemptionView
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +50,18 @@ def announcing_due(run: TaskRun) -> bool:
 
 def purge_steps(database: Database | None, settings: Settings, run: TaskRun) -> PurgeResult:
     """Clean and/or announce, as the task and the disk use say; never raises for a task."""
+    try:
+        return _purge_steps(database, settings, run)
+    finally:  # the scan's spooled candidates (announce/spool.py) are this run's only
+        for fd in run.result.candidates if run.result is not None else ():
+            os.close(fd)
+
+
+def _purge_steps(database: Database | None, settings: Settings, run: TaskRun) -> PurgeResult:
     result = PurgeResult()
     task = run.task
     if not (cleaning_due(run) or announcing_due(run)):
         return result
-    # Imported once cleaning is due: a run that cleans nothing never loads SQLAlchemy.
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from dkmonitor.clean.step import clean_step
-
     if task.notice_days > 0 and database is None and not run.dry_run:
         result.errors.append(
             f"task {task.name}: the database is unreachable: files were neither announced "
@@ -66,8 +72,13 @@ def purge_steps(database: Database | None, settings: Settings, run: TaskRun) -> 
         if task.notice_days > 0:
             _announced_purge(database, settings, run, result)
         else:
+            # Imported once cleaning is due: a run that cleans nothing never loads it.
+            from dkmonitor.clean.step import clean_step
+
             result.clean = clean_step(database, settings, run)
-    except (OSError, sqlite3.Error, SQLAlchemyError) as exc:
+    except Exception as exc:
+        if not isinstance(exc, (OSError, sqlite3.Error)) and not is_database_error(exc):
+            raise
         result.errors.append(f"task {task.name}: cleaning stopped: {exc}")
     for error in result.errors:
         log.error("%s", error)
@@ -112,37 +123,32 @@ def _announced_purge(
 ) -> None:
     from dkmonitor.announce.record import AnnounceRecord
     from dkmonitor.announce.step import AnnounceContext, announce_step
-    from dkmonitor.clean.exemptions import load_rules
-    from dkmonitor.clean.step import clean_step
+    from dkmonitor.clean.exemptions import load_exemptions, log_rules, rules_of
 
     task = run.task
-    exempt = load_rules(database, task.name, task.target_path, run.started_at)
+    views = load_exemptions(database, task.name, run.started_at)
+    exempt = log_rules(task.name, rules_of(views, task.target_path))
     with AnnounceRecord.open(settings.state_dir, task.name, dry_run=run.dry_run) as record:
         if cleaning_due(run):
+            from dkmonitor.clean.step import clean_step
+
             result.clean = clean_step(database, settings, run, record=record)
         if announcing_due(run):
-            rows = exemption_rows(database, task.name, run.started_at)
-            context = AnnounceContext(settings, record, exempt, rows)
+            rows = exemption_rows(views)
+            spools = run.result.candidates if run.result is not None else ()
+            context = AnnounceContext(settings, record, exempt, rows, spools)
             result.announce = announce_step(run, context)
             if result.announce.error:
                 result.errors.append(result.announce.error)
 
 
-def exemption_rows(
-    database: Database | None, task_name: str, now: datetime
-) -> tuple[dict[str, Any], ...]:
+def exemption_rows(views: list[ExemptionView]) -> tuple[dict[str, Any], ...]:
     """The task's exemptions as users see them, each with the uid it concerns.
 
     ``owner_uid`` (not shown) is whose summary lists it: the exempted user, or
     the owner of the exempted path - never another user, whose paths are not
     theirs to see.
     """
-    if database is None:
-        return ()
-    from dkmonitor.db.exemptions import list_exemptions
-
-    with database.session() as session:
-        views = list_exemptions(session, task_name, now)
     rows = []
     for view in views:
         try:

@@ -23,15 +23,28 @@ if TYPE_CHECKING:
 
 
 def scan_options(settings: Settings, task: TaskSpec, now: float) -> ScanOptions:
-    """What the scan of ``task`` needs: its age rule, the [scan] settings, and
-    dkmonitor's own state and log directories to leave out."""
+    """What the scan of ``task`` needs: its age rule, the [scan] settings,
+    dkmonitor's own state and log directories to leave out, and for an
+    announcing task where to spool its old files."""
+    announces = task.cleans and task.notice_days > 0
     return ScanOptions(
         AgeRule(task.old_file_threshold, now, task.age_basis),
         exclude=settings.scan.exclude,
         one_file_system=settings.scan.one_file_system,
         workers=settings.scan.workers,
         leave_out=(str(settings.state_dir), settings.logging.log_dir),
+        candidate_dir=_spool_dir(settings) if announces else None,
     )
+
+
+def _spool_dir(settings: Settings) -> str | None:
+    """Where the walk spools its old files for the announce step (announce/spool.py):
+    root's announce directory, or the state directory before the first real run
+    made it (a dry run creates nothing: the spools are unnamed files)."""
+    for directory in (settings.state_dir / "announce", settings.state_dir):
+        if directory.is_dir():
+            return str(directory)
+    return None
 
 
 def measure(

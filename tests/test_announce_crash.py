@@ -4,10 +4,11 @@ Round 0 announces a set of old files and completes. Each later round adds old
 files, starts the real command and kills its process group after a random
 delay drawn from the measured length of a whole run. A last run completes.
 Then: the files of round 0 still carry the date of round 0 (a killed run
-never restarts anybody's notice period), the record passes SQLite's
-integrity check, every file in the user's list is in root's record with the
-same purge date, every old file is listed, and no temporary copy is left in
-the user's directory. The seed is printed so a failure can be replayed.
+never restarts anybody's notice period), the record's SQLite part passes its
+integrity check and its file of entries is whole (the count in its header,
+sorted, each file once) and the only one left, every file in the user's list
+is in root's record with the same purge date, every old file is listed, and no
+temporary copy is left in the user's directory. The seed is printed so a failure can be replayed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from dkmonitor.announce.record import record_path
+from dkmonitor.announce import recordfile
+from dkmonitor.announce.record import AnnounceRecord, record_path
 from dkmonitor.announce.summary import unescape_path
 from tests.fixtures.cleaning import real_user
 from tests.fixtures.cli import DKMONITOR
@@ -42,7 +44,16 @@ def _old_files(where: Path, first: int, count: int, uid: int, gid: int) -> None:
 def _record(state_dir: Path) -> dict[bytes, float]:
     with sqlite3.connect(f"file:{record_path(state_dir, 'scr')}?mode=ro", uri=True) as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        return dict(db.execute("SELECT path, announced_at FROM files"))
+    with AnnounceRecord.open(state_dir, "scr", dry_run=True) as record:
+        assert record.current_fd is not None
+        entries = list(record.entries())
+        assert recordfile.check_header(record.current_fd) == len(entries)
+    keys = [(e.uid, e.dev, e.ino) for e in entries]
+    assert keys == sorted(set(keys))
+    generations = [p for p in record_path(state_dir, "scr").parent.iterdir()
+                   if p.name.endswith(".files")]
+    assert len(generations) == 1, generations  # a killed run's copy was removed
+    return {e.path: e.announced_at for e in entries}
 
 
 def test_killed_runs_never_lose_or_redate_an_announcement(dkm_factory, open_tree):

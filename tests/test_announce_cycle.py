@@ -313,3 +313,38 @@ def test_odd_names_are_listed_escaped_and_purged_exactly(site, smtp_server):
     purge = dkm("run", "full", "scr")
     assert purge.returncode == 0, purge.stderr
     assert not os.path.lexists(old) and not plain.exists()
+
+
+def test_a_list_is_rewritten_only_when_it_changes_or_its_owner_touched_it(site, users):
+    dkm, target, notices = site
+    alice, _bob = users
+    _file(target / "a1.dat", alice)
+    _file(target / "a2.dat", alice)
+    assert dkm("task", "create", "scr", "--target", str(target), "--warning", "0.001",
+               "--critical", "100", "--old-days", "30", "--delete",
+               "--notice-days", "1").returncode == 0
+    listing = notices / str(alice.uid) / "scr.list"
+
+    def run() -> os.stat_result:
+        done = dkm("run", "full", "scr")
+        assert done.returncode == 0, done.stderr
+        return os.lstat(listing)
+
+    first = run()
+    again = run()  # nothing changed: the same file, not written again
+    assert (again.st_ino, again.st_ctime_ns) == (first.st_ino, first.st_ctime_ns)
+    assert sorted(_listed(notices, alice)) == [str(target / "a1.dat"), str(target / "a2.dat")]
+
+    _file(target / "a3.dat", alice)
+    grown = run()
+    assert grown.st_ino != again.st_ino
+    assert str(target / "a3.dat") in _listed(notices, alice)
+
+    forged = listing.with_name("forged")  # the owner replaces their copy (their directory)
+    forged.write_text("# nothing to see\n")
+    os.chown(forged, alice.uid, alice.gid)
+    os.chmod(forged, 0o400)
+    os.replace(forged, listing)
+    restored = run()
+    assert sorted(_listed(notices, alice)) == [str(target / f"a{n}.dat") for n in (1, 2, 3)]
+    assert restored.st_ino != grown.st_ino

@@ -161,16 +161,21 @@ def _rank_pids(config: Path, rank: int) -> list[int]:
     return found
 
 
-def test_a_rank_killed_mid_walk_fails_the_run_cleanly(dkm_factory, tmp_path, smtp_server):
-    _need_mpi()
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _rank_zero_walker(config: Path) -> list[int]:
+    """Rank 0's own walker: the rank-0 process whose parent is rank 0."""
+    rank_zero = _rank_pids(config, 0)
+    return [pid for pid in rank_zero if _parent(pid) in rank_zero]
+
+
+def _kill_mid_walk(dkm, tmp_path: Path, find_victims) -> tuple[Path, subprocess.Popen[str]]:
     target = tmp_path / "scratch"
     for top in range(150):  # 15,000 directories: seconds of walking, not milliseconds
         for sub in range(100):
             (target / f"t{top}" / f"s{sub}").mkdir(parents=True)
-    dkm = debug_logging(dkm_factory(extra=(
-        f"[email]\nenabled = yes\nsmtp_host = 127.0.0.1\nsmtp_port = {smtp_server.port}\n"
-        "from_address = dkm@example.edu\nuser_postfix = example.edu\n"
-        "admin_addresses = admins@example.edu\n")))
     log = dkm.state_dir / "log" / "dkmonitor.log"
     job = mpirun(3, "--config", str(dkm.config), "run", "path", str(target), kill_timeout=30)
     deadline = time.monotonic() + 240
@@ -178,11 +183,25 @@ def test_a_rank_killed_mid_walk_fails_the_run_cleanly(dkm_factory, tmp_path, smt
         assert job.poll() is None, job.communicate()
         assert time.monotonic() < deadline, "the MPI scan never started"
         time.sleep(0.01)
-    victims = _rank_pids(dkm.config, 1)
-    assert victims, "no rank 1 process found"
+    victims = find_victims(dkm.config)
+    assert victims, "no process to kill found"
     for pid in victims:
         os.kill(pid, 9)
-    out, err = job.communicate(timeout=240)
+    job.communicate(timeout=240)
+    return target, job
+
+
+def _mailing(dkm_factory, smtp_server):
+    return debug_logging(dkm_factory(extra=(
+        f"[email]\nenabled = yes\nsmtp_host = 127.0.0.1\nsmtp_port = {smtp_server.port}\n"
+        "from_address = dkm@example.edu\nuser_postfix = example.edu\n"
+        "admin_addresses = admins@example.edu\n")))
+
+
+def test_a_rank_killed_mid_walk_fails_the_run_cleanly(dkm_factory, tmp_path, smtp_server):
+    _need_mpi()
+    dkm = _mailing(dkm_factory, smtp_server)
+    target, job = _kill_mid_walk(dkm, tmp_path, lambda config: _rank_pids(config, 1))
 
     assert job.returncode != 0
     assert stored(dkm, target) == []  # nothing of the scan stored
@@ -190,6 +209,23 @@ def test_a_rank_killed_mid_walk_fails_the_run_cleanly(dkm_factory, tmp_path, smt
     body = mail.message.get_content()
     assert "MPI job is being stopped" in body and str(target) in body
     # the lock was released and the next run works (one process this time)
+    again = dkm("run", "path", str(target))
+    assert again.returncode == 0, again.stderr
+    assert len(stored(dkm, target)) == 1
+
+
+def test_rank_zero_walker_killed_mid_walk_fails_the_run_cleanly(dkm_factory, tmp_path,
+                                                                smtp_server):
+    """Rank 0 walks too, in a process of its own: its death fails the task, not the job."""
+    _need_mpi()
+    dkm = _mailing(dkm_factory, smtp_server)
+    target, job = _kill_mid_walk(dkm, tmp_path, _rank_zero_walker)
+
+    assert job.returncode == 1
+    assert stored(dkm, target) == []
+    [mail] = [m for m in smtp_server.received if "admins@example.edu" in m.rcpt_tos]
+    body = mail.message.get_content()
+    assert "rank 0's walker process" in body and str(target) in body
     again = dkm("run", "path", str(target))
     assert again.returncode == 0, again.stderr
     assert len(stored(dkm, target)) == 1

@@ -1,11 +1,12 @@
 """What a user is given to read: their list of announced files and their `me` summary.
 
-The list is streamed line by line from the record (a user may have millions of
-old files): ``list_chunks`` yields ~64 KiB byte strings, never the whole list.
-Its format is documented in docs/announce.md: ``#`` comment lines, then one
-line per file, ``size<TAB>last use<TAB>purge after<TAB>path``, times in UTC,
-paths escaped by ``summary.escape_path`` (bytes outside printable ASCII, and
-the backslash, as ``\\xHH``) so one file is always one printable line.
+The list is streamed from the record (a user may have millions of old files):
+``list_chunks`` yields ~64 KiB byte strings, never the whole list. Its format
+is documented in docs/mail.md: ``#`` comment lines, then one line per file,
+``size<TAB>last use<TAB>purge after<TAB>path``, times in UTC, paths escaped as
+``summary.escape_path`` does (bytes outside printable ASCII, and the
+backslash, as ``\\xHH``) so one file is always one printable line. The lines
+themselves are formatted by ``recordfile.list_lines``.
 """
 
 from __future__ import annotations
@@ -16,66 +17,33 @@ from typing import Any
 
 from dkmonitor.announce.publish import task_file
 from dkmonitor.announce.record import NoticeState
-from dkmonitor.announce.summary import SUMMARY_VERSION, escape_path
+from dkmonitor.announce.summary import SUMMARY_VERSION
 from dkmonitor.metrics import share_percent
-from dkmonitor.scan.age import DAY
 from dkmonitor.taskrun import TaskRun, UserNotice, UserUsageRow
 from dkmonitor.units import epoch_iso_utc
 
-CHUNK = 64 * 1024
 
-
-class _Iso:
-    """``iso`` remembering its last answer: files of one tree often share a second."""
-
-    def __init__(self) -> None:
-        self.second = -1
-        self.text = ""
-
-    def __call__(self, epoch: float) -> str:
-        second = int(epoch)
-        if second != self.second:
-            self.second, self.text = second, epoch_iso_utc(epoch)
-        return self.text
-
-
-def list_header(run: TaskRun, notice: UserNotice) -> str:
+def list_header(run: TaskRun, notice: UserNotice, written_at: float | None = None) -> str:
+    """The list's ``#`` lines; ``written_at`` None leaves the time out (for its digest)."""
     task = run.task
+    written = epoch_iso_utc(written_at) if written_at is not None else "-"
     verb = "moved to " + (task.relocation_path or "") if task.relocation_path else "deleted"
     return (
         f"# dkmonitor: files of {notice.username} under {run.hostname}:{task.target_path} "
         f"(task {task.name})\n"
         f"# not used for {task.old_file_threshold:g} days; each may be {verb} from its "
         "purge-after date on, unless it is used or changed before then.\n"
-        f"# {notice.files} files, {notice.bytes} bytes; list written {epoch_iso_utc(run.now)}\n"
+        f"# {notice.files} files, {notice.bytes} bytes; list written {written}\n"
         "# size_bytes\tlast_use_utc\tpurge_after_utc\tpath "
         "(bytes outside printable ASCII and \\ written as \\xHH)\n"
     )
 
 
-def list_chunks(
-    run: TaskRun, notice: UserNotice, entries: Iterable[tuple[int, float, float, bytes]]
-) -> Iterator[bytes]:
-    """The user's list file, in chunks of about CHUNK bytes.
-
-    ``entries``: (size, last use, announced at, path below the target).
-    """
-    notice_seconds = run.task.notice_days * DAY
-    target = run.task.target_path.rstrip("/").encode("utf-8", "surrogateescape") + b"/"
-    lines: list[str] = [list_header(run, notice)]
-    size = 0
-    used_text = _Iso()
-    purge_text = _Iso()
-    for file_size, used, announced_at, path in entries:
-        line = (f"{file_size}\t{used_text(used)}\t{purge_text(announced_at + notice_seconds)}"
-                f"\t{escape_path(target + path)}\n")
-        lines.append(line)
-        size += len(line)
-        if size >= CHUNK:
-            yield "".join(lines).encode("ascii")
-            lines.clear()
-            size = 0
-    yield "".join(lines).encode("ascii")
+def list_chunks(run: TaskRun, notice: UserNotice, lines: Iterable[bytes]) -> Iterator[bytes]:
+    """The user's list file: its header, then the lines the record formats
+    (``recordfile.list_lines``: about 64 KiB at a time, never the whole list)."""
+    yield list_header(run, notice, run.now).encode("ascii")
+    yield from lines
 
 
 def summary_json(

@@ -138,17 +138,14 @@ class NoticeDir:
             os.close(self._fd)
             self._fd = -1
 
-    def user_dir(self, uid: int) -> Path:
-        """Where ``uid``'s files are (for messages and mails; never opened by path here)."""
+    def user_dir(self, uid: int) -> Path:  # for messages and mails, never opened by path
         return self.path / str(uid)
 
     def write(self, uid: int, gid: int, name: str, chunks: Iterable[bytes]) -> str:
-        """Publish ``chunks`` as ``{notice_dir}/{uid}/{name}`` (uid:gid, 0400); its path.
+        """Publish ``chunks`` (streamed) as ``{notice_dir}/{uid}/{name}`` (uid:gid, 0400).
 
-        Streamed: ``chunks`` is consumed once, never joined. The previous file
-        of that name is replaced atomically, and stays in place if anything
-        fails (the temporary file is removed). NoticeDirError for an unsafe
-        user directory or an I/O error, naming the path.
+        Its path. The previous file is replaced atomically, and stays if anything
+        fails. NoticeDirError (naming the path) for an unsafe directory or I/O error.
         """
         _check_name(name)
         _check_id(uid, "uid")
@@ -179,6 +176,15 @@ class NoticeDir:
         except OSError as exc:
             raise NoticeDirError(f"{self.user_dir(uid) / name}: cannot remove: "
                                  f"{exc.strerror or exc}") from exc
+
+    def lookup(self, uid: int, name: str) -> os.stat_result | None:
+        """``lstat`` of ``{uid}/{name}``; None when it or the directory is absent."""
+        _check_name(name)
+        with self._user_dir(uid, None, create=False, writable=False) as ufd:
+            try:
+                return None if ufd is None else os.stat(name, dir_fd=ufd, follow_symlinks=False)
+            except FileNotFoundError:
+                return None
 
     def names(self, uid: int) -> list[str]:
         """The published names in ``uid``'s directory, sorted (no temporary ones)."""
@@ -344,8 +350,8 @@ def _write_new(ufd: int, name: str, uid: int, gid: int, chunks: Iterable[bytes],
             os.fsync(fd)
         finally:
             os.close(fd)
-        _replace(ufd, temp, name, target)
-        os.fsync(ufd)
+        _replace(ufd, temp, name, target)  # no fsync of the directory: a crash leaves
+        # the old file or the new one, each whole, and the next run rewrites it
     except BaseException:
         try:
             os.unlink(temp, dir_fd=ufd)  # the name only: never follows what is there now
@@ -355,12 +361,8 @@ def _write_new(ufd: int, name: str, uid: int, gid: int, chunks: Iterable[bytes],
 
 
 def _sweep_temps(ufd: int, name: str) -> None:
-    """Remove temporary copies of ``name`` that a killed run of ours left behind.
-
-    Only our own (owned by the running user, regular files): a user's planted
-    name is left alone. Unlinking by name through the directory's descriptor
-    never follows a link.
-    """
+    """Remove temporary copies of ``name`` a killed run of ours left (ours only:
+    a user's planted name stays; unlinking by name never follows a link)."""
     prefix, me = f".{name}.", os.geteuid()
     for entry in os.scandir(ufd):
         if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")):

@@ -1,28 +1,32 @@
-"""Root's record of what was announced to whom, and when: one SQLite file per task.
+"""Root's record of what was announced to whom, and when: per task, in the state directory.
 
-Why a file of its own in the state directory rather than rows in the history
-database: it holds one row per announced *file* (millions on a big scratch
+Why files of its own in the state directory rather than rows in the history
+database: it holds one entry per announced *file* (millions on a big scratch
 area), rewritten at every announcing run, and it only matters on the host that
 runs the task. The history database stays small (DESIGN.md: no row per file
-per run); this file stays the size of the current announcement, and lives
-where only root can read it (state directory 0700, file 0600). The users'
+per run); this record stays the size of the current announcement, and lives
+where only root can read it (state directory 0700, files 0600). The users'
 copies (``publish``) are never read back: what root acts on comes from here.
 
+Two parts: the announced files, one sorted file per generation
+(``recordfile``: ``{task}.{n}.files``), and a small SQLite file
+(``{task}.sqlite``) with who was mailed when and which generation is current.
 A file is identified by (owner, st_dev, st_ino) and counted as the same
 announced file only while its size and mtime are unchanged too; a file
-replaced (new inode), rewritten or chowned starts a new announcement. Rows are
-clustered by owner (the primary key), so one user's list is read as one range
-and no second index has to be kept up to date for a million rows. A file that is no
-longer a candidate (young again, gone, exempted) leaves the record at the next
-announcing run.
+replaced (new inode), rewritten or chowned starts a new announcement. A file
+that is no longer a candidate (young again, gone, exempted) leaves the record
+at the next announcing run.
 
-All updates of one run happen in one transaction: a run killed halfway leaves
-the previous announcement exactly as it was. A dry run rolls it back.
+A run writes the next generation beside the current one and makes it current
+in the same SQLite transaction as its notice state; a run killed at any point
+leaves the previous announcement whole (its unfinished generation is removed
+by the next one). A dry run never makes its generation current.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -30,79 +34,24 @@ from pathlib import Path
 from typing import Self
 from urllib.parse import quote
 
+from dkmonitor.announce import recordfile
+from dkmonitor.announce.recordfile import Built, Entry, Filters, UserRange
 from dkmonitor.safefs import make_private_dir, open_private
 
-SCHEMA_VERSION = 1
+__all__ = ["AnnounceRecord", "Entry", "Filters", "NoticeState", "UserRange", "record_path"]
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS files (
-    dev INTEGER NOT NULL,
-    ino INTEGER NOT NULL,
-    uid INTEGER NOT NULL,
-    gid INTEGER NOT NULL,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    used REAL NOT NULL,            -- last use (epoch seconds) by the task's age basis
-    parent_ino INTEGER NOT NULL,   -- the directory it was listed in (re-checked before acting)
-    path BLOB NOT NULL,            -- below the target, raw bytes
-    announced_at REAL NOT NULL,    -- epoch seconds it was first listed, unchanged since
-    seen INTEGER NOT NULL,         -- the announcing run that last listed it
-    PRIMARY KEY (uid, dev, ino)    -- clustered by owner: one user's list is one range
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS users (
     uid INTEGER PRIMARY KEY,
     last_notice_at REAL,           -- last purge notice mailed (or written, mail off)
     final_for REAL,                -- the purge date the final reminder was sent for
-    final_sent_at REAL
+    final_sent_at REAL,
+    list_digest TEXT               -- what the published list held (step.py: rewritten on change)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-# One row of ``files`` as the walk produces it (see ``Entry``).
-_UPSERT = """
-INSERT INTO files (dev, ino, uid, gid, size, mtime_ns, used, parent_ino, path,
-                   announced_at, seen)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (uid, dev, ino) DO UPDATE SET
-    announced_at = CASE
-        WHEN files.size = excluded.size AND files.mtime_ns = excluded.mtime_ns
-        THEN files.announced_at ELSE excluded.announced_at END,
-    gid = excluded.gid, size = excluded.size,
-    mtime_ns = excluded.mtime_ns, used = excluded.used,
-    parent_ino = excluded.parent_ino, path = excluded.path, seen = excluded.seen
-"""
-
-BATCH = 20_000
-CACHE_KIB = 32 * 1024
-
-# A candidate as ``add`` takes it: dev, ino, uid, gid, size, mtime_ns, used, parent_ino, path.
-Row = tuple[int, int, int, int, int, int, float, int, bytes]
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One announced file as stored."""
-
-    dev: int
-    ino: int
-    uid: int
-    gid: int
-    size: int
-    mtime_ns: int
-    used: float
-    parent_ino: int
-    path: bytes  # below the target
-    announced_at: float
-
-
-@dataclass
-class UserTotals:
-    """One user's current announcement."""
-
-    files: int = 0
-    bytes: int = 0
-    new_files: int = 0  # first listed by this run
-    first_at: float = 0.0  # the earliest announced_at of their files
+_FLAGS_NEW = os.O_RDWR | os.O_CREAT | os.O_EXCL
 
 
 @dataclass(frozen=True)
@@ -110,6 +59,7 @@ class NoticeState:
     last_notice_at: float | None
     final_for: float | None
     final_sent_at: float | None
+    list_digest: str | None = None
 
 
 def record_path(state_dir: Path, task_name: str) -> Path:
@@ -117,13 +67,27 @@ def record_path(state_dir: Path, task_name: str) -> Path:
     return state_dir / "announce" / (quote(task_name, safe="") + ".sqlite")
 
 
-class AnnounceRecord:
-    """One task's announcement record, open for one run."""
+def _files_pattern(task_name: str) -> re.Pattern[str]:
+    return re.compile(re.escape(quote(task_name, safe="")) + r"\.(\d+)\.files")
 
-    def __init__(self, connection: sqlite3.Connection, dry_run: bool) -> None:
+
+class AnnounceRecord:
+    """One task's announcement record, open for one run (inside one SQLite transaction)."""
+
+    def __init__(self, connection: sqlite3.Connection, directory: Path, task_name: str,
+                 dry_run: bool) -> None:
         self.db = connection
+        self.directory = directory
+        self.task_name = task_name
         self.dry_run = dry_run
-        self.run_number = 0
+        self.dir_fd = -1
+        self.current_fd: int | None = None  # the generation in force when the run began
+        self.generation = 0
+        self.new_fd: int | None = None  # the generation this run wrote (not current yet)
+        self.new_name: str | None = None
+        self.dropped_fd: int | None = None
+        self.built: Built | None = None
+        self.acted = bytearray()  # (st_dev, st_ino) of files this run's clean-up took
 
     @classmethod
     def open(cls, state_dir: Path, task_name: str, *, dry_run: bool = False) -> Self:
@@ -133,7 +97,8 @@ class AnnounceRecord:
         in-memory one, which says what a first run would announce.
         """
         path = record_path(state_dir, task_name)
-        if dry_run and not path.exists():
+        exists = path.exists()
+        if dry_run and not exists:
             connection = sqlite3.connect(":memory:", isolation_level=None)
         else:
             if not dry_run:
@@ -143,100 +108,177 @@ class AnnounceRecord:
         if not dry_run:
             connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
-        # a bounded page cache (32 MiB) big enough that a million upserts in
-        # inode order do not go to the disk page by page
-        connection.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-        connection.executescript(_SCHEMA)
-        record = cls(connection, dry_run)
-        record.db.execute("BEGIN IMMEDIATE")
+        record = cls(connection, path.parent, task_name, dry_run)
+        try:
+            record._start(exists)
+        except BaseException:
+            record.close()
+            raise
         return record
 
-    def _next_run(self) -> None:
-        """Number this announcing run (rows it lists carry it; older ones are dropped)."""
-        row = self.db.execute("SELECT value FROM meta WHERE key='run'").fetchone()
-        self.run_number = (int(row[0]) if row else 0) + 1
+    def _start(self, exists: bool) -> None:
+        self.db.executescript(_SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(users)")}
+        if "list_digest" not in columns:  # a record of the first version
+            self.db.execute("ALTER TABLE users ADD COLUMN list_digest TEXT")
+        self.db.execute("BEGIN IMMEDIATE")
+        if exists or not self.dry_run:
+            self.dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        row = self.db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
+        self.generation = int(row[0]) if row else 0
+        if self.dir_fd >= 0:
+            if self._has_table("files"):  # written by the first version (rows in SQLite)
+                self._convert_rows()
+            if self.generation and self.current_fd is None:
+                self.current_fd = open_private(self._name(self.generation), os.O_RDONLY,
+                                               dir_fd=self.dir_fd)
+                recordfile.check_header(self.current_fd)
+            if not self.dry_run:
+                self._sweep()
+
+    def _name(self, generation: int) -> str:
+        return f"{quote(self.task_name, safe='')}.{generation}.files"
+
+    def _has_table(self, name: str) -> bool:
+        return self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                               (name,)).fetchone() is not None
+
+    def _sweep(self) -> None:
+        """Remove generations a killed run left behind (never the current one)."""
+        pattern = _files_pattern(self.task_name)
+        for name in os.listdir(self.dir_fd):
+            found = pattern.fullmatch(name)
+            if found and int(found[1]) != self.generation:
+                os.unlink(name, dir_fd=self.dir_fd)
+
+    def _convert_rows(self) -> None:
+        """Move a first-version record (a ``files`` table) into a generation file, once."""
+        rows = self.db.execute(
+            "SELECT dev, ino, uid, gid, size, mtime_ns, used, parent_ino, path, announced_at "
+            "FROM files ORDER BY uid, dev, ino")
+        generation = self.generation + 1
+        fd = (self.scratch_file() if self.dry_run
+              else open_private(self._name(generation), _FLAGS_NEW, dir_fd=self.dir_fd))
+        data = bytearray(recordfile.HEADER.size)
+        count = 0
+        for row in rows:
+            data += recordfile.pack_entry(Entry(*row))
+            count += 1
+        data[:recordfile.HEADER.size] = recordfile.HEADER.pack(recordfile.MAGIC, count)
+        os.pwrite(fd, data, 0)
+        if self.dry_run:  # looked at, not changed: the converted copy is this run's only
+            self.current_fd = fd
+            return
+        os.fsync(fd)
+        os.close(fd)
+        self.db.execute("DROP TABLE files")
+        self._set_generation(generation)
+        self.db.execute("COMMIT")
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def _set_generation(self, generation: int) -> None:
         self.db.execute(
-            "INSERT INTO meta VALUES ('run', ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (str(self.run_number),),
-        )
+            "INSERT INTO meta VALUES ('generation', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(generation),))
+        self.generation = generation
 
     # ------------------------------------------------------------ the announcement
-    def add(self, rows: Iterable[Row], now: float) -> None:
-        """List this run's candidates; a file unchanged since it was announced keeps its date.
+    def update(self, spools: tuple[int, ...], root_dev: int, now: float, filters: Filters,
+               *, use_compiled: bool = True) -> Built:
+        """Write the next generation: this run's candidates (the scan's spools) merged
+        with the current one; an unchanged file keeps the date it was first announced.
 
-        ``rows``: (dev, ino, uid, gid, size, mtime_ns, used, parent_ino, path),
-        plain tuples because there may be millions.
+        Files this run's clean-up acted on (``acted``) are left out. Returns per
+        user totals, how many previous files notices had told of, and more.
         """
-        self._next_run()
-        stamp = (now, self.run_number)
-        batch: list[tuple[int | float | bytes, ...]] = []
-        for row in rows:
-            batch.append(row + stamp)
-            if len(batch) >= BATCH:
-                self.db.executemany(_UPSERT, batch)
-                batch.clear()
-        if batch:
-            self.db.executemany(_UPSERT, batch)
+        told_since = {uid: state.last_notice_at for uid, state in self.notice_states().items()}
+        if self.dry_run or self.dir_fd < 0:
+            out = self.scratch_file()
+        else:
+            self.new_name = self._name(self.generation + 1)
+            out = open_private(self.new_name, _FLAGS_NEW, dir_fd=self.dir_fd)
+        self.new_fd = out
+        self.dropped_fd = self.scratch_file()
+        tmp_fd = self.dir_fd if self.dir_fd >= 0 else os.open(
+            "/tmp", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            self.built = recordfile.build(
+                spools, self.current_fd, out, self.dropped_fd, tmp_fd, root_dev, now,
+                Filters(filters.uids, filters.paths, bytes(self.acted)), told_since,
+                use_compiled=use_compiled)
+        finally:
+            if tmp_fd != self.dir_fd:
+                os.close(tmp_fd)
+        if self.built.unchanged:  # the current generation stays: nothing new was written
+            self._discard_new()
+        return self.built
+
+    def _discard_new(self) -> None:
+        if self.new_name is not None:
+            os.unlink(self.new_name, dir_fd=self.dir_fd)
+        if self.new_fd is not None:
+            os.close(self.new_fd)
+        self.new_name = self.new_fd = None
+
+    def _listed_fd(self) -> int | None:
+        """The generation this run's lists come from: the new one, or the current
+        one when nothing changed."""
+        return self.new_fd if self.new_fd is not None else self.current_fd
+
+    def scratch_file(self) -> int:
+        """An unnamed private file beside the record (gone when closed)."""
+        where = self.directory if self.dir_fd >= 0 else Path("/tmp")
+        return os.open(where, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+
+    def took(self, dev: int, ino: int) -> None:
+        """The clean-up moved or deleted this file: it leaves the announcement."""
+        self.acted += recordfile.PAIR.pack(dev, ino)
 
     def dropped(self) -> Iterator[Entry]:
-        """Files announced before that this run did not list (call before ``prune``)."""
-        yield from self._entries("WHERE seen < ?", (self.run_number,))
+        """Files announced before that this run did not list (after ``update``)."""
+        if self.dropped_fd is None:
+            return iter(())
+        return recordfile.iter_entries(self.dropped_fd, 0)
 
-    def prune(self) -> int:
-        """Forget the files this run did not list; how many."""
-        cursor = self.db.execute("DELETE FROM files WHERE seen < ?", (self.run_number,))
-        return cursor.rowcount
-
-    def totals(self, now: float) -> dict[int, UserTotals]:
-        """uid -> the user's current announcement (files, bytes, new at ``now``, first date)."""
-        result: dict[int, UserTotals] = {}
-        for uid, files, size, new, first in self.db.execute(
-            "SELECT uid, count(*), sum(size), sum(announced_at >= ?), "
-            "min(announced_at) FROM files GROUP BY uid",
-            (now,),
-        ):
-            result[uid] = UserTotals(files, size or 0, new or 0, first)
-        return result
-
-    def user_lines(self, uid: int) -> Iterator[tuple[int, float, float, bytes]]:
-        """One user's announced files as (size, used, announced_at, path), streamed."""
-        cursor = self.db.execute(
-            "SELECT size, used, announced_at, path FROM files WHERE uid = ?", (uid,))
-        while rows := cursor.fetchmany(10_000):
-            yield from rows
+    def user_lines(self, uid: int, notice_seconds: float, prefix: bytes,
+                   *, use_compiled: bool = True) -> Iterator[bytes]:
+        """One user's list lines from the generation this run wrote, streamed."""
+        source = self._listed_fd()
+        assert self.built is not None and source is not None
+        user = self.built.users.get(uid)
+        if user is None:
+            return iter(())
+        return recordfile.list_lines(source, user.start, user.end, notice_seconds,
+                                     prefix, use_compiled=use_compiled)
 
     def matured(self, before: float) -> Iterator[Entry]:
-        """Files announced at ``before`` or earlier (streamed, in no particular order)."""
-        yield from self._entries("WHERE announced_at <= ?", (before,))
+        """Files of the current generation announced at ``before`` or earlier (streamed)."""
+        if self.current_fd is None:
+            return
+        for entry in recordfile.iter_entries(self.current_fd):
+            if entry.announced_at <= before:
+                yield entry
 
-    def _entries(self, where: str, params: tuple[float | int, ...]) -> Iterator[Entry]:
-        cursor = self.db.execute(
-            "SELECT dev, ino, uid, gid, size, mtime_ns, used, parent_ino, path, announced_at "
-            f"FROM files {where}", params,
-        )
-        while True:
-            rows = cursor.fetchmany(5_000)
-            if not rows:
-                return
-            for row in rows:
-                yield Entry(*row)
+    def entries(self) -> Iterator[Entry]:
+        """Every file of the current generation (tests, and `dkmonitor` tools)."""
+        if self.current_fd is not None:
+            yield from recordfile.iter_entries(self.current_fd)
 
     # ------------------------------------------------------------ who was told when
-    def told_counts(self) -> dict[int, int]:
-        """uid -> files of theirs in the record that a notice already told them of."""
-        return dict(self.db.execute(
-            "SELECT f.uid, count(*) FROM files f JOIN users u ON u.uid = f.uid "
-            "WHERE u.last_notice_at IS NOT NULL AND f.announced_at <= u.last_notice_at "
-            "GROUP BY f.uid"
-        ).fetchall())
-
     def notice_states(self) -> dict[int, NoticeState]:
         return {
-            uid: NoticeState(last, final_for, final_at)
-            for uid, last, final_for, final_at in self.db.execute(
-                "SELECT uid, last_notice_at, final_for, final_sent_at FROM users")
+            uid: NoticeState(last, final_for, final_at, digest)
+            for uid, last, final_for, final_at, digest in self.db.execute(
+                "SELECT uid, last_notice_at, final_for, final_sent_at, list_digest FROM users")
         }
+
+    def listed(self, uid: int, digest: str) -> None:
+        """The user's list as published now (see step._publish_list)."""
+        self.db.execute(
+            "INSERT INTO users (uid, list_digest) VALUES (?, ?) "
+            "ON CONFLICT (uid) DO UPDATE SET list_digest = excluded.list_digest",
+            (uid, digest),
+        )
 
     def noticed(self, uid: int, at: float) -> None:
         self.db.execute(
@@ -262,18 +304,46 @@ class AnnounceRecord:
 
     # ------------------------------------------------------------ end of the run
     def commit(self) -> None:
-        """Make this run's announcement durable (a dry run rolls it back instead)."""
+        """Make this run's announcement durable (a dry run rolls it back instead).
+
+        The new generation is flushed to disk before the transaction naming it
+        commits; the previous one is removed only after.
+        """
         if self.dry_run:
             self.db.execute("ROLLBACK")
-        else:
-            self.db.execute("COMMIT")
+            self.db.execute("BEGIN IMMEDIATE")
+            return
+        previous = self.generation
+        if self.new_name is not None and self.new_fd is not None:
+            os.fsync(self.new_fd)
+            os.fsync(self.dir_fd)
+            self._set_generation(previous + 1)
+        self.db.execute("COMMIT")
+        if self.new_name is not None and self.new_fd is not None:
+            if previous:
+                os.unlink(self._name(previous), dir_fd=self.dir_fd)
+            if self.current_fd is not None:
+                os.close(self.current_fd)
+            self.current_fd, self.new_fd, self.new_name = self.new_fd, None, None
         self.db.execute("BEGIN IMMEDIATE")
 
     def close(self) -> None:
-        """Roll back whatever was not committed and close."""
+        """Roll back whatever was not committed (and remove its generation) and close."""
         if self.db.in_transaction:
             self.db.execute("ROLLBACK")
         self.db.close()
+        if self.new_name is not None:
+            try:
+                os.unlink(self.new_name, dir_fd=self.dir_fd)
+            except OSError:
+                pass
+        for fd in (self.current_fd, self.new_fd, self.dropped_fd):
+            if fd is not None:
+                os.close(fd)
+        if self.dir_fd >= 0:
+            os.close(self.dir_fd)
+        self.current_fd = self.new_fd = self.dropped_fd = None
+        self.dir_fd = -1
 
     def __enter__(self) -> Self:
         return self

@@ -5,10 +5,11 @@ and before delivery (the mail channel reads the AnnounceSummary). Order of one
 run, all inside the record's transaction so that a run killed at any point
 leaves the previous announcement whole:
 
-1. walk the target for this run's candidates (the cleaner's own selection:
-   old regular files, no symlink followed, one filesystem, exclusions and
-   exemptions honoured) and add them to the record; an unchanged file keeps the
-   date it was first announced;
+1. this run's candidates -- spooled by the scan itself (announce/spool.py),
+   or, when the scan could not (a list from a site scanner, MPI ranks), from a
+   walk with the cleaner's own selection -- become the record's next
+   generation, less exempt files and files the clean step just took; an
+   unchanged file keeps the date it was first announced;
 2. files announced before and not listed now leave the record; those still
    there, unchanged but young again by their atime alone, are counted for the
    administrators (users who only read their files to dodge the purge);
@@ -19,17 +20,20 @@ leaves the previous announcement whole:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pwd
 import stat
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from dkmonitor.announce.lists import list_chunks, summary_json
+from dkmonitor.announce.lists import list_chunks, list_header, summary_json
 from dkmonitor.announce.publish import NoticeDir, NoticeDirError, task_file
-from dkmonitor.announce.record import AnnounceRecord, Entry, NoticeState, Row, UserTotals
+from dkmonitor.announce.record import AnnounceRecord, Entry, Filters, NoticeState, UserRange
+from dkmonitor.announce.recordfile import Built
+from dkmonitor.announce.spool import close_spools, dir_record, file_record
 from dkmonitor.clean.exemptions import ExemptRules
 from dkmonitor.clean.fsops import Unsafe, lstat_at, open_chain
 from dkmonitor.clean.select import Candidate, SelectOptions, iter_old_files
@@ -56,17 +60,29 @@ class AnnounceContext:
     record: AnnounceRecord
     exempt: ExemptRules
     exemption_rows: tuple[dict[str, object], ...] = ()  # for the users' summaries
+    spools: tuple[int, ...] = ()  # the scan's candidates; none: walk for them
 
 
-def rows_of(candidates: Iterator[Candidate]) -> Iterator[Row]:
-    """The record's rows for a walk's candidates (plain tuples: there may be millions)."""
+def spool_walk(root_fd: int, options: SelectOptions, spool_fd: int) -> None:
+    """Spool a walk's candidates (when the scan did not), in the scan's format."""
     encode = os.fsencode
-    parents: tuple[tuple[str, ...], bytes] = ((), b"")
-    for c in candidates:
-        if c.parent is not parents[0]:  # siblings share their parent tuple
-            parents = (c.parent, encode("/".join(c.parent)) + b"/" if c.parent else b"")
-        yield (c.dev, c.ino, c.uid, c.gid, c.size, c.mtime_ns, c.used, c.parent_ino,
-               parents[1] + encode(c.name))
+    parent: tuple[str, ...] | None = None
+    out = bytearray()
+    for c in iter_old_files(root_fd, options):
+        if c.parent is not parent:  # siblings share their parent tuple
+            parent = c.parent
+            out += dir_record(c.parent_dev, c.parent_ino, encode("/".join(c.parent)))
+        out += file_record(encode(c.name), c.uid, c.gid, c.ino, c.size, c.mtime_ns, c.used)
+        if len(out) >= 1 << 20:
+            os.write(spool_fd, out)
+            del out[:]
+    os.write(spool_fd, out)
+
+
+def exempt_filters(exempt: ExemptRules) -> Filters:
+    """Exemptions as the record's build takes them: uids, and subtrees as raw paths."""
+    return Filters(exempt.uids,
+                   tuple(sorted(os.fsencode("/".join(parts)) for parts in exempt.subtrees)))
 
 
 def candidate_of(entry: Entry, now: float) -> Candidate:
@@ -85,27 +101,33 @@ def announce_step(run: TaskRun, context: AnnounceContext) -> AnnounceSummary:
     task = run.task
     record = context.record
     summary = AnnounceSummary(dry_run=run.dry_run)
-    told_before = record.told_counts()
     options = SelectOptions(
         target=task.target_path, old_days=task.old_file_threshold, now=run.now,
         age_basis=task.age_basis, exclude=context.settings.scan.exclude, exempt=context.exempt,
     )
     root_fd = os.open(task.target_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    spools = context.spools
     try:
-        record.add(rows_of(iter_old_files(root_fd, options)), run.now)
+        if not spools:
+            spools = (record.scratch_file(),)
+            spool_walk(root_fd, options, spools[0])
+        built = record.update(spools, os.fstat(root_fd).st_dev, run.now,
+                              exempt_filters(context.exempt))
         refreshed = _refreshed_by_atime(record.dropped(), root_fd, run)
     finally:
         os.close(root_fd)
-    record.prune()
-    totals = record.totals(run.now)
-    summary.refreshed = _refresh_lines(task.name, refreshed, told_before)
+        if spools is not context.spools:
+            close_spools(spools)
+    totals = built.users
+    summary.refreshed = _refresh_lines(task.name, refreshed, built.told)
     states = record.notice_states()
     notice_dir = _open_notice_dir(context.settings, summary) if not run.dry_run else None
     try:
         for uid, user in sorted(totals.items()):
             notice = _user_notice(run, uid, user, states.get(uid), context.settings)
             if notice_dir is not None:
-                notice = _publish_list(notice_dir, run, notice, record, summary)
+                notice = _publish_list(notice_dir, run, notice, context, summary, built,
+                                       states.get(uid))
             summary.users[uid] = notice
         if notice_dir is not None:
             _publish_summaries(notice_dir, run, summary, context)
@@ -162,7 +184,7 @@ def _refresh_lines(task_name: str, refreshed: Counter[int], told: dict[int, int]
 
 
 def _user_notice(
-    run: TaskRun, uid: int, user: UserTotals, state: NoticeState | None, settings: Settings
+    run: TaskRun, uid: int, user: UserRange, state: NoticeState | None, settings: Settings
 ) -> UserNotice:
     """The user's announcement and which mail, if any, is due now."""
     task = run.task
@@ -215,19 +237,52 @@ def _primary_gid(uid: int) -> int:
 
 
 def _publish_list(
-    notice_dir: NoticeDir, run: TaskRun, notice: UserNotice, record: AnnounceRecord,
-    summary: AnnounceSummary,
+    notice_dir: NoticeDir, run: TaskRun, notice: UserNotice, context: AnnounceContext,
+    summary: AnnounceSummary, built: Built, state: NoticeState | None,
 ) -> UserNotice:
+    """Write the user's list, unless the one published is exactly what it would hold.
+
+    Rewriting a million unchanged lines every night was most of an announcing
+    run's cost. The record keeps a digest of what was published and the
+    published file's inode, size and ctime (which its owner cannot set): a
+    list edited, replaced or removed by its owner is written again.
+    """
     name = task_file(run.task.name, "list")
-    chunks = list_chunks(run, notice, record.user_lines(notice.uid))
+    record = context.record
+    digest = _list_digest(run, notice, built)
+    if state is not None and state.list_digest and state.list_digest == _published_as(
+            notice_dir, notice.uid, name, digest):
+        return replace(notice, list_path=str(notice_dir.user_dir(notice.uid) / name))
+    target = run.task.target_path.rstrip("/").encode("utf-8", "surrogateescape") + b"/"
+    lines = record.user_lines(notice.uid, run.task.notice_days * DAY, target)
     try:
-        path = notice_dir.write(notice.uid, _primary_gid(notice.uid), name, chunks)
+        path = notice_dir.write(notice.uid, _primary_gid(notice.uid), name,
+                                list_chunks(run, notice, lines))
+        published = _published_as(notice_dir, notice.uid, name, digest)
     except (NoticeDirError, OSError) as exc:
         line = f"task {run.task.name}: list of {notice.username} not published: {exc}"
         summary.error = summary.error or line
         log.error("%s", line)
         return notice
-    return UserNotice(**{**notice.__dict__, "list_path": path})
+    if published is not None:
+        record.listed(notice.uid, published)
+    return replace(notice, list_path=path)
+
+
+def _list_digest(run: TaskRun, notice: UserNotice, built: Built) -> str:
+    """What the user's list holds: its entries' digest, its header (less its time)."""
+    user = built.users[notice.uid]
+    text = f"{user.digest}\n{run.task.notice_days!r}\n{run.task.target_path}\n"
+    text += list_header(run, notice)
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _published_as(notice_dir: NoticeDir, uid: int, name: str, digest: str) -> str | None:
+    """The token for the list now published under ``digest``, or None when there is none."""
+    st = notice_dir.lookup(uid, name)
+    if st is None or not stat.S_ISREG(st.st_mode) or st.st_uid != uid:
+        return None
+    return f"{digest}:{st.st_ino}:{st.st_size}:{st.st_ctime_ns}"
 
 
 def _publish_summaries(

@@ -368,6 +368,8 @@ class Cleaner:
             reason=reason,
         )
         self._count(rec)
+        if rec.outcome == DONE and self.record is not None and not self.run.dry_run:
+            self.record.took(cand.dev, cand.ino)  # gone: it leaves this run's lists
         log_action(rec, path, destination, dry_run=self.run.dry_run)
         tripped = self.breaker.tripped()
         if tripped and self.summary.error is None:

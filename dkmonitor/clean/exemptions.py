@@ -11,6 +11,7 @@ cover ``/scratch/abc``.
 from __future__ import annotations
 
 import logging
+import posixpath
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -47,16 +48,62 @@ def relative_parts(target: str, path: str) -> tuple[str, ...] | None:
     return path_parts[len(target_parts) :]
 
 
+@dataclass(frozen=True)
+class ExemptionView:
+    """One exemption as shown by ``exempt list`` (and read by a run)."""
+
+    id: int
+    task: str
+    user: str | None
+    path: str | None
+    expires_at: datetime
+    reason: str
+    created_by: str
+    created_at: datetime
+    expired: bool
+    uid: int | None = None  # of a user exemption
+
+
+def load_exemptions(database: Database | None, task_name: str, now: datetime
+                    ) -> list[ExemptionView]:
+    """The task's exemptions, expired ones too: plain SQL when the schema is at
+    head (a run that cleans nothing then never imports SQLAlchemy), else the ORM."""
+    if database is None:
+        return []
+    if database.plain is not None:
+        from dkmonitor.db.plainwrite import exemptions_plain
+
+        return exemptions_plain(database.plain, task_name, now)
+    from dkmonitor.db.exemptions import list_exemptions
+
+    with database.session() as session:
+        return list_exemptions(session, task_name, now)
+
+
+def rules_of(views: list[ExemptionView], target: str) -> ExemptRules:
+    """The rules in force among ``views``, as the cleaner asks them."""
+    uids: set[int] = set()
+    subtrees: set[tuple[str, ...]] = set()
+    for view in views:
+        if view.expired:
+            continue
+        if view.uid is not None:
+            uids.add(view.uid)
+        elif view.path is not None:
+            parts = relative_parts(posixpath.normpath(target), view.path)
+            if parts is not None:  # the task's target may have been edited since
+                subtrees.add(parts)
+    return ExemptRules(uids=frozenset(uids), subtrees=frozenset(subtrees))
+
+
 def load_rules(database: Database | None, task_name: str, target: str,
                now: datetime) -> ExemptRules:
     """The task's exemptions in force at ``now``; none without a database (a dry run
     of ``run path`` opens none, and a real clean refuses to start without one)."""
-    if database is None:
-        return ExemptRules()
-    from dkmonitor.db.exemptions import active_rules
+    return log_rules(task_name, rules_of(load_exemptions(database, task_name, now), target))
 
-    with database.session() as session:
-        rules = active_rules(session, task_name, target, now)
+
+def log_rules(task_name: str, rules: ExemptRules) -> ExemptRules:
     if rules:
         log.info("task %s: %d user and %d path exemption(s) in force", task_name,
                  len(rules.uids), len(rules.subtrees))

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import click
 
+from dkmonitor.clean.exemptions import ExemptionView
 from dkmonitor.cli.context import AppContext, pass_app
 from dkmonitor.cli.render import table
 from dkmonitor.clock import utcnow
 from dkmonitor.db.exemptions import (
-    ExemptionView,
     add_exemption,
     list_exemptions,
     remove_exemption,

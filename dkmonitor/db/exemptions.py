@@ -11,30 +11,14 @@ from __future__ import annotations
 import os
 import posixpath
 import pwd
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dkmonitor.clean.exemptions import ExemptRules, relative_parts
+from dkmonitor.clean.exemptions import ExemptionView, ExemptRules, relative_parts, rules_of
 from dkmonitor.db.models import Exemption, Task
 from dkmonitor.errors import DkmError, TaskError
-
-
-@dataclass(frozen=True)
-class ExemptionView:
-    """One exemption as shown by ``exempt list``."""
-
-    id: int
-    task: str
-    user: str | None
-    path: str | None
-    expires_at: datetime
-    reason: str
-    created_by: str
-    created_at: datetime
-    expired: bool
 
 
 def who_is_asking(environ: dict[str, str] | None = None) -> str:
@@ -109,7 +93,7 @@ def list_exemptions(session: Session, task_name: str | None, now: datetime) -> l
     return [
         ExemptionView(id=row.id, task=row.task_name, user=row.username, path=row.path,
                       expires_at=row.expires_at, reason=row.reason, created_by=row.created_by,
-                      created_at=row.created_at, expired=row.expires_at <= now)
+                      created_at=row.created_at, expired=row.expires_at <= now, uid=row.uid)
         for row in session.scalars(query)
     ]
 
@@ -127,16 +111,4 @@ def remove_exemption(session: Session, exemption_id: int) -> ExemptionView:
 
 def active_rules(session: Session, task_name: str, target: str, now: datetime) -> ExemptRules:
     """The exemptions of ``task_name`` in force at ``now``, as the cleaner asks them."""
-    rows = session.scalars(
-        select(Exemption).where(Exemption.task_name == task_name, Exemption.expires_at > now)
-    )
-    uids: set[int] = set()
-    subtrees: set[tuple[str, ...]] = set()
-    for row in rows:
-        if row.uid is not None:
-            uids.add(row.uid)
-        elif row.path is not None:
-            parts = relative_parts(posixpath.normpath(target), row.path)
-            if parts is not None:  # the task's target may have been edited since
-                subtrees.add(parts)
-    return ExemptRules(uids=frozenset(uids), subtrees=frozenset(subtrees))
+    return rules_of(list_exemptions(session, task_name, now), target)

@@ -21,6 +21,7 @@ from dataclasses import fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from dkmonitor.clock import naive_utc
 from dkmonitor.db.backends import BACKENDS, is_database_error, placeholders
 from dkmonitor.db.readonly import ReadConnection
 from dkmonitor.db.store import ScanRecord
@@ -28,6 +29,7 @@ from dkmonitor.enums import PENDING
 from dkmonitor.taskspec import TASK_FIELDS, TaskSpec
 
 if TYPE_CHECKING:
+    from dkmonitor.clean.exemptions import ExemptionView
     from dkmonitor.db.engine import Database
 
 # The table of a ScanRecord ("scans") and of each of its row tuples.
@@ -169,3 +171,29 @@ def nothing_pending(database: Database | None, task_name: str, hostname: str) ->
     finally:
         database.plain.connection.rollback()
     return int(rows[0][0]) == 0
+
+
+EXEMPTION_TABLE = "exemptions"
+
+
+def exemptions_plain(connection: ReadConnection, task_name: str, now: datetime
+                     ) -> list[ExemptionView]:
+    """``db.exemptions.list_exemptions`` for one task, in plain SQL."""
+    from dkmonitor.clean.exemptions import ExemptionView
+    from dkmonitor.db.queries import parse_time
+
+    try:
+        rows = connection.rows(
+            "SELECT id, task_name, username, path, expires_at, reason, created_by, "
+            f"created_at, uid FROM {EXEMPTION_TABLE} WHERE task_name = ? ORDER BY id",
+            (task_name,))
+    finally:
+        connection.connection.rollback()
+    views = []
+    for ident, task, user, path, expires_at, reason, by, created_at, uid in rows:
+        expires = parse_time(expires_at)
+        views.append(ExemptionView(
+            id=ident, task=task, user=user, path=path, expires_at=expires, reason=reason,
+            created_by=by, created_at=parse_time(created_at), expired=expires <= naive_utc(now),
+            uid=uid))
+    return views

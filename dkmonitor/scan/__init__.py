@@ -15,6 +15,7 @@ import logging
 import os
 import stat
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dkmonitor.scan.stats import ScanOptions, ScanResult, Usage
@@ -22,6 +23,8 @@ from dkmonitor.scan.stats import ScanOptions, ScanResult, Usage
 if TYPE_CHECKING:
     from dkmonitor.scan.mpi import ScanPool
     from dkmonitor.scan.parallel import ScanWorkerError
+    from dkmonitor.scan.tally import Tally
+    from dkmonitor.scan.walker import WalkConfig
 
 __all__ = ["ScanOptions", "ScanResult", "ScanWorkerError", "Usage", "scan_tree"]
 
@@ -67,7 +70,7 @@ def scan_tree(
     walked; ``result.left_out`` names those met. With a ``pool`` (rank 0 of an
     MPI job) every other rank walks too, and ``options.workers`` is not used.
     """
-    from dkmonitor.scan.walker import WalkConfig, walk_in_process
+    from dkmonitor.scan.walker import WalkConfig
 
     root = os.path.abspath(os.fsdecode(root))
     root_stat = os.stat(root)
@@ -75,25 +78,47 @@ def scan_tree(
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), root)
     leave_out = _identities(options.leave_out)
     leave_out.pop((root_stat.st_dev, root_stat.st_ino), None)  # asked for: scanned
-    config = WalkConfig.build(root, root_stat.st_dev, options, root_stat.st_ino,
-                              frozenset(leave_out))
-    if pool is not None:
-        log.debug("scanning %s: %d MPI rank(s), scanner %s", root, pool.workers, scanner_kind())
-        tally = pool.walk(config, progress)
-    elif options.workers > 1:
-        from dkmonitor.scan.parallel import walk_in_parallel
+    spools: tuple[int, ...] = ()
+    # The walk spools its old files for the announce step, which walks for them
+    # itself when it could not: MPI ranks (other hosts' files), or a walk that
+    # crosses filesystems (the cleaner never does, so neither may its list).
+    if options.candidate_dir is not None and pool is None and options.one_file_system:
+        from dkmonitor.announce.spool import open_spools
 
-        log.debug("scanning %s: %d workers, scanner %s", root, options.workers, scanner_kind())
-        tally = walk_in_parallel(config, options.workers, progress)
-    else:
-        log.debug("scanning %s: 1 worker, scanner %s", root, scanner_kind())
-        tally = walk_in_process(config, progress)
+        spools = open_spools(Path(options.candidate_dir), max(1, options.workers))
+    config = WalkConfig.build(root, root_stat.st_dev, options, root_stat.st_ino,
+                              frozenset(leave_out), spools)
+    try:
+        tally = _walk(config, options, progress, pool)
+    except BaseException:
+        for fd in spools:
+            os.close(fd)
+        raise
     result = tally.to_result(root)
+    result.candidates = spools
     result.left_out = tuple(path for key, path in leave_out.items() if key in tally.left_out)
     if progress is not None:
         total = result.total
         progress(total.files, total.bytes)
     return result
+
+
+def _walk(config: WalkConfig, options: ScanOptions, progress: Progress | None,
+          pool: ScanPool | None) -> Tally:
+    from dkmonitor.scan.walker import walk_in_process
+
+    if pool is not None:
+        log.debug("scanning %s: %d MPI rank(s), scanner %s", config.root, pool.workers,
+                  scanner_kind())
+        return pool.walk(config, progress)
+    if options.workers > 1:
+        from dkmonitor.scan.parallel import walk_in_parallel
+
+        log.debug("scanning %s: %d workers, scanner %s", config.root, options.workers,
+                  scanner_kind())
+        return walk_in_parallel(config, options.workers, progress)
+    log.debug("scanning %s: 1 worker, scanner %s", config.root, scanner_kind())
+    return walk_in_process(config, progress)
 
 
 def _identities(paths: tuple[str, ...]) -> dict[tuple[int, int], str]:

@@ -90,6 +90,9 @@ struct params {
     double now;
     double old_limit; /* AgeRule.limit_seconds */
     PyObject *dir_key; /* str: where this directory's files count (tally.Tally.dirs) */
+    PyObject *cands;   /* bytearray the old files are appended to, or NULL */
+    PyObject *cand_dir; /* bytes: this directory's record, written before its first file */
+    int cand_dir_written;
 };
 
 static PyObject *
@@ -273,9 +276,54 @@ count_linked(const struct stat *st, const struct params *p, PyObject *linked,
     return failed ? -1 : 0;
 }
 
+/* The announced purge's candidates (dkmonitor/announce/spool.py reads them):
+ * an old regular file on the target's filesystem is appended to p->cands as
+ * one FILE record, after its directory's DIR record (p->cand_dir, built by the
+ * walker) for the directory's first one. Layout (native byte order), kept in
+ * step with spool.FILE_HEADER: tag 'F', pad, name length u16, uid u32,
+ * gid u32, pad u32, ino u64, size i64, mtime_ns i64, last use f64; the name. */
+struct cand_file {
+    unsigned char tag, pad;
+    unsigned short name_len;
+    unsigned int uid, gid, pad2;
+    unsigned long long ino;
+    long long size, mtime_ns;
+    double used;
+};
+
+static int
+append_bytes(PyObject *array, const void *data, Py_ssize_t len)
+{
+    Py_ssize_t at = PyByteArray_GET_SIZE(array);
+    if (PyByteArray_Resize(array, at + len) < 0)
+        return -1;
+    memcpy(PyByteArray_AS_STRING(array) + at, data, (size_t)len);
+    return 0;
+}
+
+static int
+append_candidate(const struct stat *st, const char *name, double used, struct params *p)
+{
+    if (!p->cand_dir_written) {
+        if (append_bytes(p->cands, PyBytes_AS_STRING(p->cand_dir),
+                         PyBytes_GET_SIZE(p->cand_dir)) < 0)
+            return -1;
+        p->cand_dir_written = 1;
+    }
+    size_t name_len = strlen(name);
+    struct cand_file rec = {'F', 0, (unsigned short)name_len, (unsigned int)st->st_uid,
+                            (unsigned int)st->st_gid, 0, (unsigned long long)st->st_ino,
+                            (long long)st->st_size,
+                            (long long)(st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec),
+                            used};
+    if (append_bytes(p->cands, &rec, sizeof rec) < 0)
+        return -1;
+    return append_bytes(p->cands, name, (Py_ssize_t)name_len);
+}
+
 /* Counts one regular file; returns -1 with a Python error set on failure. */
 static int
-count_file(const struct stat *st, const struct params *p, PyObject *by_uid,
+count_file(const struct stat *st, const char *name, struct params *p, PyObject *by_uid,
            PyObject *linked, struct owner *owners, int *owner_count, struct dirsums *sums)
 {
     __int128 last;
@@ -305,6 +353,9 @@ count_file(const struct stat *st, const struct params *p, PyObject *by_uid,
     if (age < 0)
         age = 0;
     int old = p->now - last_f > p->old_limit;
+    if (old && p->cands != NULL && st->st_dev == p->root_dev
+        && append_candidate(st, name, last_f, p) < 0)
+        return -1;
 
     if (st->st_nlink > 1) /* counted once, at the end (see tally.Tally.linked) */
         return count_linked(st, p, linked, age, old);
@@ -383,7 +434,7 @@ append_failure(PyObject *failures, PyObject *name, int error)
 
 PyDoc_STRVAR(scan_dir_doc,
 "scan_dir(fd, parent, stack, by_uid, linked, hist, dir_key, root_dev, one_fs, basis,\n"
-"         now_ns, now, old_limit, excluded)\n"
+"         now_ns, now, old_limit, excluded, cands=None, cand_dir=None)\n"
 "    -> (pushed, failures, read_errno, files, bytes, old_bytes)\n\n"
 "Read the open directory ``fd`` (not closed), lstat every entry relative to it\n"
 "and count it into ``by_uid`` / ``linked`` / ``hist`` as pyloop.scan_python\n"
@@ -392,7 +443,9 @@ PyDoc_STRVAR(scan_dir_doc,
 "``stack`` as (parent, name, st_dev, st_ino). Returns how many were pushed, a\n"
 "list of (name, errno) for entries that could not be lstat'ed, the errno of a\n"
 "failed readdir (0 when read to the end), and the files, bytes and old bytes\n"
-"of the regular files with one link (for the top directories).");
+"of the regular files with one link (for the top directories). With ``cands``\n"
+"(a bytearray) every old regular file on root_dev is appended to it as a\n"
+"FILE record, the first one after ``cand_dir`` (bytes: the directory's record).");
 
 static PyObject *
 scan_dir(PyObject *module, PyObject *args)
@@ -402,18 +455,26 @@ scan_dir(PyObject *module, PyObject *args)
     long long now_ns;
     double now, old_limit;
     PyObject *parent, *stack, *by_uid, *linked, *hist, *dir_key, *excluded;
-    if (!PyArg_ParseTuple(args, "iOO!O!O!O!UKpiLddO", &fd, &parent, &PyList_Type, &stack,
+    PyObject *cands = Py_None, *cand_dir = Py_None;
+    if (!PyArg_ParseTuple(args, "iOO!O!O!O!UKpiLddO|OO", &fd, &parent, &PyList_Type, &stack,
                           &PyDict_Type, &by_uid, &PyDict_Type, &linked, &PyList_Type, &hist,
                           &dir_key, &root_dev, &one_fs, &basis, &now_ns, &now, &old_limit,
-                          &excluded))
+                          &excluded, &cands, &cand_dir))
         return NULL;
+    if (cands == Py_None)
+        cands = NULL;
+    else if (!PyByteArray_Check(cands) || !PyBytes_Check(cand_dir)) {
+        PyErr_SetString(PyExc_TypeError, "cands must be a bytearray and cand_dir bytes");
+        return NULL;
+    }
     if (basis < 0 || basis >= NBASES) {
         PyErr_Format(PyExc_ValueError, "unknown age basis code %d", basis);
         return NULL;
     }
     if (excluded == Py_None)
         excluded = NULL;
-    struct params p = {(dev_t)root_dev, one_fs, basis, now_ns, now, old_limit, dir_key};
+    struct params p = {(dev_t)root_dev, one_fs, basis, now_ns, now, old_limit, dir_key,
+                       cands, cand_dir, 0};
 
     int own_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0); /* closedir() closes it, not the caller's */
     if (own_fd < 0)
@@ -491,7 +552,7 @@ scan_dir(PyObject *module, PyObject *args)
         }
         Py_XDECREF(name);
         if (S_ISREG(st.st_mode)
-            && count_file(&st, &p, by_uid, linked, owners, &owner_count, &sums) < 0)
+            && count_file(&st, raw, &p, by_uid, linked, owners, &owner_count, &sums) < 0)
             goto error;
     }
     closedir(dir);

@@ -17,22 +17,33 @@ linked from two subtrees walked by two ranks still counts once. Each task's
 tally covers only what that task walked, so memory per rank stays flat.
 
 Only rank 0 runs the command (lock, database, mail, cleaning); the other ranks
-only ever execute :func:`_walk_task`.
+only ever execute :func:`_walk_task`. Rank 0 walks too, through a helper
+process forked before MPI starts (:class:`LocalWalker`): rank 0 itself must
+stay free to hand out work (the compiled loop holds the GIL for a whole
+directory, tens of milliseconds on a slow file system, which would stall the
+executor's thread), and forking before ``MPI_Init`` is the one moment a fork
+is safe for every MPI library. So ``-n N`` walks with N processes.
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from contextlib import contextmanager
-from typing import cast
+from typing import TYPE_CHECKING, Any, cast
 
-from dkmonitor.scan.parallel import ScanWorkerError
+from dkmonitor.launch import launch_from
+from dkmonitor.scan.parallel import ScanWorkerError, _die_with_parent
 from dkmonitor.scan.tally import Tally
 from dkmonitor.scan.walker import TICK_SECONDS, Pending, WalkConfig, Walker
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
 
 # How long one task walks before it starts giving work back. Short enough that
 # idle ranks are fed quickly, long enough that a task is much more than a round
@@ -59,9 +70,11 @@ class ScanPool:
     job has lost a rank.
     """
 
-    def __init__(self, executor: Executor, workers: int) -> None:
+    def __init__(self, executor: Executor, workers: int,
+                 local: LocalWalker | None = None) -> None:
         self.executor = executor
-        self.workers = workers
+        self.workers = workers  # the other ranks; rank 0's own walker is ``local``
+        self.local = local
         self.broken: str | None = None
 
     def walk(self, config: WalkConfig, progress: Callable[[int, int], None] | None) -> Tally:
@@ -69,7 +82,7 @@ class ScanPool:
             raise JobStopped(self.broken)
         previous = signal.signal(signal.SIGTERM, _stop_scan)
         try:
-            return walk_over_mpi(config, self.executor, self.workers, progress)
+            return walk_over_mpi(config, self.executor, self.workers, progress, self.local)
         except ScanWorkerError as exc:
             self.broken = str(exc)
             raise
@@ -84,15 +97,90 @@ def mpi_world() -> Iterator[ScanPool | None]:
     The other ranks serve scan tasks inside ``MPICommExecutor`` until rank 0
     leaves the block (then they get ``None`` and should just exit).
     """
-    from mpi4py import MPI
-    from mpi4py.futures import MPICommExecutor
+    local = LocalWalker() if launch_from(os.environ).rank == 0 else None
+    try:
+        from mpi4py import MPI
+        from mpi4py.futures import MPICommExecutor
 
-    comm = MPI.COMM_WORLD
-    with MPICommExecutor(comm, root=0) as executor:
-        if executor is None:
-            yield None
+        comm = MPI.COMM_WORLD
+        with MPICommExecutor(comm, root=0) as executor:
+            if executor is None:
+                yield None
+            else:
+                yield ScanPool(cast(Executor, executor), comm.Get_size() - 1, local)
+    finally:
+        if local is not None:
+            local.close()
+
+
+def _serve_local(conn: Connection, parent_pid: int) -> None:
+    """The body of rank 0's walker process: run each task sent, send back its outcome."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent(parent_pid)
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:  # rank 0 closed its end: done
+            return
+        func, args = task
+        try:
+            outcome: tuple[str, Any] = ("ok", func(*args))
+        except BaseException as exc:  # report upstream; never print from here
+            outcome = ("failed", f"{type(exc).__name__}: {exc}")
+        conn.send(outcome)
+
+
+class LocalWalker:
+    """Rank 0's own walker: one process, forked before ``MPI_Init``, fed one task at a time.
+
+    ``submit`` has the shape of ``Executor.submit`` so that rank 0's loop
+    treats it as one more slot beside the other ranks. A thread per task
+    waits for the answer (blocked in ``recv``, it holds no GIL). If the
+    process dies, the task's future fails and so does the scan, cleanly.
+    """
+
+    def __init__(self) -> None:
+        import multiprocessing  # rank 0 only: the walking ranks need not import it
+
+        context = multiprocessing.get_context("fork")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_serve_local, args=(child, os.getpid()),
+                                        name="dkmonitor-rank0-walker", daemon=True)
+        self._process.start()
+        child.close()
+
+    def submit(self, func: Callable[..., Any], *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        future.set_running_or_notify_cancel()
+        try:
+            self._conn.send((func, args))
+        except OSError as exc:
+            future.set_exception(ScanWorkerError(f"rank 0's walker process is gone: {exc}"))
+            return future
+        threading.Thread(target=self._answer, args=(future,), daemon=True).start()
+        return future
+
+    def _answer(self, future: Future[Any]) -> None:
+        try:
+            status, value = self._conn.recv()
+        except (EOFError, OSError):
+            self._process.join(timeout=1)  # reap it, for the exit status
+            future.set_exception(ScanWorkerError(
+                f"rank 0's walker process died (exit status {self._process.exitcode})"))
+            return
+        if status == "ok":
+            future.set_result(value)
         else:
-            yield ScanPool(cast(Executor, executor), comm.Get_size() - 1)
+            future.set_exception(ScanWorkerError(str(value)))
+
+    def close(self) -> None:
+        """Let the process go (EOF ends it); a process stuck in a walk is killed."""
+        self._conn.close()
+        self._process.join(timeout=1)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
 
 
 class _AfterDeadline:
@@ -125,29 +213,42 @@ def _walk_task(
     return walker.tally, given_back
 
 
+Outcome = tuple[Tally, list[Pending]]
+
+
 def walk_over_mpi(
     config: WalkConfig,
     executor: Executor,
     workers: int,
     progress: Callable[[int, int], None] | None = None,
+    local: LocalWalker | None = None,
 ) -> Tally:
-    """Walk ``config.root`` with ``workers`` ranks; the merged tally, on rank 0."""
+    """Walk ``config.root`` with ``workers`` ranks (and rank 0's ``local`` walker);
+    the merged tally, on rank 0."""
     pending: deque[Pending] = deque([(config.root, config.root_dev, config.root_ino)])
-    running: set[Future[tuple[Tally, list[Pending]]]] = set()
+    # every task in flight, with the slot it occupies: "mpi" (a rank) or "local"
+    running: dict[Future[Outcome], str] = {}
     total = Tally()
     next_report = time.monotonic()
     while pending or running:
-        idle = workers - len(running)
+        idle_local = local is not None and "local" not in running.values()
+        idle = workers - sum(slot == "mpi" for slot in running.values()) + idle_local
         while pending and idle > 0:
             share = max(1, len(pending) // idle)
             batch = [pending.popleft() for _ in range(min(share, len(pending)))]
-            running.add(executor.submit(_walk_task, config, batch, TASK_SECONDS))
+            if idle_local:
+                assert local is not None
+                running[local.submit(_walk_task, config, batch, TASK_SECONDS)] = "local"
+                idle_local = False
+            else:
+                running[executor.submit(_walk_task, config, batch, TASK_SECONDS)] = "mpi"
             idle -= 1
-        done, running = wait(running, timeout=TICK_SECONDS, return_when=FIRST_COMPLETED)
+        done, _ = wait(running, timeout=TICK_SECONDS, return_when=FIRST_COMPLETED)
         for future in done:
+            del running[future]
             try:
                 tally, given_back = future.result()
-            except Exception as exc:  # a worker rank failed: the scan is incomplete
+            except Exception as exc:  # a walker failed: the scan is incomplete
                 for other in running:
                     other.cancel()
                 raise ScanWorkerError(f"an MPI scan rank failed: {exc}") from None

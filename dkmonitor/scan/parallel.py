@@ -82,7 +82,8 @@ def _worker_main(
         def donate(paths: list[Pending]) -> None:
             conn.send(("more", paths))
 
-        walker = Walker(config, on_tick=on_tick, hungry=hungry, donate=donate)
+        spool = config.spools[index] if config.spools else None
+        walker = Walker(config, on_tick=on_tick, hungry=hungry, donate=donate, spool=spool)
         while True:
             batch = conn.recv()
             if batch is None:

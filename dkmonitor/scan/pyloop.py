@@ -10,9 +10,11 @@ attribute lookups, no function call per file, counters in lists,
 
 from __future__ import annotations
 
+import os
 from bisect import bisect_right
 from typing import TYPE_CHECKING
 
+from dkmonitor.announce.spool import file_record
 from dkmonitor.scan.dirfds import Dir, error_line
 from dkmonitor.scan.stats import AGE_EDGES_NS, SIZE_EDGES
 from dkmonitor.scan.tally import AGE_BYTES, AGE_FILES, NCOLUMNS, SIZE_BYTES, SIZE_FILES
@@ -68,6 +70,9 @@ def scan_python(walker: Walker, fd: int, node: Dir, stack: list[Item]) -> int:
     age_files_at = AGE_FILES
     age_bytes_at = AGE_BYTES
     pushed = files = total = old_total = 0
+    spool = walker.spool
+    spool_dir: bytes | None = None if spool is None else spool.directory(
+        node.path(), node.dev, node.ino)
     try:
         with walker.scandir(fd) as entries:
             for entry in entries:
@@ -111,6 +116,14 @@ def scan_python(walker: Walker, fd: int, node: Dir, stack: list[Item]) -> int:
                     age = 0
                 uid = st.st_uid
                 size = st.st_size
+                if spool is not None and st.st_dev == root_dev and last <= young_above and (
+                        last < old_below or is_old(st)):  # a candidate (announce/spool.py)
+                    if spool_dir is not None:
+                        spool.buffer += spool_dir
+                        spool_dir = None
+                    spool.buffer += file_record(
+                        os.fsencode(entry.name), uid, st.st_gid, st.st_ino, size,
+                        st.st_mtime_ns, rule.last_use(st))
 
                 if st.st_nlink > 1:  # counted once, at the end (see Tally.linked)
                     key = (st.st_dev, st.st_ino)
@@ -143,5 +156,7 @@ def scan_python(walker: Walker, fd: int, node: Dir, stack: list[Item]) -> int:
                 hist[age_bytes_at + bucket] += size
     except OSError as exc:  # the directory went away while being read
         tally.note_error(error_line(node.path(), exc))
+    if spool is not None:
+        spool.maybe_flush()
     tally.add_dir(dir_key, files, total, old_total)
     return pushed

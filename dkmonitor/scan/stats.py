@@ -28,6 +28,9 @@ class ScanOptions:
     # log directories), matched by st_dev+st_ino so another spelling of the
     # same directory (a symlink, a bind mount) is left out too.
     leave_out: tuple[str, ...] = ()
+    # An announcing task's: where to spool the old files the walk meets
+    # (announce/spool.py), or None not to.
+    candidate_dir: str | None = None
 
     def __init__(
         self,
@@ -40,6 +43,7 @@ class ScanOptions:
         one_file_system: bool = True,
         workers: int = 1,
         leave_out: tuple[str, ...] = (),
+        candidate_dir: str | None = None,
     ) -> None:
         if age is None:
             if old_days is None or now is None:
@@ -50,6 +54,7 @@ class ScanOptions:
         object.__setattr__(self, "one_file_system", one_file_system)
         object.__setattr__(self, "workers", workers)
         object.__setattr__(self, "leave_out", tuple(leave_out))
+        object.__setattr__(self, "candidate_dir", candidate_dir)
 
 
 @dataclass
@@ -155,6 +160,9 @@ class ScanResult:
     top_dirs_by_bytes: tuple[DirTotal, ...] = ()
     top_dirs_by_old_bytes: tuple[DirTotal, ...] = ()
     left_out: tuple[str, ...] = ()  # ScanOptions.leave_out met in this target (not walked)
+    # fds of unnamed files holding the old files met (ScanOptions.candidate_dir),
+    # for the announce step, which closes them; empty when the walk did not spool
+    candidates: tuple[int, ...] = ()
 
     MAX_ERROR_SAMPLES = 20
 

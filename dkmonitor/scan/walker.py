@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
+from dkmonitor.announce.spool import Spool
 from dkmonitor.scan import dirfds
 from dkmonitor.scan.age import AgeRule
 from dkmonitor.scan.dirfds import (
@@ -93,15 +94,17 @@ class WalkConfig:
     age: AgeRule
     exclude: tuple[str, ...]
     leave_out: frozenset[tuple[int, int]] = frozenset()  # (st_dev, st_ino) not to walk
+    spools: tuple[int, ...] = ()  # one fd per worker: where its old files are spooled
 
     @classmethod
     def build(
         cls, root: str, root_dev: int, options: ScanOptions, root_ino: int = 0,
-        leave_out: frozenset[tuple[int, int]] = frozenset(),
+        leave_out: frozenset[tuple[int, int]] = frozenset(), spools: tuple[int, ...] = (),
     ) -> WalkConfig:
         """``root_ino`` 0: the root's identity is not checked when it is opened."""
         return cls(
             leave_out=leave_out,
+            spools=spools,
             root=root,
             root_dev=root_dev,
             root_ino=root_ino,
@@ -135,7 +138,9 @@ class Walker:
         hungry: Flag | None = None,
         donate: Callable[[list[Pending]], None] | None = None,
         scandir: Scandir = os.scandir,
+        spool: int | None = None,
     ) -> None:
+        """``spool``: the fd this walker writes its old files to (announce/spool.py)."""
         self.config = config
         self.tally = tally if tally is not None else Tally()
         self.on_tick = on_tick
@@ -148,6 +153,7 @@ class Walker:
         self.exclude_path = _matcher(p for p in config.exclude if "/" in p)
         self.excluding = self.exclude_name is not None or self.exclude_path is not None
         self.fds = DirFds()
+        self.spool = Spool(spool, config.root) if spool is not None else None
         self._root_dir = Dir(None, config.root, config.root_dev, config.root_ino)
         # The age arithmetic both loops share, computed once from the one rule.
         rule = config.age
@@ -206,6 +212,8 @@ class Walker:
                     close(fd)
         finally:
             fds.close_all()
+        if self.spool is not None:
+            self.spool.flush()
         if on_tick is not None:
             on_tick(tally)
 
@@ -279,10 +287,15 @@ class Walker:
         config = self.config
         excluded = self._exclusion(node.prefix()) if self.excluding else None
         rule = config.age
+        spool = self.spool
+        extra = () if spool is None else (
+            spool.buffer, spool.directory(node.path(), node.dev, node.ino))
         pushed, failures, read_errno, files, size, old_bytes = _dirscan.scan_dir(
             fd, node, stack, tally.by_uid, tally.linked, tally.hist, node.key,
             config.root_dev, config.one_file_system, rule.code, self.now_ns, rule.now,
-            rule.limit_seconds, excluded)
+            rule.limit_seconds, excluded, *extra)
+        if spool is not None:
+            spool.maybe_flush()
         tally.add_dir(node.key, files, size, old_bytes)
         if failures:
             prefix = node.prefix()
@@ -306,6 +319,7 @@ def walk_in_process(
         def on_tick(tally: Tally) -> None:
             report(*tally.files_and_bytes())
 
-    walker = Walker(config, on_tick=on_tick, scandir=scandir)
+    walker = Walker(config, on_tick=on_tick, scandir=scandir,
+                    spool=config.spools[0] if config.spools else None)
     walker.walk([(config.root, config.root_dev, config.root_ino)])
     return walker.tally

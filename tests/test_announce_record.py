@@ -1,0 +1,200 @@
+"""Root's record of announced files: the scan's spools and the record's build, compiled and not.
+
+The candidates an announcing run lists come from the scan's own walk (the
+compiled per-directory loop, or the Python loop) and, when the scan could not
+spool them (a list from a site scanner, MPI ranks), from a walk with the
+cleaner's selection: all three must name exactly the same files. The record is
+built and its list lines formatted by ``_recordio`` (C) or by the reference in
+``recordfile``: both must write the same bytes, spilled sorted runs, duplicates
+(hard links), exemptions, files just acted on, the previous record's dates and
+"nothing changed" included.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import pytest
+
+from dkmonitor.announce import recordfile
+from dkmonitor.announce.record import Filters
+from dkmonitor.announce.spool import read_spool
+from dkmonitor.announce.step import spool_walk
+from dkmonitor.clean.select import SelectOptions
+from dkmonitor.scan import ScanOptions, scan_tree, walker
+from tests.fixtures.tree import TreeBuilder
+from tests.test_scan_parallel import build_mixed_tree
+
+pytestmark = pytest.mark.usefixtures("requires_root")
+
+
+@pytest.fixture(autouse=True)
+def compiled() -> None:
+    if not (walker.COMPILED and recordfile.compiled()):
+        if os.environ.get("CI") == "true":
+            pytest.fail("the compiled modules were not built (needs gcc and python3-dev)")
+        pytest.skip("the compiled modules are not built here")
+
+
+def _spooled(fds: tuple[int, ...]) -> set[tuple[object, ...]]:
+    found: list[tuple[object, ...]] = []
+    for fd in fds:
+        for dev, ino, path, fields, name, used in read_spool(fd):
+            found.append((dev, ino, path, fields, name, used))
+    assert len(found) == len(set(found))  # nothing spooled twice
+    return set(found)
+
+
+def _scan_spools(root: Path, spool_dir: Path, now: float, **options: object
+                 ) -> tuple[int, ...]:
+    result = scan_tree(str(root), ScanOptions(old_days=30, now=now,
+                                              candidate_dir=str(spool_dir),
+                                              **options))  # type: ignore[arg-type]
+    assert result.candidates
+    return result.candidates
+
+
+def test_every_way_of_finding_candidates_finds_the_same_files(
+    scan_target: TreeBuilder, tmp_path: Path, scan_now: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build_mixed_tree(scan_target, tmp_path / "outside")
+    scan_target.file("t0/young.dat", uid=1001, size=10, atime_days=1, mtime_days=1)
+    scan_target.file("t0/skip.tmp", uid=1001, size=10, atime_days=400, mtime_days=400)
+    spools = tmp_path / "spools"
+    exclude = ("*.tmp",)
+    compiled_one = _spooled(_scan_spools(scan_target.root, spools, scan_now, exclude=exclude))
+    compiled_three = _spooled(_scan_spools(scan_target.root, spools, scan_now, exclude=exclude,
+                                           workers=3))
+    with monkeypatch.context() as patch:
+        patch.setattr(walker, "COMPILED", False)
+        python = _spooled(_scan_spools(scan_target.root, spools, scan_now, exclude=exclude))
+    walked_fd = os.open(spools, os.O_TMPFILE | os.O_RDWR, 0o600)
+    root_fd = os.open(scan_target.root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        spool_walk(root_fd, SelectOptions(target=str(scan_target.root), old_days=30,
+                                          now=scan_now, exclude=exclude), walked_fd)
+        walked = _spooled((walked_fd,))
+    finally:
+        os.close(root_fd)
+    assert compiled_one == compiled_three == python == walked
+    names = {entry[4] for entry in python}
+    assert b"pair.dat" in names and b"f24.dat" in names  # two names of one old inode
+    assert b"young.dat" not in names and b"skip.tmp" not in names
+    assert b"link.dat" not in names  # a symlink is never a candidate
+
+
+def _fresh(where: Path) -> int:
+    return os.open(where, os.O_TMPFILE | os.O_RDWR, 0o600)
+
+
+def _bytes(fd: int) -> bytes:
+    return os.pread(fd, os.fstat(fd).st_size, 0)
+
+
+def _build_both(spools: tuple[int, ...], prev: int | None, where: Path, now: float,
+                filters: Filters, told_since: dict[int, float | None], root_dev: int
+                ) -> tuple[recordfile.Built, int]:
+    """Build with C (tiny chunks: sorted runs are spilled) and Python; same bytes."""
+    results = []
+    for compiled in (True, False):
+        out, dropped = _fresh(where), _fresh(where)
+        dir_fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            built = recordfile.build(spools, prev, out, dropped, dir_fd, root_dev, now, filters,
+                                     told_since, use_compiled=compiled, chunk_bytes=1 << 16)
+        finally:
+            os.close(dir_fd)
+        results.append((built, out, _bytes(out), _bytes(dropped)))
+        os.close(dropped)
+    (c_built, c_out, c_bytes, c_dropped), (p_built, p_out, p_bytes, p_dropped) = results
+    assert c_built == p_built
+    assert c_bytes == p_bytes and c_dropped == p_dropped
+    os.close(p_out)
+    return c_built, c_out
+
+
+def test_compiled_and_python_records_are_byte_for_byte_the_same(
+    scan_target: TreeBuilder, tmp_path: Path, scan_now: float
+) -> None:
+    for index in range(1500):  # ~150 KB of entries: several spilled runs of 64 KiB
+        scan_target.file(f"bulk/d{index % 13}/file-{index:05}.dat", uid=1001 + index % 3,
+                         size=index, atime_days=100, mtime_days=100)
+    build_mixed_tree(scan_target, tmp_path / "outside")
+    where = tmp_path / "work"
+    where.mkdir()
+    root_dev = os.stat(scan_target.root).st_dev
+    spools = _scan_spools(scan_target.root, where, scan_now, workers=2)
+    first, first_fd = _build_both(spools, None, where, scan_now, Filters(), {}, root_dev)
+    assert first.count == recordfile.check_header(first_fd)
+    entries = list(recordfile.iter_entries(first_fd))
+    keys = [(e.uid, e.dev, e.ino) for e in entries]
+    assert keys == sorted(set(keys)) and len(entries) == first.count
+    assert all(e.announced_at == scan_now for e in entries)
+    linked = [e.path for e in entries if e.path in (b"t5/s15/deep/f24.dat", b"t2/s1/pair.dat")]
+    assert linked == [b"t2/s1/pair.dat"]  # one inode, two names: listed once, smallest path
+
+    later = scan_now + 3600
+    unchanged, _ = _build_both(spools, first_fd, where, later, Filters(),
+                               {1001: scan_now}, root_dev)
+    assert unchanged.unchanged and unchanged.dropped == 0
+    assert unchanged.told == {1001: first.users[1001].files}
+
+    (scan_target.root / "bulk" / "d0" / "file-00000.dat").write_bytes(b"changed")
+    os.utime(scan_target.root / "bulk" / "d0" / "file-00000.dat", (0, 0))  # still old
+    gone = next(e for e in entries if e.uid == 1002)
+    acted = recordfile.PAIR.pack(gone.dev, gone.ino)
+    filters = Filters(uids=frozenset({1003}), paths=(b"t1",), acted=acted)
+    spools = _scan_spools(scan_target.root, where, later, workers=2)
+    second, second_fd = _build_both(spools, first_fd, where, later, filters, {}, root_dev)
+    assert not second.unchanged
+    after = {e.path: e for e in recordfile.iter_entries(second_fd)}
+    assert after[b"bulk/d0/file-00000.dat"].announced_at == later  # rewritten: new date
+    assert after[b"bulk/d0/file-00039.dat"].announced_at == scan_now  # kept its date
+    assert gone.path not in after and 1003 not in {e.uid for e in after.values()}
+    assert not any(path.startswith(b"t1/") for path in after)
+    new = sum(user.new_files for user in second.users.values())  # old since an hour, and 1
+    matched = second.count - new + 1  # the rewritten file was in the previous record
+    assert second.dropped == first.count - matched
+
+
+def test_compiled_and_python_list_lines_are_the_same(tmp_path: Path) -> None:
+    odd = [b"plain/name.dat", b"tab\there", b"new\nline", b"back\\slash", b"\xff\xfe.dat",
+           b"caf\xc3\xa9", b"x" * 300]
+    times = [0.0, 1.5, 86399.999, 86400.0, 1_700_000_000.25, 4_102_444_800.0, 59.9999999]
+    data = bytearray()
+    for index, path in enumerate(odd * 3):
+        entry = recordfile.Entry(1, index, 1000, 100, index * 1_000_003, 0,
+                                 times[index % len(times)], 2,
+                                 path, times[(index + 3) % len(times)])
+        data += recordfile.pack_entry(entry)
+    fd = _fresh(tmp_path)
+    os.write(fd, bytes(data))
+    compiled = b"".join(recordfile.list_lines(fd, 0, len(data), 30.5 * 86400, b"/scr/\xe9/",
+                                              limit=200))
+    python = b"".join(recordfile.list_lines(fd, 0, len(data), 30.5 * 86400, b"/scr/\xe9/",
+                                            use_compiled=False, limit=200))
+    assert compiled == python
+    lines = compiled.decode("ascii").splitlines()
+    assert len(lines) == len(odd) * 3
+    assert lines[1].split("\t")[1] == "1970-01-01T00:00:01Z"  # floored, as time.gmtime does
+    assert lines[1].endswith("/scr/\\xe9/tab\\x09here")
+
+
+def test_a_truncated_record_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    data = recordfile.HEADER.pack(recordfile.MAGIC, 1) + recordfile.pack_entry(
+        recordfile.Entry(1, 2, 3, 4, 5, 6, 7.0, 8, b"some/path", 9.0))
+    fd = _fresh(tmp_path)
+    os.write(fd, data[:-3])
+    out, dropped = _fresh(tmp_path), _fresh(tmp_path)
+    dir_fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    with pytest.raises(OSError):
+        recordfile.build((), fd, out, dropped, dir_fd, 1, 10.0, Filters(), {})
+    with pytest.raises(ValueError):
+        list(recordfile.iter_entries(fd))
+    bad = _fresh(tmp_path)
+    os.write(bad, struct.pack("=8sQ", b"NOTMINE!", 0))
+    with pytest.raises(ValueError):
+        recordfile.build((), bad, out, dropped, dir_fd, 1, 10.0, Filters(), {})
+    os.close(dir_fd)
