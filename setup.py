@@ -75,7 +75,8 @@ setup(
         Extension(  # root's record of announced files (announce/recordfile.py says why)
             "dkmonitor.announce._recordio",
             ["dkmonitor/announce/_recordio.c"],
-            extra_compile_args=["-O2"],
+            extra_compile_args=["-O2", "-pthread"],  # sorts each scan worker's spool at once
+            extra_link_args=["-pthread"],
             optional=True,
         ),
     ],

@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -347,7 +348,7 @@ radix_sort(struct skey *keys, size_t n)
     return 0;
 }
 
-static char *tie_arena; /* qsort has no context argument; set only around one call */
+static __thread char *tie_arena; /* qsort has no context: set around one call, per thread */
 
 static int
 tie_cmp(const void *a, const void *b)
@@ -522,6 +523,34 @@ done:
     free(r.buf);
     free(dir);
     return result;
+}
+
+/* Phase one on one thread: some of the spools into their own sorted runs.
+ * Runs without Python's lock (the filters' list of bytes is only read), so
+ * the spools of a parallel scan are sorted on as many cores at once. */
+#define MAX_SORTERS 4
+
+struct sorter {
+    struct runs rs;
+    const int *fds;
+    int nfds, stride;
+    uint64_t root_dev;
+    const struct filters *f;
+    int error; /* errno, 0 when it went well */
+};
+
+static void *
+sort_spools(void *arg)
+{
+    struct sorter *s = arg;
+    for (int i = 0; i < s->nfds; i += s->stride)
+        if (read_spool(&s->rs, s->fds[i], s->root_dev, s->f) < 0) {
+            s->error = errno ? errno : EIO;
+            return NULL;
+        }
+    if (sort_arena_offsets(&s->rs) < 0)
+        s->error = errno ? errno : ENOMEM;
+    return NULL;
 }
 
 /* A sorted source for the merge: a run file, or the in-memory last chunk. */
@@ -917,8 +946,9 @@ build(PyObject *module, PyObject *args)
                           &chunk_bytes))
         return NULL;
     struct filters f;
-    struct runs rs;
-    memset(&rs, 0, sizeof rs);
+    struct sorter sorters[MAX_SORTERS];
+    memset(sorters, 0, sizeof sorters);
+    int nsorters = 0, *fds = NULL, nfds = (int)PyList_GET_SIZE(spool_fds);
     struct source *src = NULL;
     struct reader prev;
     memset(&prev, 0, sizeof prev);
@@ -929,36 +959,71 @@ build(PyObject *module, PyObject *args)
 
     if (read_filters(&f, uids, paths, &acted) < 0)
         goto done;
-    rs.tmp_dir_fd = tmp_dir_fd;
-    rs.arena_bytes = chunk_bytes < (1 << 16) ? (1 << 16) : (size_t)chunk_bytes;
-    rs.arena = malloc(rs.arena_bytes);
-    if (rs.arena == NULL) {
+    fds = calloc((size_t)nfds + 1, sizeof *fds);
+    if (fds == NULL) {
         PyErr_NoMemory();
         goto done;
     }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(spool_fds); i++) {
-        int fd = (int)PyLong_AsLong(PyList_GET_ITEM(spool_fds, i));
+    for (int i = 0; i < nfds; i++) {
+        fds[i] = (int)PyLong_AsLong(PyList_GET_ITEM(spool_fds, i));
         if (PyErr_Occurred())
             goto done;
-        if (read_spool(&rs, fd, root_dev, &f) < 0)
-            goto os_error;
     }
-    if (sort_arena_offsets(&rs) < 0)
-        goto os_error;
-    src = calloc((size_t)rs.nfds + 1, sizeof *src);
+    /* the memory for sorting is shared out, not multiplied */
+    nsorters = nfds < 1 ? 1 : nfds < MAX_SORTERS ? nfds : MAX_SORTERS;
+    for (int t = 0; t < nsorters; t++) {
+        struct sorter *st = &sorters[t];
+        st->rs.tmp_dir_fd = tmp_dir_fd;
+        st->rs.arena_bytes = (size_t)chunk_bytes / (size_t)nsorters;
+        if (st->rs.arena_bytes < (1 << 16))
+            st->rs.arena_bytes = 1 << 16;
+        st->rs.arena = malloc(st->rs.arena_bytes);
+        st->fds = fds + t;
+        st->nfds = nfds - t;
+        st->stride = nsorters;
+        st->root_dev = root_dev;
+        st->f = &f;
+        if (st->rs.arena == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    pthread_t threads[MAX_SORTERS];
+    int started = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (; started < nsorters - 1; started++)
+        if (pthread_create(&threads[started], NULL, sort_spools, &sorters[started]) != 0)
+            break;
+    for (int t = started; t < nsorters; t++) /* the rest (or all, without threads) here */
+        sort_spools(&sorters[t]);
+    for (int t = 0; t < started; t++)
+        pthread_join(threads[t], NULL);
+    Py_END_ALLOW_THREADS
+    int total_runs = 0;
+    for (int t = 0; t < nsorters; t++) {
+        if (sorters[t].error) {
+            errno = sorters[t].error;
+            goto os_error;
+        }
+        total_runs += sorters[t].rs.nfds + 1;
+    }
+    src = calloc((size_t)total_runs, sizeof *src);
     if (src == NULL) {
         PyErr_NoMemory();
         goto done;
     }
-    for (int i = 0; i < rs.nfds; i++, nsrc++) {
-        if (reader_open(&src[i].r, rs.fds[i], 0) < 0 || source_next(&src[i]) < 0) {
+    for (int t = 0; t < nsorters; t++) {
+        struct runs *rs = &sorters[t].rs;
+        for (int i = 0; i < rs->nfds; i++) {
             nsrc++;
-            goto os_error;
+            if (reader_open(&src[nsrc - 1].r, rs->fds[i], 0) < 0
+                || source_next(&src[nsrc - 1]) < 0)
+                goto os_error;
         }
+        src[nsrc].mem = rs;
+        source_next(&src[nsrc]);
+        nsrc++;
     }
-    src[nsrc].mem = &rs;
-    source_next(&src[nsrc]);
-    nsrc++;
 
     int have_prev = prev_fd >= 0;
     if (have_prev) {
@@ -1020,11 +1085,15 @@ done:
     PyBuffer_Release(&acted);
     free(f.uids);
     free(f.acted);
-    for (int i = 0; i < rs.nfds; i++)
-        close(rs.fds[i]);
-    free(rs.fds);
-    free(rs.arena);
-    free(rs.keys);
+    for (int t = 0; t < nsorters; t++) {
+        struct runs *rs = &sorters[t].rs;
+        for (int i = 0; i < rs->nfds; i++)
+            close(rs->fds[i]);
+        free(rs->fds);
+        free(rs->arena);
+        free(rs->keys);
+    }
+    free(fds);
     for (int i = 0; src != NULL && i < nsrc; i++)
         free(src[i].r.buf);
     free(src);

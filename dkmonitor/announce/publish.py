@@ -33,7 +33,7 @@ import os
 import secrets
 import stat
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote
@@ -155,7 +155,7 @@ class NoticeDir:
         try:
             with self._user_dir(uid, gid, create=True, writable=True) as ufd:
                 assert ufd is not None
-                _sweep_temps(ufd, name)
+                _sweep_temps(ufd, name, uid)
                 _write_new(ufd, name, uid, gid, chunks, target)
         except OSError as exc:
             raise NoticeDirError(f"{target}: cannot write: {exc.strerror or exc}") from exc
@@ -177,14 +177,15 @@ class NoticeDir:
             raise NoticeDirError(f"{self.user_dir(uid) / name}: cannot remove: "
                                  f"{exc.strerror or exc}") from exc
 
-    def lookup(self, uid: int, name: str) -> os.stat_result | None:
-        """``lstat`` of ``{uid}/{name}``; None when it or the directory is absent."""
+    def settled(self, uid: int, name: str) -> os.stat_result | None:
+        """``lstat`` of ``{uid}/{name}`` (None: absent), our killed runs' temporaries gone."""
         _check_name(name)
-        with self._user_dir(uid, None, create=False, writable=False) as ufd:
-            try:
-                return None if ufd is None else os.stat(name, dir_fd=ufd, follow_symlinks=False)
-            except FileNotFoundError:
-                return None
+        with self._user_dir(uid, None, create=False, writable=True) as ufd:
+            if ufd is not None:
+                _sweep_temps(ufd, name, uid)
+                with suppress(FileNotFoundError):
+                    return os.stat(name, dir_fd=ufd, follow_symlinks=False)
+        return None
 
     def names(self, uid: int) -> list[str]:
         """The published names in ``uid``'s directory, sorted (no temporary ones)."""
@@ -267,11 +268,8 @@ class NoticeDir:
 
 
 def _create_missing(path: Path) -> None:
-    """Create notice_dir (0700 until checked, then 0711) and its parents (0755).
-
-    The nearest existing ancestor is checked first: root must not create a
-    tree where a user could have redirected it.
-    """
+    """Create notice_dir (0700 until checked, then 0711) and its parents (0755). The
+    nearest existing ancestor is checked first: a user must not have redirected it."""
     if os.path.lexists(path):
         return
     existing = path
@@ -360,16 +358,17 @@ def _write_new(ufd: int, name: str, uid: int, gid: int, chunks: Iterable[bytes],
         raise
 
 
-def _sweep_temps(ufd: int, name: str) -> None:
-    """Remove temporary copies of ``name`` a killed run of ours left (ours only:
-    a user's planted name stays; unlinking by name never follows a link)."""
-    prefix, me = f".{name}.", os.geteuid()
+def _sweep_temps(ufd: int, name: str, uid: int) -> None:
+    """Remove temporary copies of ``name`` a killed run of ours left: regular files,
+    ours or already handed to ``uid`` (a run killed between fchown and rename).
+    Anything else a user planted stays; unlinking by name never follows a link."""
+    prefix, owners = f".{name}.", (os.geteuid(), uid)
     for entry in os.scandir(ufd):
         if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")):
             continue
         try:
             info = entry.stat(follow_symlinks=False)
-            if stat.S_ISREG(info.st_mode) and info.st_uid == me:
+            if stat.S_ISREG(info.st_mode) and info.st_uid in owners:
                 os.unlink(entry.name, dir_fd=ufd)
         except OSError:
             continue

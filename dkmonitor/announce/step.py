@@ -279,7 +279,7 @@ def _list_digest(run: TaskRun, notice: UserNotice, built: Built) -> str:
 
 def _published_as(notice_dir: NoticeDir, uid: int, name: str, digest: str) -> str | None:
     """The token for the list now published under ``digest``, or None when there is none."""
-    st = notice_dir.lookup(uid, name)
+    st = notice_dir.settled(uid, name)
     if st is None or not stat.S_ISREG(st.st_mode) or st.st_uid != uid:
         return None
     return f"{digest}:{st.st_ino}:{st.st_size}:{st.st_ctime_ns}"
