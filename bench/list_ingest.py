@@ -12,8 +12,11 @@ per list, and prints wall time, CPU time and peak RSS (``wait4``) for each run,
 then median [min-max] and the load average.
 
 The lists describe a tree that does not exist (only the target directory is
-created: the run reads its disk usage): 30 files per directory four levels
-deep, 20 owners with a Zipf-like share, log-normal sizes, times over two years
+created: the run reads its disk usage): 10 x 10 x 100 directories three
+levels down and below them directories of 30 files each (so the top
+directories' table, which like a walk's holds a sum per directory at most
+three levels down, is the same 11,110 entries at 1M and at 10M records and
+memory should not grow), 20 owners with a Zipf-like share, log-normal sizes, times over two years
 before a fixed date, one symlink per directory, one file in ``--linked-every``
 with a second name. A 10M-line find list is about 1.2 GB, a gpfs list about
 2 GB: check ``df`` first; each list is deleted after its runs unless ``--keep``.
@@ -87,14 +90,13 @@ def entries(root: bytes, lines: int, linked_every: int, seed: int) -> Iterator[E
     yield Entry(2, 3, 0, 4096, 8, now_ns, now_ns, now_ns, "d", root)
     count, ino, d = 1, 100, 0
     while True:
-        top, mid, low = d // 10000, d // 100 % 100, d % 100
-        parent = b"%s/g%03d/h%02d/d%02d" % (root, top, mid, low)
+        # 10 x 10 x 100 directories three levels down, the files one level below them
+        top, mid, low, leaf = d // 1000 % 10, d // 100 % 10, d % 100, d // 10000
+        parent = b"%s/g%d/h%d/k%02d/e%03d" % (root, top, mid, low, leaf)
         uid = tables.owners[(d * 2654435761 >> 7) % TABLE]
-        dirs = [parent]
-        if low == 0:
-            dirs.insert(0, parent.rsplit(b"/", 1)[0])
-            if mid == 0:
-                dirs.insert(0, parent.rsplit(b"/", 2)[0])
+        dirs = [parent.rsplit(b"/", up)[0] for up in (3, 2, 1)
+                if leaf == 0 and (up == 1 or low == 0) and (up < 3 or mid == 0)]
+        dirs.append(parent)
         batch = [Entry(ino + k, 2, uid, 4096, 8, now_ns, now_ns, now_ns, "d", path)
                  for k, path in enumerate(dirs)]
         ino += len(dirs)
@@ -248,6 +250,16 @@ def bench_one(args: argparse.Namespace, scratch: Path, list_format: str, lines: 
             plain.unlink(missing_ok=True)
 
 
+def warm_up(scratch: Path) -> None:
+    """One untimed run first: it creates the database, which later runs only open."""
+    root = scratch / "target"
+    root.mkdir(exist_ok=True)
+    tiny = scratch / "warm-up.find"
+    write_list(tiny, "find", root, 1000, 100, 0)
+    run_once(command_for(scratch, root, tiny, "find"), dict(os.environ))
+    tiny.unlink()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -276,6 +288,7 @@ def main(argv: list[str] | None = None) -> None:
           f"free in {args.work_dir}: {shutil.disk_usage(args.work_dir).free / 1e9:.0f} GB; "
           f"{'pure Python' if args.pure_python else 'compiled helper if built'}", flush=True)
     with tempfile.TemporaryDirectory(prefix="lists-", dir=args.work_dir) as scratch:
+        warm_up(Path(scratch))
         for list_format in formats:
             for lines in (int(n) for n in args.lines.split(",")):
                 bench_one(args, Path(scratch), list_format, lines)

@@ -13,7 +13,8 @@ the records. Every number of a walk comes out, filled by pyloop.py's rules
 not parse, or names a path outside the target, is counted as an error with its
 line number; the first few are kept as samples. A list that ends in the middle
 of a record (or of its compressed stream) is an error too, never a crash.
-Formats: :mod:`dkmonitor.scan.listformats`; the commands: docs/lists.md.
+Formats: :mod:`dkmonitor.scan.listformats`; the commands: docs/lists.md; plain
+files go through a compiled loop when it is built (:mod:`~dkmonitor.scan.listcompiled`).
 """
 
 from __future__ import annotations
