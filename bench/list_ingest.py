@@ -33,6 +33,7 @@ with a second name. A 10M-line find list is about 1.2 GB, a gpfs list about
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import random
 import shutil
@@ -136,6 +137,7 @@ def lfs_record(e: Entry) -> bytes:
 GPFS_MODES = {"f": "-rw-r--r--", "d": "drwxr-xr-x", "l": "lrwxrwxrwx"}
 
 
+@functools.lru_cache(maxsize=1 << 16)  # the tables hold a few thousand distinct times
 def gpfs_time(ns: int) -> str:
     seconds = ns // 10**9
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) + f".{ns % 10**9 // 1000:06d}"

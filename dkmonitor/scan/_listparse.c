@@ -49,6 +49,7 @@ enum { S_RECORD, S_FULL, S_DIR, S_OWNER, CONSUMED };
 #define A_STATUS (A_HIST + 2 * NSIZE + 2 * NAGE)
 #define ACC_LEN (A_STATUS + 1)
 #define MAX_FIELDS 11
+#define GPFS 1  /* consts' nfields for an mmapplypolicy LIST file */
 #define NS 1000000000LL
 #define LIMIT ((int64_t)1 << 62)
 
@@ -74,14 +75,20 @@ digits(Field f, int64_t *out)
     return 1;
 }
 
-/* find's %A@ exactly as it prints it: 10 digits, '.', 10 digits -> ns. */
+/* A time as find prints %A@ (10 digits, '.', 10 digits) or as lfs does (whole
+ * seconds, up to 10 digits) -> ns; before 2255 (int64 ns), else Python's. */
 static int
 stamp(Field f, int64_t *out)
 {
-    int64_t seconds, fraction;
-    if (f.len != 21 || f.start[10] != '.')
+    int64_t seconds, fraction = 0;
+    if (f.len == 21) {
+        if (f.start[10] != '.' || !digits((Field){f.start, 10}, &seconds)
+            || !digits((Field){f.start + 11, 10}, &fraction))
+            return 0;
+    }
+    else if (f.len > 10 || !digits(f, &seconds))
         return 0;
-    if (!digits((Field){f.start, 10}, &seconds) || !digits((Field){f.start + 11, 10}, &fraction))
+    if (seconds >= 9000000000LL)
         return 0;
     *out = seconds * NS + fraction / 10;
     return 1;
@@ -100,6 +107,7 @@ typedef struct {
     const char *prefix, *root, *dev;
     Py_ssize_t prefix_len, root_len, dev_len;
     int nfields, basis;
+    int wanted[3];  /* which of atime, mtime, ctime the basis reads */
     int64_t now_ns, old_below, young_above;
     int64_t size_edges[NSIZE - 1], age_edges[NAGE - 1];
 } Consts;
@@ -139,13 +147,20 @@ consts_from(PyObject *tuple, Consts *c)
         return 0;
     c->nfields = (int)PyLong_AsLong(PyTuple_GET_ITEM(tuple, 3));
     c->basis = (int)PyLong_AsLong(PyTuple_GET_ITEM(tuple, 4));
+    c->wanted[0] = c->basis == 0 || c->basis == 1;
+    c->wanted[1] = c->basis == 0 || c->basis == 2;
+    c->wanted[2] = c->basis == 3;
     c->now_ns = PyLong_AsLongLong(PyTuple_GET_ITEM(tuple, 5));
     c->old_below = PyLong_AsLongLong(PyTuple_GET_ITEM(tuple, 6));
     c->young_above = PyLong_AsLongLong(PyTuple_GET_ITEM(tuple, 7));
     if (PyErr_Occurred())
         return 0;
-    if (c->nfields != 10 && c->nfields != 11) {
-        PyErr_SetString(PyExc_ValueError, "_listparse: nfields is 10 or 11");
+    if (c->basis < 0 || c->basis > 3) {
+        PyErr_SetString(PyExc_ValueError, "_listparse: basis is 0 to 3");
+        return 0;
+    }
+    if (c->nfields != 10 && c->nfields != 11 && c->nfields != GPFS) {
+        PyErr_SetString(PyExc_ValueError, "_listparse: nfields is 10, 11 or GPFS");
         return 0;
     }
     return edges_from(PyTuple_GET_ITEM(tuple, 8), c->size_edges, NSIZE - 1)
@@ -194,28 +209,34 @@ last_use(const Consts *c, const Field *times, int64_t *last)
     }
 }
 
-/* The uid field: adopted from the run's first record (plain digits only), then
- * compared: CONSUMED when it is the run's owner, else why the run stops. */
+/* The run's owner: the uid field of its first record, copied (a GPFS record's is decoded
+ * into a buffer that the next record reuses). */
+typedef struct {
+    Py_ssize_t len;  /* -1: none yet */
+    char text[20];
+} Owner;
+
+/* CONSUMED when the uid field is the run's owner (adopted from its first record, plain
+ * digits only), else why the run stops. */
 static int
-owner(Field f, Field *uid)
+owner(Field f, Owner *uid)
 {
     int64_t ignored;
-    if (uid->start != NULL)
-        return same(f, uid->start, uid->len) ? CONSUMED : S_OWNER;
+    if (uid->len >= 0)
+        return same(f, uid->text, uid->len) ? CONSUMED : S_OWNER;
     if (!digits(f, &ignored))
         return S_RECORD;
-    *uid = f;
+    memcpy(uid->text, f.start, (size_t)f.len);
+    uid->len = f.len;
     return CONSUMED;
 }
 
-/* A regular file's sums into acc: CONSUMED, or why not. */
+/* A regular file with one link into acc: CONSUMED, or why not. */
 static int
-plain_file(const Consts *c, const Field *f, Field path, Field parent, int64_t *acc)
+add_file(const Consts *c, int64_t size, int64_t blocks, int64_t last, Field path, Field parent,
+         int64_t *acc)
 {
-    int64_t size, blocks, last, age, old;
-    if (!same(f[2], "1", 1) || !digits(f[4], &size) || !digits(f[5], &blocks)
-        || !last_use(c, &f[6], &last))
-        return S_RECORD;
+    int64_t age, old;
     if (last < c->old_below)
         old = 1;
     else if (last > c->young_above)
@@ -249,9 +270,183 @@ plain_file(const Consts *c, const Field *f, Field path, Field parent, int64_t *a
     return CONSUMED;
 }
 
+/* A find or lfs regular file (f: find's field order). */
+static int
+plain_file(const Consts *c, const Field *f, Field path, Field parent, int64_t *acc)
+{
+    int64_t size, blocks, last;
+    if (!same(f[2], "1", 1) || !digits(f[4], &size) || !digits(f[5], &blocks)
+        || !last_use(c, &f[6], &last))
+        return S_RECORD;
+    return add_file(c, size, blocks, last, path, parent, acc);
+}
+
+/* The kind letter's count: CONSUMED for a directory or another inode, else S_RECORD. */
+static int
+add_other(char kind, int64_t *acc)
+{
+    switch (kind) {
+    case 'd':
+        acc[A_DIRS] += 1;
+        return CONSUMED;
+    case 'l': case 'p': case 's': case 'b': case 'c': case 'D': case '?':
+        acc[A_OTHERS] += 1;
+        return CONSUMED;
+    default:
+        return S_RECORD;
+    }
+}
+
+/* ---- GPFS: mmapplypolicy LIST records, "INO GEN SNAP  SHOW -- PATH" (listformats.py) ---- */
+
+static int
+is_space(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f';
+}
+
+/* The next whitespace-separated word (bytes.split(None) rules), or 0. */
+static int
+word(const char **s, const char *end, Field *out)
+{
+    const char *p = *s;
+    while (p < end && is_space(*p))
+        p++;
+    const char *start = p;
+    while (p < end && !is_space(*p))
+        p++;
+    if (p == start)
+        return 0;
+    *out = (Field){start, p - start};
+    *s = p;
+    return 1;
+}
+
+/* SHOW decoded as listformats._unescape does when every '%' is %7C, %20 or %3A (else 0),
+ * then split at '|' into exactly 8 fields. */
+static int
+show_fields(const char *s, const char *end, char *buf, Py_ssize_t size, Field *out)
+{
+    Py_ssize_t n = 0;
+    int count = 0;
+    Py_ssize_t start = 0;
+    while (s < end) {
+        char ch = *s++;
+        if (ch == '%') {
+            if (end - s < 2)
+                return 0;
+            ch = s[0] == '7' && s[1] == 'C' ? '|' : s[0] == '2' && s[1] == '0' ? ' '
+                 : s[0] == '3' && s[1] == 'A' ? ':' : 0;
+            if (ch == 0)
+                return 0;
+            s += 2;
+        }
+        if (n == size)
+            return 0;
+        if (ch == '|') {
+            if (count == 7)
+                return 0;
+            out[count++] = (Field){buf + start, n - start};
+            start = n + 1;
+        }
+        buf[n++] = ch;
+    }
+    if (count != 7)
+        return 0;
+    out[7] = (Field){buf + start, n - start};
+    return 1;
+}
+
+static int
+leap(int64_t year)
+{
+    return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+}
+
+/* "YYYY-MM-DD HH:MM:SS[.f{1,9}]" (or '@' for the space), 1970-2200, a real date -> ns. */
+static int
+gpfs_time(Field f, int64_t *out)
+{
+    static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    const char *t = f.start;
+    int64_t y, m, d, hh, mm, ss, fraction = 0;
+    if (f.len < 19 || t[4] != '-' || t[7] != '-' || (t[10] != ' ' && t[10] != '@')
+        || t[13] != ':' || t[16] != ':')
+        return 0;
+    if (!digits((Field){t, 4}, &y) || !digits((Field){t + 5, 2}, &m)
+        || !digits((Field){t + 8, 2}, &d) || !digits((Field){t + 11, 2}, &hh)
+        || !digits((Field){t + 14, 2}, &mm) || !digits((Field){t + 17, 2}, &ss))
+        return 0;
+    if (f.len > 19) {
+        Py_ssize_t k = f.len - 20;
+        if (t[19] != '.' || k < 1 || k > 9 || !digits((Field){t + 20, k}, &fraction))
+            return 0;
+        for (; k < 9; k++)
+            fraction *= 10;
+    }
+    if (y < 1970 || y > 2200 || m < 1 || m > 12 || d < 1
+        || d > mdays[m - 1] + (m == 2 && leap(y)))
+        return 0;
+    /* days from 1970-01-01 (proleptic Gregorian, Howard Hinnant's days_from_civil) */
+    int64_t yy = m <= 2 ? y - 1 : y;
+    int64_t era = yy / 400, yoe = yy - era * 400;
+    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    int64_t days = era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+    *out = (days * 86400 + hh * 3600 + mm * 60 + ss) * NS + fraction;
+    return 1;
+}
+
+/* A GPFS record into acc: CONSUMED, or the status that stops the run. */
+static int
+one_gpfs(const Consts *c, const char *s, Py_ssize_t n, Owner *uid, Field parent, int64_t *acc)
+{
+    static const char sep[] = " -- ";
+    const char *end = s + n, *cut = NULL, *p = s;
+    Field ino, generation, snapshot, f[8], path;
+    char buf[512];
+    int64_t kb, size, times[3] = {0, 0, 0}, last;
+    for (const char *q = s; q + 4 <= end; q++)
+        if (memcmp(q, sep, 4) == 0) {
+            cut = q;
+            break;
+        }
+    if (cut == NULL || c->dev != NULL || !word(&p, cut, &ino) || !word(&p, cut, &generation)
+        || !word(&p, cut, &snapshot))
+        return S_RECORD;
+    while (p < cut && is_space(*p))
+        p++;
+    const char *show_end = cut;
+    while (show_end > p && is_space(show_end[-1]))
+        show_end--;
+    if (p == cut || !show_fields(p, show_end, buf, sizeof buf, f))
+        return S_RECORD;
+    path = (Field){cut + 4, end - cut - 4};
+    if (f[4].len < 1 || memchr(path.start, '%', (size_t)path.len) != NULL
+        || !digits(f[2], &kb) || path.len <= c->prefix_len
+        || memcmp(path.start, c->prefix, (size_t)c->prefix_len) != 0
+        || same(path, c->root, c->root_len))
+        return S_RECORD;
+    for (int i = 0; i < 3; i++)  /* the times the basis reads (all that Python decodes) */
+        if (c->wanted[i] && !gpfs_time(f[5 + i], &times[i]))
+            return S_RECORD;
+    char kind = f[4].start[0] == '-' ? 'f' : f[4].start[0];
+    if (kind != 'f' && kind != 'd' && kind != 'l' && kind != 'p' && kind != 's' && kind != 'b'
+        && kind != 'c')
+        return S_RECORD;  /* unknown MODE: Python's error */
+    int mine = owner(f[0], uid);
+    if (mine != CONSUMED)
+        return mine;
+    if (kind != 'f')
+        return add_other(kind, acc);
+    if (!same(f[3], "1", 1) || !digits(f[1], &size))
+        return S_RECORD;
+    last = c->basis == 0 ? (times[1] > times[0] ? times[1] : times[0]) : times[c->basis - 1];
+    return add_file(c, size, 2 * kb, last, path, parent, acc);
+}
+
 /* One record into acc: CONSUMED, or the status that stops the run. */
 static int
-one(const Consts *c, const char *s, Py_ssize_t n, Field *uid, Field parent, int64_t *acc)
+one(const Consts *c, const char *s, Py_ssize_t n, Owner *uid, Field parent, int64_t *acc)
 {
     Field f[MAX_FIELDS];  /* find's field order: lfs has no device, its f[0] is unused */
     if (!split(s, n, c->nfields, c->nfields == 11 ? f : f + 1))
@@ -266,18 +461,9 @@ one(const Consts *c, const char *s, Py_ssize_t n, Field *uid, Field parent, int6
     int mine = owner(f[3], uid);
     if (mine != CONSUMED)
         return mine;
-    switch (kind.start[0]) {
-    case 'f':
+    if (kind.start[0] == 'f')
         return plain_file(c, f, path, parent, acc);
-    case 'd':
-        acc[A_DIRS] += 1;
-        return CONSUMED;
-    case 'l': case 'p': case 's': case 'b': case 'c': case 'D': case '?':
-        acc[A_OTHERS] += 1;
-        return CONSUMED;
-    default:
-        return S_RECORD;
-    }
+    return add_other(kind.start[0], acc);
 }
 
 PyDoc_STRVAR(files_doc,
@@ -290,7 +476,8 @@ files(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 {
     Consts c;
     Py_buffer view;
-    Field uid = {NULL, 0}, parent;
+    Owner uid = {.len = -1};
+    Field parent;
     if (nargs != 5 || !PyList_Check(args[0]) || !PyBytes_Check(args[2])) {
         PyErr_SetString(PyExc_TypeError, "files(batch: list, start, parent: bytes, consts, acc)");
         return NULL;
@@ -314,9 +501,10 @@ files(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
     acc[A_STATUS] = S_RECORD;
     for (; i < n; i++) {
         PyObject *record = PyList_GET_ITEM(args[0], i);
-        int status = PyBytes_Check(record)
-            ? one(&c, PyBytes_AS_STRING(record), PyBytes_GET_SIZE(record), &uid, parent, acc)
-            : S_RECORD;
+        int status = !PyBytes_Check(record) ? S_RECORD
+            : c.nfields == GPFS
+            ? one_gpfs(&c, PyBytes_AS_STRING(record), PyBytes_GET_SIZE(record), &uid, parent, acc)
+            : one(&c, PyBytes_AS_STRING(record), PyBytes_GET_SIZE(record), &uid, parent, acc);
         if (status != CONSUMED) {
             acc[A_STATUS] = status;
             break;
@@ -348,6 +536,7 @@ PyInit__listparse(void)
     if (PyModule_AddIntConstant(m, "ACC_LEN", ACC_LEN) < 0
         || PyModule_AddIntConstant(m, "STATUS", A_STATUS) < 0
         || PyModule_AddIntConstant(m, "FULL", S_FULL) < 0
+        || PyModule_AddIntConstant(m, "GPFS", GPFS) < 0
         || PyModule_AddIntConstant(m, "NEW_DIRECTORY", S_DIR) < 0
         || PyModule_AddIntConstant(m, "NEW_OWNER", S_OWNER) < 0
         || PyModule_AddIntConstant(m, "HIST", A_HIST) < 0

@@ -12,3 +12,4 @@ NEW_DIRECTORY: int
 NEW_OWNER: int
 HIST: int
 HIST_BYTES: int
+GPFS: int

@@ -14,6 +14,7 @@ from array import array
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from dkmonitor.scan.listformats import PATH, UID
 from dkmonitor.scan.stats import AGE_EDGES_NS, SIZE_EDGES
 from dkmonitor.scan.tally import NHIST
 
@@ -27,10 +28,14 @@ except ImportError:  # not built: the pure-Python loop reads every record
 
 COMPILED = _listparse is not None
 _BASES = {"used": 0, "atime": 1, "mtime": 2, "ctime": 3}
-# Fields before the uid in a record (find has the device first, lfs has none).
-_UID_AT = {"find": 3, "lfs": 2}
+# What the helper is told each format is: find's and lfs's number of fields, or GPFS.
+_LAYOUTS = {"find": 11, "lfs": 10, "gpfs": _listparse.GPFS if _listparse is not None else 0}
 
 Slow = Callable[["_Loop", list[bytes]], None]
+
+
+def _find_fields(record: bytes) -> list[bytes]:
+    return record.split(b" ", 10)
 
 
 def wanted() -> bool:
@@ -43,8 +48,8 @@ class FastFiles:
 
     def __init__(self, loop: _Loop, list_format: str) -> None:
         assert _listparse is not None
-        self.uid_at = _UID_AT[list_format]
-        self.nfields = 11 if list_format == "find" else 10
+        self.nfields = _LAYOUTS[list_format]
+        self.fields = loop.field_list or _find_fields
         self.acc = array("q", bytes(8 * _listparse.ACC_LEN))
         self.hist = _listparse.HIST
         assert _listparse.ACC_LEN == self.hist + NHIST + 1
@@ -55,7 +60,7 @@ class FastFiles:
     def usable(loop: _Loop, list_format: str) -> bool:
         """Formats it parses, and no path test it cannot do (exclude globs, left-out dirs)."""
         target = loop.target
-        return list_format in _UID_AT and target.excluded is None and not target.left
+        return list_format in _LAYOUTS and target.excluded is None and not target.left
 
     def _consts(self, loop: _Loop) -> tuple[object, ...]:
         target = loop.target
@@ -82,7 +87,7 @@ class FastFiles:
             if why == full:  # a sum could overflow int64: fold, then go on
                 self._fold_hist(loop)
             elif why == new_directory:  # a plain file in another directory: open it
-                path = batch[stop].split(b" ", self.nfields - 1)[-1]
+                path = self.fields(batch[stop])[PATH]
                 loop.enter(path[:path.rindex(b"/")])
             elif why != _listparse.NEW_OWNER or stop == start:
                 slow(loop, batch[stop:stop + 1])  # NEW_OWNER: call again, it adopts the new one
@@ -94,7 +99,7 @@ class FastFiles:
         """The run's sums (one owner; files of one directory) into the owner's and the
         directory's."""
         acc = self.acc
-        uid = first.split(b" ", self.uid_at + 1)[self.uid_at]
+        uid = self.fields(first)[UID]  # the helper read it: it parses
         counters = loop.by_uid.get(uid)
         if counters is None:
             counters = loop.by_uid[uid] = [0, 0, 0, 0, 0, 0, 0, 0, int(uid)]
