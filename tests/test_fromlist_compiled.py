@@ -122,15 +122,21 @@ def test_a_real_tree_reads_the_same_both_ways(tmp_path, list_format):
     both(listing, list_format, root, ScanOptions(old_days=90, now=float(now)))
 
 
-def test_the_helper_reads_most_records(tmp_path, monkeypatch):
+@pytest.mark.parametrize("list_format", ["find", "gpfs"])
+def test_the_helper_reads_most_records(tmp_path, monkeypatch, list_format):
     """Not a silent fallback: most records of a plain list go through the helper."""
     root = tmp_path / "target"
     root.mkdir()
     base = os.fsencode(root)
-    rows = [record(base, b"", kind=b"d")[:-1]] + [
-        record(base, b"d%d/f%d" % (n // 50, n), ino=n) for n in range(1000)]
-    listing = tmp_path / "plain.find"
-    listing.write_bytes(b"\0".join(rows) + b"\0")
+    if list_format == "find":
+        rows = [record(base, b"", kind=b"d")[:-1]] + [
+            record(base, b"d%d/f%d" % (n // 50, n), ino=n) for n in range(1000)]
+    else:
+        rows = [gpfs_record(base, b"", mode="drwxr-xr-x")[:-1]] + [
+            gpfs_record(base, b"d%d/f%d" % (n // 50, n)) for n in range(1000)]
+    listing = tmp_path / f"plain.{list_format}"
+    terminator = b"\0" if list_format == "find" else b"\n"
+    listing.write_bytes(terminator.join(rows) + terminator)
     read = []
     files = listcompiled._listparse.files
 
@@ -140,7 +146,7 @@ def test_the_helper_reads_most_records(tmp_path, monkeypatch):
         return stop
 
     monkeypatch.setattr(listcompiled._listparse, "files", counting)
-    listed = both(listing, "find", root, ScanOptions(old_days=90, now=time.time()))
+    listed = both(listing, list_format, root, ScanOptions(old_days=90, now=time.time()))
     assert listed.total.files == 1000
     assert sum(read) >= 990
 
