@@ -79,6 +79,12 @@ setup(
             extra_link_args=["-pthread"],
             optional=True,
         ),
+        Extension(  # the --from-list reader's plain-file loop (scan/listcompiled.py)
+            "dkmonitor.scan._listparse",
+            ["dkmonitor/scan/_listparse.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        ),
     ],
     entry_points={"console_scripts": ["dkmonitor = dkmonitor.cli:main"]},
 )

@@ -22,6 +22,13 @@ from dkmonitor.scan.stats import ScanResult
 from tests.test_fromlist_formats import assert_same, build_tree, find_list, gpfs_list, lfs_list
 
 
+@pytest.fixture(autouse=True, params=["compiled", "pure-python"])
+def list_reader(request, monkeypatch):
+    """Every test reads its lists with the compiled helper (when built) and without it."""
+    if request.param == "pure-python":
+        monkeypatch.setenv("DKM_LIST_PURE_PYTHON", "1")
+
+
 @pytest.fixture
 def now() -> int:
     return int(time.time())

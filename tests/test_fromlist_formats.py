@@ -30,6 +30,13 @@ FIND_FORMAT = "%D %i %n %U %s %b %A@ %T@ %C@ %y %p\\0"
 NEWLINE_NAME = b"new\nline.dat"
 
 
+@pytest.fixture(autouse=True, params=["compiled", "pure-python"])
+def list_reader(request, monkeypatch):
+    """Every test reads its lists with the compiled helper (when built) and without it."""
+    if request.param == "pure-python":
+        monkeypatch.setenv("DKM_LIST_PURE_PYTHON", "1")
+
+
 def build_tree(root: Path, now: int, newline_names: bool = True) -> Path:
     """The tree under test; every file's atime and mtime in whole seconds (lfs prints those)."""
     outside = root.parent / "outside"

@@ -13,7 +13,8 @@ the records. Every number of a walk comes out, filled by pyloop.py's rules
 not parse, or names a path outside the target, is counted as an error with its
 line number; the first few are kept as samples. A list that ends in the middle
 of a record (or of its compressed stream) is an error too, never a crash.
-Formats: :mod:`dkmonitor.scan.listformats`; the commands: docs/lists.md.
+Formats: :mod:`dkmonitor.scan.listformats`; the commands: docs/lists.md; plain
+files go through a compiled loop when it is built (:mod:`~dkmonitor.scan.listcompiled`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dkmonitor.scan import listcompiled
 from dkmonitor.scan.age import AgeRule
 from dkmonitor.scan.listformats import (
     DEV,
@@ -62,21 +64,23 @@ def printable(path: bytes) -> str:
 
 def scan_list(
     source: ListSource, root: str, options: ScanOptions, progress: Progress | None = None,
-    *, use_zstandard: bool = True,
+    *, use_zstandard: bool = True, compiled: bool | None = None,
 ) -> ScanResult:
     """Aggregate ``source`` exactly as :func:`dkmonitor.scan.scan_tree` would the tree.
 
     ``root`` is the task's target; records outside it are errors. Raises
     :class:`ListError` for an unusable source or a list with nothing of the
     target in it, and ``OSError`` when the file cannot be opened; everything
-    else inside the list is counted, never raised.
+    else inside the list is counted, never raised. ``compiled`` (default: when
+    built and not turned off) reads plain files with ``_listparse.c``.
     """
     check_list(source)
     root = os.path.abspath(os.fsdecode(root))
     tally = Tally()
     with open_list(source.path, use_zstandard) as stream:
         records = Records(stream, TERMINATORS[source.list_format])
-        loop = _ingest(records, source, root, options, tally, progress)
+        loop = _ingest(records, source, root, options, tally, progress,
+                       listcompiled.wanted() if compiled is None else compiled)
     count = loop.number
     if records.tail:
         tally.note_error(f"{source.name} line {count + 1}: truncated record at the end "
@@ -226,7 +230,7 @@ class _Loop:
 
 def _ingest(
     records: Records, source: ListSource, root: str, options: ScanOptions, tally: Tally,
-    progress: Progress | None,
+    progress: Progress | None, compiled: bool,
 ) -> _Loop:
     """Read every batch into the tally; returns the loop (records read, directories met).
 
@@ -248,8 +252,13 @@ def _ingest(
         young_above=cut_ns + _BOUNDARY_SLACK_NS, boundary=_boundary_test(rule),
         basis=rule.basis, by_uid={},
     )
+    fast = (listcompiled.FastFiles(loop, source.list_format)
+            if compiled and listcompiled.FastFiles.usable(loop, source.list_format) else None)
     for batch in records:
-        _read_batch(loop, batch)
+        if fast is None:
+            _read_batch(loop, batch)
+        else:
+            fast.read_batch(loop, batch, _read_batch)
         if progress is not None:
             counters = loop.by_uid.values()
             progress(sum(c[0] for c in counters), sum(c[1] for c in counters))

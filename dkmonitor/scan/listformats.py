@@ -3,9 +3,10 @@
 Every format is read as GNU find's fields (:data:`DEV` ... :data:`PATH`, all
 bytes): find's own records are split by the reader's loop itself, the others go
 through a conversion (``FIELD_LISTS``) that raises ``ValueError`` for a
-malformed record (the caller counts it as an error with its line number). The
-find format is the fast one (a 10M-record list in well under a minute,
-docs/lists.md): no call per record, integers decoded only where needed.
+malformed record (the caller counts it as an error with its line number).
+Plain records of every format are read by a compiled loop when it is built
+(listcompiled.py, _listparse.c, which must read them as these functions do);
+the rest come here.
 
 The formats are documented, with the exact command that produces each one, in
 docs/lists.md; the field order here is that contract:

@@ -103,7 +103,8 @@ class _ZstdReader:
 
     def read(self, size: int = -1, /) -> bytes:
         while True:
-            chunk = self.raw.read(_CHUNK)
+            # lists compress about 10:1: 128 KiB in is a block of about the plain size out
+            chunk = self.raw.read(_CHUNK // 8)
             if not chunk:
                 if self.in_frame:
                     raise EOFError("zstd: the compressed list ends in the middle of a frame")
