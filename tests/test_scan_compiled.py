@@ -178,11 +178,12 @@ def test_entries_that_cannot_be_examined_are_reported_the_same_way(
     assert (compiled.total.files, compiled.total.bytes) == (1, 10)
 
 
-def test_version_says_which_scanner_is_built() -> None:
+def test_version_says_which_compiled_loops_are_built() -> None:
     done = subprocess.run([sys.executable, "-m", "dkmonitor", "--version"],
                           capture_output=True, text=True, check=True)
     assert done.stdout.splitlines() == ["dkmonitor, version " + dkmonitor.__version__,
-                                        "scanner: compiled"]
+                                        "scanner: compiled", "list reader: compiled",
+                                        "announce record: compiled"]
 
 
 def test_a_directory_with_more_owners_than_the_loop_tracks_at_once(

@@ -96,12 +96,14 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool, quiet: bool)
 
 
 def _show_version(ctx: click.Context, wanted: bool) -> None:
-    """Version, and whether the compiled scanner was built (it decides scan speed)."""
+    """Version, and which compiled loops were built (they decide scan speed)."""
     if not wanted or ctx.resilient_parsing:
         return
-    from dkmonitor.scan import scanner_kind
+    from dkmonitor.scan import compiled_parts
 
-    click.echo(f"dkmonitor, version {__version__}\nscanner: {scanner_kind()}")
+    click.echo(f"dkmonitor, version {__version__}")
+    for part, kind in compiled_parts():
+        click.echo(f"{part}: {kind}")
     ctx.exit()
 
 

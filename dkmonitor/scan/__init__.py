@@ -41,13 +41,29 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+_SLOWER = "pure Python (slower: install gcc and python3-dev, then reinstall dkmonitor)"
+
+# The optional compiled loops setup.py builds when it can, by what they speed up.
+COMPILED_PARTS = (
+    ("scanner", "dkmonitor.scan._dirscan"),
+    ("list reader", "dkmonitor.scan._listparse"),
+    ("announce record", "dkmonitor.announce._recordio"),
+)
+
+
 def scanner_kind() -> str:
-    """Which per-entry loop scans run with (shown by ``dkmonitor --version``)."""
+    """Which per-entry loop scans run with."""
     from dkmonitor.scan.walker import COMPILED
 
-    if COMPILED:
-        return "compiled"
-    return "pure Python (slower: install gcc and python3-dev, then reinstall dkmonitor)"
+    return "compiled" if COMPILED else _SLOWER
+
+
+def compiled_parts() -> list[tuple[str, str]]:
+    """(part, "compiled" or why not) for each optional loop: ``dkmonitor --version``."""
+    from importlib.util import find_spec
+
+    return [(part, "compiled" if find_spec(module) is not None else _SLOWER)
+            for part, module in COMPILED_PARTS]
 
 
 def scan_tree(
