@@ -88,6 +88,21 @@ write_all(int fd, const char *data, size_t len)
     return 0;
 }
 
+/* Double an array's capacity (``first`` items the first time); -1 with errno. */
+static int
+grow(void **items, size_t *cap, size_t item_size, size_t first)
+{
+    size_t wanted = *cap ? *cap * 2 : first;
+    void *bigger = realloc(*items, wanted * item_size);
+    if (bigger == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    *items = bigger;
+    *cap = wanted;
+    return 0;
+}
+
 struct writer {
     int fd;
     char *buf;
@@ -446,16 +461,8 @@ add_entry(struct runs *rs, const struct entry *head, const char *dir, uint32_t d
         memcpy(path, name, name_len);
     if (!kept(f, e))
         return 0;
-    if (rs->nkeys == rs->cap) {
-        size_t cap = rs->cap ? rs->cap * 2 : 4096;
-        struct skey *keys = realloc(rs->keys, cap * sizeof *keys);
-        if (keys == NULL) {
-            errno = ENOMEM;
-            return -1;
-        }
-        rs->keys = keys;
-        rs->cap = cap;
-    }
+    if (rs->nkeys == rs->cap && grow((void **)&rs->keys, &rs->cap, sizeof *rs->keys, 4096) < 0)
+        return -1;
     rs->keys[rs->nkeys++] = (struct skey){e->ino, e->dev, e->uid,
                                           (uint32_t)(rs->arena_used / 8)};
     rs->arena_used += need;
@@ -734,16 +741,8 @@ emit(struct merge *m, const struct entry *e, double announced_at, const struct e
      uint64_t prev_at)
 {
     if (m->nusers == 0 || m->users[m->nusers - 1].uid != e->uid) {
-        if (m->nusers == m->cap) {
-            size_t cap = m->cap ? m->cap * 2 : 64;
-            struct user *users = realloc(m->users, cap * sizeof *users);
-            if (users == NULL) {
-                errno = ENOMEM;
-                return -1;
-            }
-            m->users = users;
-            m->cap = cap;
-        }
+        if (m->nusers == m->cap && grow((void **)&m->users, &m->cap, sizeof *m->users, 64) < 0)
+            return -1;
         struct user *u = &m->users[m->nusers++];
         memset(u, 0, sizeof *u);
         u->uid = e->uid;
