@@ -13,6 +13,7 @@ built and its list lines formatted by ``_recordio`` (C) or by the reference in
 from __future__ import annotations
 
 import os
+import sqlite3
 import struct
 from pathlib import Path
 
@@ -198,3 +199,33 @@ def test_a_truncated_record_is_an_error_not_a_crash(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         recordfile.build((), bad, out, dropped, dir_fd, 1, 10.0, Filters(), {})
     os.close(dir_fd)
+
+
+def test_a_first_version_record_is_converted_once_with_its_dates(tmp_path: Path) -> None:
+    """The first version kept one SQLite row per file; opening it moves them, dates kept."""
+    from dkmonitor.announce.record import AnnounceRecord, record_path
+
+    path = record_path(tmp_path, "scr")
+    path.parent.mkdir(mode=0o700)
+    rows = [(7, 30 - n, 1000 + n % 2, 100, n, n * 10, 50.0 + n, 2, b"d/f%d" % n, 500.0 + n)
+            for n in range(5)]
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE files (dev, ino, uid, gid, size, mtime_ns, used, parent_ino, "
+                   "path, announced_at, seen)")
+        db.executemany("INSERT INTO files VALUES (?,?,?,?,?,?,?,?,?,?,1)", rows)
+        db.execute("CREATE TABLE users (uid INTEGER PRIMARY KEY, last_notice_at REAL, "
+                   "final_for REAL, final_sent_at REAL)")
+        db.execute("INSERT INTO users VALUES (1000, 510.0, NULL, NULL)")
+    os.chmod(path, 0o600)
+    for _ in range(2):  # converted by the first open; the second finds the converted one
+        with AnnounceRecord.open(tmp_path, "scr") as record:
+            entries = list(record.entries())
+            assert record.notice_states()[1000].last_notice_at == 510.0
+    assert [(e.uid, e.dev, e.ino) for e in entries] == sorted(
+        (row[2], row[0], row[1]) for row in rows)
+    assert {e.path: e.announced_at for e in entries} == {row[8]: row[9] for row in rows}
+    with sqlite3.connect(path) as db:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+    assert "files" not in tables
+    assert sorted(p.name for p in path.parent.iterdir() if p.suffix == ".files") == [
+        "scr.1.files"]
