@@ -153,6 +153,16 @@ def open_private(name: str, flags: int, *, dir_fd: int | None = None) -> int:
     return fd
 
 
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    """``os.write`` until all of ``data`` is written (a write may take only part)."""
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        view.release()
+
+
 def write_private_file(directory: str | Path, name: str, data: bytes) -> Path:
     """Write ``data`` to ``directory/name`` atomically, 0600, through a checked directory.
 

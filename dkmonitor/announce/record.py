@@ -36,7 +36,8 @@ from urllib.parse import quote
 
 from dkmonitor.announce import recordfile
 from dkmonitor.announce.recordfile import Built, Entry, Filters, UserRange
-from dkmonitor.safefs import make_private_dir, open_private
+from dkmonitor.announce.spool import TMPFILE_FLAGS
+from dkmonitor.safefs import make_private_dir, open_private, write_all
 
 __all__ = ["AnnounceRecord", "Entry", "Filters", "NoticeState", "UserRange", "record_path"]
 
@@ -52,6 +53,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _FLAGS_NEW = os.O_RDWR | os.O_CREAT | os.O_EXCL
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,7 @@ class AnnounceRecord:
             self.db.execute("ALTER TABLE users ADD COLUMN list_digest TEXT")
         self.db.execute("BEGIN IMMEDIATE")
         if exists or not self.dry_run:
-            self.dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self.dir_fd = os.open(self.directory, _DIR_FLAGS)
         row = self.db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
         self.generation = int(row[0]) if row else 0
         if self.dir_fd >= 0:
@@ -165,7 +167,7 @@ class AnnounceRecord:
             data += recordfile.pack_entry(Entry(*row))
             count += 1
         data[:recordfile.HEADER.size] = recordfile.HEADER.pack(recordfile.MAGIC, count)
-        os.pwrite(fd, data, 0)
+        write_all(fd, data)
         if self.dry_run:  # looked at, not changed: the converted copy is this run's only
             self.current_fd = fd
             return
@@ -199,8 +201,7 @@ class AnnounceRecord:
             out = open_private(self.new_name, _FLAGS_NEW, dir_fd=self.dir_fd)
         self.new_fd = out
         self.dropped_fd = self.scratch_file()
-        tmp_fd = self.dir_fd if self.dir_fd >= 0 else os.open(
-            "/tmp", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        tmp_fd = self.dir_fd if self.dir_fd >= 0 else os.open("/tmp", _DIR_FLAGS)
         try:
             self.built = recordfile.build(
                 spools, self.current_fd, out, self.dropped_fd, tmp_fd, root_dev, now,
@@ -228,7 +229,7 @@ class AnnounceRecord:
     def scratch_file(self) -> int:
         """An unnamed private file beside the record (gone when closed)."""
         where = self.directory if self.dir_fd >= 0 else Path("/tmp")
-        return os.open(where, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        return os.open(where, TMPFILE_FLAGS, 0o600)
 
     def took(self, dev: int, ino: int) -> None:
         """The clean-up moved or deleted this file: it leaves the announcement."""
@@ -260,7 +261,7 @@ class AnnounceRecord:
                 yield entry
 
     def entries(self) -> Iterator[Entry]:
-        """Every file of the current generation (tests, and `dkmonitor` tools)."""
+        """Every file of the current generation (what the tests check a record by)."""
         if self.current_fd is not None:
             yield from recordfile.iter_entries(self.current_fd)
 

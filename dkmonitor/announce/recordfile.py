@@ -22,12 +22,13 @@ from __future__ import annotations
 import os
 import struct
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from dkmonitor.announce.spool import read_spool
 from dkmonitor.announce.summary import escape_path
+from dkmonitor.safefs import write_all
+from dkmonitor.units import epoch_iso_utc
 
 try:  # built by setup.py when a compiler is there
     from dkmonitor.announce import _recordio
@@ -178,8 +179,8 @@ def _build_python(spools: tuple[int, ...], prev_fd: int | None, out_fd: int, dro
     out[:HEADER.size] = HEADER.pack(MAGIC, count)
     unchanged = prev_fd is not None and _whole(prev_fd) == out
     if not unchanged:
-        _write_all(out_fd, out)
-    _write_all(dropped_fd, dropped)
+        write_all(out_fd, out)
+    write_all(dropped_fd, dropped)
     ranges = {uid: UserRange(int(u[0]), int(u[1]), int(u[2]), u[3], int(u[4]), int(u[5]),
                              int(u[6])) for uid, u in users.items()}
     return Built(ranges, told, ndropped, count, unchanged)
@@ -211,12 +212,6 @@ def pack_entry(entry: Entry, announced_at: float | None = None) -> bytes:
 def _whole(fd: int) -> bytes:
     size = os.fstat(fd).st_size
     return os.pread(fd, size, 0)
-
-
-def _write_all(fd: int, data: bytes | bytearray) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def check_header(fd: int) -> int:
@@ -304,4 +299,4 @@ def _format_lines(data: memoryview | bytes, notice_seconds: float, prefix: bytes
 
 
 def _iso(epoch: float) -> bytes:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch)).encode("ascii")
+    return epoch_iso_utc(epoch).encode("ascii")

@@ -30,13 +30,15 @@ import struct
 from collections.abc import Iterator
 from pathlib import Path
 
-from dkmonitor.safefs import make_private_dir
+from dkmonitor.safefs import make_private_dir, write_all
 
 DIR = struct.Struct("=c3xIQQ")
 FILE = struct.Struct("=cxHIIIQqqd")
 assert DIR.size == 24 and FILE.size == 48
 
 FLUSH_BYTES = 1 << 20
+# unnamed files in root's directory: nobody else can open them, gone when closed
+TMPFILE_FLAGS = os.O_TMPFILE | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def spool_dir(state_dir: Path) -> Path:
@@ -50,7 +52,7 @@ def open_spools(directory: Path, count: int) -> tuple[int, ...]:
     fds: list[int] = []
     try:
         for _ in range(count):
-            fds.append(os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600))
+            fds.append(os.open(directory, TMPFILE_FLAGS, 0o600))
     except OSError:
         close_spools(tuple(fds))
         raise
@@ -92,11 +94,7 @@ class Spool:
             self.flush()
 
     def flush(self) -> None:
-        view = memoryview(self.buffer)
-        while view:
-            written = os.write(self.fd, view)
-            view = view[written:]
-        view.release()
+        write_all(self.fd, self.buffer)
         del self.buffer[:]
 
 

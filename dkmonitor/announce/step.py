@@ -38,6 +38,7 @@ from dkmonitor.clean.exemptions import ExemptRules
 from dkmonitor.clean.fsops import Unsafe, lstat_at, open_chain
 from dkmonitor.clean.select import Candidate, SelectOptions, iter_old_files
 from dkmonitor.config import Settings
+from dkmonitor.safefs import write_all
 from dkmonitor.scan.age import DAY, is_old
 from dkmonitor.scan.users import username_for
 from dkmonitor.taskrun import AnnounceSummary, TaskRun, UserNotice
@@ -74,9 +75,9 @@ def spool_walk(root_fd: int, options: SelectOptions, spool_fd: int) -> None:
             out += dir_record(c.parent_dev, c.parent_ino, encode("/".join(c.parent)))
         out += file_record(encode(c.name), c.uid, c.gid, c.ino, c.size, c.mtime_ns, c.used)
         if len(out) >= 1 << 20:
-            os.write(spool_fd, out)
+            write_all(spool_fd, out)
             del out[:]
-    os.write(spool_fd, out)
+    write_all(spool_fd, out)
 
 
 def exempt_filters(exempt: ExemptRules) -> Filters:
