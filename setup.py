@@ -74,8 +74,12 @@ setup(
         ),
         Extension(  # root's record of announced files (announce/recordfile.py says why)
             "dkmonitor.announce._recordio",
-            ["dkmonitor/announce/_recordio.c"],
-            extra_compile_args=["-O2", "-pthread"],  # sorts each scan worker's spool at once
+            [f"dkmonitor/announce/{name}.c"
+             for name in ("_recordio", "recordio_io", "recordio_sort", "recordio_merge")],
+            depends=["dkmonitor/announce/recordio.h"],
+            # threads: the spools are sorted and the merge is shared by owner at once;
+            # hidden: the files' shared functions are not exported from the module
+            extra_compile_args=["-O2", "-pthread", "-fvisibility=hidden"],
             extra_link_args=["-pthread"],
             optional=True,
         ),

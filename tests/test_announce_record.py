@@ -97,23 +97,27 @@ def _bytes(fd: int) -> bytes:
 def _build_both(spools: tuple[int, ...], prev: int | None, where: Path, now: float,
                 filters: Filters, told_since: dict[int, float | None], root_dev: int
                 ) -> tuple[recordfile.Built, int]:
-    """Build with C (tiny chunks: sorted runs are spilled) and Python; same bytes."""
+    """Build with Python and with C (tiny chunks: sorted runs are spilled), the C merge
+    on one thread and shared by owner between threads: the same bytes every way."""
     results = []
-    for compiled in (True, False):
+    for compiled, share_from in ((False, 0), (True, 1 << 30), (True, 1)):
         out, dropped = _fresh(where), _fresh(where)
         dir_fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY)
         try:
             built = recordfile.build(spools, prev, out, dropped, dir_fd, root_dev, now, filters,
-                                     told_since, use_compiled=compiled, chunk_bytes=1 << 16)
+                                     told_since, use_compiled=compiled, chunk_bytes=1 << 16,
+                                     share_from=share_from)
         finally:
             os.close(dir_fd)
         results.append((built, out, _bytes(out), _bytes(dropped)))
         os.close(dropped)
-    (c_built, c_out, c_bytes, c_dropped), (p_built, p_out, p_bytes, p_dropped) = results
-    assert c_built == p_built
-    assert c_bytes == p_bytes and c_dropped == p_dropped
+    (p_built, p_out, p_bytes, p_dropped), *compiled_results = results
+    for c_built, _c_out, c_bytes, c_dropped in compiled_results:
+        assert c_built == p_built
+        assert c_bytes == p_bytes and c_dropped == p_dropped
     os.close(p_out)
-    return c_built, c_out
+    os.close(compiled_results[0][1])
+    return compiled_results[1][0], compiled_results[1][1]
 
 
 def test_compiled_and_python_records_are_byte_for_byte_the_same(
@@ -126,7 +130,7 @@ def test_compiled_and_python_records_are_byte_for_byte_the_same(
     where = tmp_path / "work"
     where.mkdir()
     root_dev = os.stat(scan_target.root).st_dev
-    spools = _scan_spools(scan_target.root, where, scan_now, workers=2)
+    spools = _scan_spools(scan_target.root, where, scan_now, workers=3)  # 3 merge threads
     first, first_fd = _build_both(spools, None, where, scan_now, Filters(), {}, root_dev)
     assert first.count == recordfile.check_header(first_fd)
     entries = list(recordfile.iter_entries(first_fd))
@@ -158,6 +162,35 @@ def test_compiled_and_python_records_are_byte_for_byte_the_same(
     new = sum(user.new_files for user in second.users.values())  # old since an hour, and 1
     matched = second.count - new + 1  # the rewritten file was in the previous record
     assert second.dropped == first.count - matched
+
+    # Only the last owner's share of the merge changes: the others are copied from
+    # the previous record, that one from its own file, and the ranges still fit.
+    last_uid = max(second.users)
+    changed = next(e for e in after.values() if e.uid == last_uid)
+    (scan_target.root / os.fsdecode(changed.path)).write_bytes(b"changed again")
+    os.utime(scan_target.root / os.fsdecode(changed.path), (0, 0))
+    latest = later + 3600
+    spools = _scan_spools(scan_target.root, where, latest, workers=3)
+    third, third_fd = _build_both(spools, second_fd, where, latest, filters, {}, root_dev)
+    assert not third.unchanged and third.count == second.count and third.dropped == 0
+    dates = {e.path: e.announced_at for e in recordfile.iter_entries(third_fd)}
+    assert dates == {path: latest if path == changed.path else e.announced_at
+                     for path, e in after.items()}
+    for uid, user in third.users.items():
+        owned = list(recordfile.iter_entries(third_fd, user.start, user.end))
+        assert {e.uid for e in owned} == {uid} and len(owned) == user.files
+
+    # The record's last file goes, nothing else changes: every share's entries
+    # match the previous record's, but the last share ends early.
+    last = list(recordfile.iter_entries(third_fd))[-1]
+    names = [p for p in scan_target.root.rglob("*")
+             if not p.is_symlink() and p.is_file() and p.lstat().st_ino == last.ino]
+    assert names and len(names) == names[0].lstat().st_nlink  # every name of that file
+    for name in names:
+        name.unlink()
+    spools = _scan_spools(scan_target.root, where, latest, workers=3)
+    fourth, _ = _build_both(spools, third_fd, where, latest, filters, {}, root_dev)
+    assert not fourth.unchanged and fourth.count == third.count - 1 and fourth.dropped == 1
 
 
 def test_compiled_and_python_list_lines_are_the_same(tmp_path: Path) -> None:

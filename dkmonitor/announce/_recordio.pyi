@@ -17,6 +17,7 @@ def build(
     acted: _Buffer,
     told_since: dict[int, float | None],
     chunk_bytes: int,
+    share_from: int = ...,
 ) -> tuple[list[_User], dict[int, int], int, int, bool]: ...
 def format_lines(
     data: _Buffer, notice_seconds: float, prefix: _Buffer, limit: int

@@ -24,6 +24,7 @@ import struct
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from dkmonitor.announce.spool import read_spool
 from dkmonitor.announce.summary import escape_path
@@ -39,14 +40,15 @@ MAGIC = b"DKMANN01"
 HEADER = struct.Struct("=8sQ")
 ENTRY = struct.Struct("=IIQQqqdQdII")
 PAIR = struct.Struct("=QQ")  # (st_dev, st_ino) of a file acted on
+SHOWN = struct.Struct("=qdd")  # what a list shows of an entry (size, last use, date), digested
 assert ENTRY.size == 72
 CHUNK_BYTES = 32 << 20  # memory for sorting candidates; more spill to sorted runs
+SHARE_FROM = 1 << 16  # candidates from which the merge is shared between threads by owner
 READ_BYTES = 1 << 20
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One announced file as stored."""
+class Entry(NamedTuple):
+    """One announced file as stored (named tuples: a dataclass costs a run's start-up more)."""
 
     dev: int
     ino: int
@@ -60,8 +62,7 @@ class Entry:
     announced_at: float
 
 
-@dataclass(frozen=True)
-class UserRange:
+class UserRange(NamedTuple):
     """One user's current announcement, and where its entries are in the file."""
 
     files: int
@@ -82,8 +83,7 @@ class Built:
     unchanged: bool = False  # the new record is the previous one: nothing was written
 
 
-@dataclass(frozen=True)
-class Filters:
+class Filters(NamedTuple):
     """What leaves the candidates out: exempt owners and subtrees, files acted on now."""
 
     uids: frozenset[int] = frozenset()
@@ -98,13 +98,13 @@ def compiled() -> bool:
 def build(spools: tuple[int, ...], prev_fd: int | None, out_fd: int, dropped_fd: int,
           tmp_dir_fd: int, root_dev: int, now: float, filters: Filters,
           told_since: dict[int, float | None], *, use_compiled: bool = True,
-          chunk_bytes: int = CHUNK_BYTES) -> Built:
+          chunk_bytes: int = CHUNK_BYTES, share_from: int = SHARE_FROM) -> Built:
     """Write the new record to ``out_fd`` and the dropped entries to ``dropped_fd``."""
     if use_compiled and _recordio is not None:
         users, told, dropped, count, unchanged = _recordio.build(
             list(spools), -1 if prev_fd is None else prev_fd, out_fd, dropped_fd,
             tmp_dir_fd, root_dev, now, sorted(filters.uids), list(filters.paths),
-            filters.acted, told_since, chunk_bytes)
+            filters.acted, told_since, chunk_bytes, share_from)
         return Built({u[0]: UserRange(*u[1:]) for u in users}, told, dropped, count, unchanged)
     return _build_python(spools, prev_fd, out_fd, dropped_fd, root_dev, now, filters,
                          told_since)
@@ -167,7 +167,8 @@ def _build_python(spools: tuple[int, ...], prev_fd: int | None, out_fd: int, dro
         user[2] += announced_at >= now
         user[3] = min(user[3], announced_at)
         packed = pack_entry(cand, announced_at)
-        user[6] = mix(mix(int(user[6]), packed[:ENTRY.size]), packed[ENTRY.size:])
+        user[6] = mix(mix(int(user[6]), SHOWN.pack(cand.size, cand.used, announced_at)),
+                      cand.path)
         out += packed
         user[5] = len(out)
         count += 1

@@ -1,0 +1,276 @@
+/*
+ * The compiled record builder's shared declarations (dkmonitor.announce._recordio).
+ *
+ * The module is split by job: recordio_io.c (buffered reading and writing of
+ * records and runs), recordio_sort.c (phase one: the scan's spools into
+ * sorted runs), recordio_merge.c (phase two: the runs merged with the
+ * previous record, by ranges of owners on several threads), _recordio.c (the
+ * Python module: arguments, results, list lines). Formats: _recordio.c.
+ */
+#ifndef DKM_RECORDIO_H
+#define DKM_RECORDIO_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAGIC "DKMANN01"
+#define HEADER_BYTES 16
+#define IO_BYTES (1 << 20)
+
+struct dir_rec {
+    uint8_t tag, pad[3];
+    uint32_t path_len;
+    uint64_t dev, ino;
+};
+
+struct file_rec {
+    uint8_t tag, pad;
+    uint16_t name_len;
+    uint32_t uid, gid, pad2;
+    uint64_t ino;
+    int64_t size, mtime_ns;
+    double used;
+};
+
+struct entry {
+    uint32_t uid, gid;
+    uint64_t dev, ino;
+    int64_t size, mtime_ns;
+    double used;
+    uint64_t parent_ino;
+    double announced_at;
+    uint32_t path_len, pad;
+};
+
+_Static_assert(sizeof(struct dir_rec) == 24, "dir record layout");
+_Static_assert(sizeof(struct file_rec) == 48, "file record layout");
+_Static_assert(sizeof(struct entry) == 72, "entry layout");
+
+/* ------------------------------------------------------------------ I/O */
+
+struct writer {
+    int fd;
+    char *buf;
+    size_t used;
+    uint64_t offset; /* bytes written through this writer so far, buffered included */
+};
+
+/* A sequential reader that can hand out a whole record of up to IO_BYTES; it
+ * reads with pread, so that several readers of one file do not interfere.
+ * A regular file is mapped instead of read (``mapped``): the record, the runs
+ * and the spools are root's own files, and copying every byte of them through
+ * read() was a third of the build's time. */
+struct reader {
+    int fd;
+    char *buf;
+    size_t start, end;
+    int eof, mapped;
+    uint64_t base; /* file offset of buf[0] */
+};
+
+int grow(void **items, size_t *cap, size_t item_size, size_t first);
+int writer_flush(struct writer *w);
+int writer_put(struct writer *w, const void *data, size_t len);
+int reader_fill(struct reader *r, size_t need);
+int reader_open(struct reader *r, int fd, off_t at);
+void reader_close(struct reader *r);
+int reader_entry(struct reader *r, const struct entry **out);
+void reader_skip_entry(struct reader *r);
+int copy_range(int from, loff_t in, int to, loff_t out, uint64_t len);
+
+/* ------------------------------------------------------------------ order */
+
+static inline int
+key_cmp(const struct entry *a, const struct entry *b)
+{
+    if (a->uid != b->uid)
+        return a->uid < b->uid ? -1 : 1;
+    if (a->dev != b->dev)
+        return a->dev < b->dev ? -1 : 1;
+    if (a->ino != b->ino)
+        return a->ino < b->ino ? -1 : 1;
+    return 0;
+}
+
+/* Key, then path: of several names of one inode the smallest path is kept. */
+static inline int
+full_cmp(const struct entry *a, const struct entry *b)
+{
+    int c = key_cmp(a, b);
+    if (c)
+        return c;
+    uint32_t n = a->path_len < b->path_len ? a->path_len : b->path_len;
+    c = memcmp(a + 1, b + 1, n);
+    if (c)
+        return c;
+    return a->path_len < b->path_len ? -1 : a->path_len > b->path_len;
+}
+
+int uid_cmp(const void *a, const void *b);  /* of structs whose first member is a uid */
+int pair_cmp(const void *a, const void *b); /* of (u64, u64) pairs */
+
+/* ------------------------------------------------------------------ phase one: sort */
+
+struct filters {
+    uint32_t *uids; /* exempt owners, sorted */
+    Py_ssize_t nuids;
+    PyObject *paths; /* list of bytes: exempt subtrees below the target */
+    uint64_t *acted; /* (dev, ino) pairs acted on by this run's clean-up, sorted */
+    size_t nacted;
+};
+
+/* Where each owner's entries start in a sorted run, and how many there are:
+ * the merge is split between threads by owner, and each thread starts every
+ * run at its first owner. ``at``: file offset (run files) or key index. */
+struct bound {
+    uint32_t uid;
+    uint64_t at, count;
+};
+
+struct bounds {
+    struct bound *items;
+    size_t n, cap;
+};
+
+/* Sorted runs: chunks of the spool sorted in memory; all but the last are
+ * written to unnamed files in tmp_dir_fd (O_TMPFILE), the last stays. */
+struct runs {
+    int *fds;
+    struct bounds *file_bounds; /* one per fd */
+    struct bounds mem_bounds;   /* of the in-memory chunk, once sorted */
+    int nfds;
+    char *arena;
+    size_t arena_bytes, arena_used;
+    struct skey *keys;
+    size_t nkeys, cap;
+    int tmp_dir_fd;
+};
+
+/* The sort key of one arena entry; ``at`` is its offset / 8 (entries are
+ * 8-byte aligned). Sorting these small keys (LSD radix, one pass per byte
+ * that varies) instead of comparing entries through pointers keeps the sort
+ * to a few sequential sweeps: it was the largest cost of an announcing run. */
+struct skey {
+    uint64_t ino, dev;
+    uint32_t uid, at;
+};
+
+static inline const struct entry *
+key_entry(const struct runs *rs, size_t i)
+{
+    return (const struct entry *)(rs->arena + (size_t)rs->keys[i].at * 8);
+}
+
+/* Phase one, one thread each: some of the spools into their own sorted runs.
+ * Runs without Python's lock (the filters' list of bytes is only read), so
+ * the spools of a parallel scan are sorted on as many cores at once. */
+#define MAX_SORTERS 4
+
+struct sorter {
+    struct runs rs;
+    const int *fds;
+    int nfds, stride;
+    uint64_t root_dev;
+    const struct filters *f;
+    int error; /* errno, 0 when it went well */
+};
+
+uint64_t bounds_find(const struct bounds *b, uint32_t uid, uint64_t end);
+int run_sorters(struct sorter *sorters, int nsorters);
+
+/* ------------------------------------------------------------------ phase two: merge */
+
+struct user {
+    uint32_t uid;
+    uint64_t files, new_files, bytes;
+    double first_at;
+    uint64_t start, end;
+    uint64_t digest; /* of what their list shows: it is rewritten only when this changes */
+};
+
+struct told_since {
+    uint32_t uid;
+    double at; /* when the owner's last notice went out */
+};
+
+struct told {
+    uint32_t uid;
+    uint64_t count;
+};
+
+/* One thread's share of the merge: the owners from its first up to (not
+ * including) ``end_uid``. Shares are merged at once, each into its own file;
+ * the record is then put together in owner order. */
+struct merge {
+    /* The new record is written lazily: while every entry so far is
+     * byte-for-byte the previous record's at the same offset, nothing is
+     * written (a site's nights are mostly unchanged: rewriting the same
+     * hundred megabytes was the largest cost left). At the first difference
+     * the identical part is copied from the previous file and writing goes on;
+     * if there is none, the previous record stays the current one. Offsets
+     * (``out.offset``, the users' ranges) are the previous record's while the
+     * share is the same as its part of it, and shifted into place at the end. */
+    int prev_fd;
+    int same; /* nothing written yet, and everything so far equals prev */
+    struct writer out, dropped;
+    uint64_t base;    /* out.offset where this share starts */
+    uint64_t prev_to; /* where prev's part of this share ends */
+    uint64_t end_uid;
+    struct user *users;
+    size_t nusers, cap;
+    double now;
+    uint64_t count, ndropped;
+    const struct told_since *told_since; /* sorted by uid */
+    size_t ntold_since;
+    struct told *told; /* uid -> how many previous entries a notice had told of */
+    size_t ntold, told_cap;
+    double told_at; /* <0: no notice for the current told owner */
+    int error;      /* errno of a failed share */
+    int own_fds;    /* out and dropped are this share's unnamed files */
+};
+
+#define MAX_SHARES 4
+
+/* A sorted source for the merge: a run file, or the in-memory last chunk.
+ * Its head's key is kept beside it: choosing the next entry compares these,
+ * and an in-memory head's entry (scattered in the arena) is touched only
+ * once it is chosen. */
+struct source {
+    struct reader r; /* run file */
+    const struct runs *mem;
+    size_t next; /* in-memory: index into offsets */
+    const struct entry *head;
+    uint64_t ino, dev;
+    uint32_t uid;
+    uint64_t end_uid; /* the first owner that is not this source's (UINT64_MAX: none) */
+};
+
+struct share_job {
+    struct merge *m;
+    struct source *src;
+    int nsrc;
+    struct reader prev;
+    int have_prev;
+};
+
+int merge_shares(struct merge *shares, struct share_job *jobs, int *nshares,
+                 const struct sorter *sorters, int nsorters, int prev_fd, int out_fd,
+                 int dropped_fd, int tmp_dir_fd, double now,
+                 const struct told_since *told_since, size_t ntold_since, uint64_t share_from);
+int assemble(struct merge *shares, int nshares, int prev_fd, int out_fd, int dropped_fd,
+             int *unchanged);
+
+#endif

@@ -1,0 +1,203 @@
+/* Buffered reading and writing of records, runs and spools (recordio.h). */
+#include "recordio.h"
+
+static int
+write_all(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Double an array's capacity (``first`` items the first time); -1 with errno. */
+int
+grow(void **items, size_t *cap, size_t item_size, size_t first)
+{
+    size_t wanted = *cap ? *cap * 2 : first;
+    void *bigger = realloc(*items, wanted * item_size);
+    if (bigger == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    *items = bigger;
+    *cap = wanted;
+    return 0;
+}
+
+int
+writer_flush(struct writer *w)
+{
+    if (w->used && write_all(w->fd, w->buf, w->used) < 0)
+        return -1;
+    w->used = 0;
+    return 0;
+}
+
+int
+writer_put(struct writer *w, const void *data, size_t len)
+{
+    w->offset += len;
+    if (w->used + len > IO_BYTES) {
+        if (writer_flush(w) < 0)
+            return -1;
+        if (len > IO_BYTES)
+            return write_all(w->fd, data, len);
+    }
+    memcpy(w->buf + w->used, data, len);
+    w->used += len;
+    return 0;
+}
+
+/* Ensure ``need`` bytes are buffered; 1 if so, 0 at a clean end, -1 on error
+ * (errno set; EINVAL for a truncated record). */
+int
+reader_fill(struct reader *r, size_t need)
+{
+    if (r->end - r->start >= need)
+        return 1;
+    if (r->mapped) {
+        if (r->end == r->start)
+            return 0;
+        errno = EINVAL;
+        return -1;
+    }
+    if (need > IO_BYTES) {
+        errno = EINVAL;
+        return -1;
+    }
+    memmove(r->buf, r->buf + r->start, r->end - r->start);
+    r->base += r->start;
+    r->end -= r->start;
+    r->start = 0;
+    while (r->end < need && !r->eof) {
+        ssize_t n = pread(r->fd, r->buf + r->end, IO_BYTES - r->end,
+                          (off_t)(r->base + r->end));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (n == 0)
+            r->eof = 1;
+        r->end += (size_t)n;
+    }
+    if (r->end >= need)
+        return 1;
+    if (r->end == 0)
+        return 0;
+    errno = EINVAL;
+    return -1;
+}
+
+int
+reader_open(struct reader *r, int fd, off_t at)
+{
+    memset(r, 0, sizeof *r);
+    r->fd = fd;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= at) {
+        r->mapped = r->eof = 1;
+        r->start = (size_t)at;
+        r->end = (size_t)st.st_size;
+        if (st.st_size == 0)
+            return 0;
+        void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (map != MAP_FAILED) {
+            r->buf = map;
+            madvise(map, (size_t)st.st_size, MADV_SEQUENTIAL);
+            return 0;
+        }
+        memset(r, 0, sizeof *r); /* not mappable: read it */
+        r->fd = fd;
+    }
+    r->buf = malloc(IO_BYTES);
+    r->base = (uint64_t)at;
+    if (r->buf == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    return 0;
+}
+
+void
+reader_close(struct reader *r)
+{
+    if (r->mapped) {
+        if (r->buf != NULL)
+            munmap(r->buf, r->end);
+    } else
+        free(r->buf);
+    r->buf = NULL;
+}
+
+/* The next entry of a sorted file (record or run): 1, 0 at the end, -1. */
+int
+reader_entry(struct reader *r, const struct entry **out)
+{
+    int ok = reader_fill(r, sizeof(struct entry));
+    if (ok <= 0)
+        return ok;
+    struct entry e;
+    memcpy(&e, r->buf + r->start, sizeof e);
+    if (reader_fill(r, sizeof e + e.path_len) <= 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    *out = (const struct entry *)(r->buf + r->start);
+    return 1;
+}
+
+void
+reader_skip_entry(struct reader *r)
+{
+    const struct entry *e = (const struct entry *)(r->buf + r->start);
+    r->start += sizeof *e + e->path_len;
+}
+
+/* Copy ``len`` bytes of ``from`` at ``in`` to ``to`` at ``out`` (in the
+ * kernel where it can), and leave ``to``'s file offset after them. */
+int
+copy_range(int from, loff_t in, int to, loff_t out, uint64_t len)
+{
+    loff_t stop = in + (loff_t)len;
+    while (in < stop) {
+        ssize_t n = copy_file_range(from, &in, to, &out, (size_t)(stop - in), 0);
+        if (n > 0)
+            continue;
+        if (n == 0) {
+            errno = EINVAL; /* from is shorter than it was a moment ago */
+            return -1;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != ENOSYS && errno != EXDEV && errno != EOPNOTSUPP && errno != EINVAL)
+            return -1;
+        char *buf = malloc(IO_BYTES);
+        if (buf == NULL) {
+            errno = ENOMEM;
+            return -1;
+        }
+        while (in < stop) {
+            size_t want = stop - in < IO_BYTES ? (size_t)(stop - in) : IO_BYTES;
+            ssize_t got = pread(from, buf, want, in);
+            if (got <= 0 || pwrite(to, buf, (size_t)got, out) != got) {
+                if (got == 0)
+                    errno = EINVAL;
+                free(buf);
+                return -1;
+            }
+            in += got;
+            out += got;
+        }
+        free(buf);
+    }
+    return lseek(to, out, SEEK_SET) < 0 ? -1 : 0;
+}
