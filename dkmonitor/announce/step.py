@@ -28,6 +28,8 @@ import stat
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from itertools import chain
+from typing import TYPE_CHECKING
 
 from dkmonitor.announce.lists import list_chunks, list_header, summary_json
 from dkmonitor.announce.publish import NoticeDir, NoticeDirError, task_file
@@ -35,14 +37,15 @@ from dkmonitor.announce.record import AnnounceRecord, Entry, Filters, NoticeStat
 from dkmonitor.announce.recordfile import Built
 from dkmonitor.announce.spool import close_spools, dir_record, file_record
 from dkmonitor.clean.exemptions import ExemptRules
-from dkmonitor.clean.fsops import Unsafe, lstat_at, open_chain
-from dkmonitor.clean.select import Candidate, SelectOptions, iter_old_files
 from dkmonitor.config import Settings
 from dkmonitor.safefs import write_all
 from dkmonitor.scan.age import DAY, is_old
 from dkmonitor.scan.users import username_for
 from dkmonitor.taskrun import AnnounceSummary, TaskRun, UserNotice
 from dkmonitor.units import epoch_minute_utc
+
+if TYPE_CHECKING:  # the cleaner's modules load only where a run needs them
+    from dkmonitor.clean.select import Candidate, SelectOptions
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,8 @@ class AnnounceContext:
 
 def spool_walk(root_fd: int, options: SelectOptions, spool_fd: int) -> None:
     """Spool a walk's candidates (when the scan did not), in the scan's format."""
+    from dkmonitor.clean.select import iter_old_files
+
     encode = os.fsencode
     parent: tuple[str, ...] | None = None
     out = bytearray()
@@ -88,6 +93,8 @@ def exempt_filters(exempt: ExemptRules) -> Filters:
 
 def candidate_of(entry: Entry, now: float) -> Candidate:
     """An announced file as the cleaner's candidate (re-checked before any action)."""
+    from dkmonitor.clean.select import Candidate
+
     *parent, name = os.fsdecode(entry.path).split("/")
     return Candidate(
         parent=tuple(parent), name=name, parent_dev=entry.dev, parent_ino=entry.parent_ino,
@@ -102,16 +109,17 @@ def announce_step(run: TaskRun, context: AnnounceContext) -> AnnounceSummary:
     task = run.task
     record = context.record
     summary = AnnounceSummary(dry_run=run.dry_run)
-    options = SelectOptions(
-        target=task.target_path, old_days=task.old_file_threshold, now=run.now,
-        age_basis=task.age_basis, exclude=context.settings.scan.exclude, exempt=context.exempt,
-    )
     root_fd = os.open(task.target_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     spools = context.spools
     try:
-        if not spools:
+        if not spools:  # the scan could not spool them (docs/lists.md, docs/scale.md)
+            from dkmonitor.clean.select import SelectOptions
+
             spools = (record.scratch_file(),)
-            spool_walk(root_fd, options, spools[0])
+            spool_walk(root_fd, SelectOptions(
+                target=task.target_path, old_days=task.old_file_threshold, now=run.now,
+                age_basis=task.age_basis, exclude=context.settings.scan.exclude,
+                exempt=context.exempt), spools[0])
         built = record.update(spools, os.fstat(root_fd).st_dev, run.now,
                               exempt_filters(context.exempt))
         refreshed = _refreshed_by_atime(record.dropped(), root_fd, run)
@@ -147,8 +155,13 @@ def _refreshed_by_atime(dropped: Iterator[Entry], root_fd: int, run: TaskRun) ->
     counts: Counter[int] = Counter()
     if task.age_basis not in ("used", "atime"):
         return counts
+    first = next(dropped, None)
+    if first is None:
+        return counts
+    from dkmonitor.clean.fsops import Unsafe, lstat_at, open_chain  # only when files left
+
     root_dev = os.fstat(root_fd).st_dev
-    for entry in dropped:
+    for entry in chain((first,), dropped):
         *parent, name = os.fsdecode(entry.path).split("/")
         try:  # component by component, as the cleaner does: no symlink on the way is followed
             dir_fd, _dirs = open_chain(root_fd, parent, root_dev)
