@@ -86,6 +86,9 @@ def main(argv: list[str] | None = None) -> None:
               f"notice {statistics.median(b.seconds for _, b in pairs):.2f} s; "
               f"ratio notice/plain median {statistics.median(ratios):.2f} "
               f"(min {min(ratios):.2f}, max {max(ratios):.2f})")
+        cpu = [b.cpu_seconds / a.cpu_seconds for a, b in pairs]  # what load cannot hide
+        print(f"CPU (user + system, workers included) notice/plain median "
+              f"{statistics.median(cpu):.2f} (min {min(cpu):.2f}, max {max(cpu):.2f})")
         print(f"peak RSS plain {max(a.max_rss_kib for a, _ in pairs) / 1024:.1f} MiB, "
               f"notice {max(b.max_rss_kib for _, b in pairs) / 1024:.1f} MiB; "
               f"load {os.getloadavg()[0]:.2f}")
