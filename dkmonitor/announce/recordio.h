@@ -78,7 +78,8 @@ struct reader {
     char *buf;
     size_t start, end;
     int eof, mapped;
-    uint64_t base; /* file offset of buf[0] */
+    uint64_t base;   /* file offset of buf[0] */
+    size_t released; /* mapped: the pages before this are given back */
 };
 
 int grow(void **items, size_t *cap, size_t item_size, size_t first);
@@ -89,6 +90,7 @@ int reader_open(struct reader *r, int fd, off_t at);
 void reader_close(struct reader *r);
 int reader_entry(struct reader *r, const struct entry **out);
 void reader_skip_entry(struct reader *r);
+void reader_release(struct reader *r);
 int copy_range(int from, loff_t in, int to, loff_t out, uint64_t len);
 
 /* ------------------------------------------------------------------ order */

@@ -160,6 +160,24 @@ reader_skip_entry(struct reader *r)
 {
     const struct entry *e = (const struct entry *)(r->buf + r->start);
     r->start += sizeof *e + e->path_len;
+    reader_release(r);
+}
+
+/* A mapped reader gives back the pages it has gone past, 256 KiB at a
+ * time: the files are read once, front to back, and without this every page
+ * of them would stay in the process (its resident memory would grow with the
+ * number of files; the pages stay in the page cache either way). */
+#define RELEASE_BYTES (256 << 10)
+
+void
+reader_release(struct reader *r)
+{
+    if (!r->mapped || r->start - r->released < 2 * RELEASE_BYTES)
+        return;
+    size_t upto = (r->start - RELEASE_BYTES) & ~(size_t)(RELEASE_BYTES - 1);
+    if (upto > r->released && madvise(r->buf + r->released, upto - r->released,
+                                      MADV_DONTNEED) == 0)
+        r->released = upto;
 }
 
 /* Copy ``len`` bytes of ``from`` at ``in`` to ``to`` at ``out`` (in the

@@ -279,6 +279,7 @@ read_spool(struct runs *rs, int fd, uint64_t root_dev, const struct filters *f)
             dir_ino = d.ino;
             have_dir = 1;
             r.start += sizeof d + d.path_len;
+            reader_release(&r);
         } else if (tag == 'F' && have_dir) {
             struct file_rec fr;
             if (reader_fill(&r, sizeof fr) <= 0)
@@ -292,6 +293,7 @@ read_spool(struct runs *rs, int fd, uint64_t root_dev, const struct filters *f)
                           f) < 0)
                 goto done;
             r.start += sizeof fr + fr.name_len;
+            reader_release(&r);
         } else {
             goto truncated;
         }
