@@ -7,8 +7,10 @@ itself. Here the new announcement is one sequential merge of the scan's
 candidates (sorted in bounded chunks) with the previous file, both in
 (uid, st_dev, st_ino) order, so one user's files are one byte range and the
 whole update costs about what copying the file costs. ``_recordio.c`` does the
-per-file work; the Python functions here are the reference and the fallback
-when it could not be compiled (tests check both write the same bytes).
+per-file work (sorting on one thread per spool, the merge shared between
+threads by ranges of owners; ``recordio.h`` says which file does what); the
+Python functions here are the reference and the fallback when it could not be
+compiled (tests check both write the same bytes).
 
 Format (native byte order): ``DKMANN01``, entry count u64, then the entries,
 each ``ENTRY`` (uid, gid, dev, ino, size, mtime_ns, last use, parent_ino,
@@ -193,7 +195,7 @@ _MASK = (1 << 64) - 1
 
 
 def mix(h: int, data: bytes) -> int:
-    """``mix`` of _recordio.c: the digest of one user's entries, word by word."""
+    """``mix`` of recordio_merge.c: the digest of what a user's list shows, word by word."""
     full = len(data) - len(data) % 8
     for (word,) in _WORD.iter_unpack(data[:full]):
         h = ((h ^ word) * _MIX) & _MASK
