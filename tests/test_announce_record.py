@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -262,3 +264,41 @@ def test_a_first_version_record_is_converted_once_with_its_dates(tmp_path: Path)
     assert "files" not in tables
     assert sorted(p.name for p in path.parent.iterdir() if p.suffix == ".files") == [
         "scr.1.files"]
+
+
+_PEAK = """
+import os, resource, sys
+from dkmonitor.announce import recordfile
+from dkmonitor.announce.spool import dir_record, file_record
+files, where = int(sys.argv[1]), sys.argv[2]
+spools = []
+for worker in range(2):  # two scan workers' spools: 64 owners, 200-byte names
+    fd = os.open(where, os.O_TMPFILE | os.O_RDWR, 0o600)
+    os.write(fd, dir_record(1, 2, b"d"))
+    for start in range(worker, files, 2000):  # written as it goes, as a scan does
+        os.write(fd, b"".join(file_record(b"%0200d" % n, 1000 + n % 64, 100, 10 + n, n, 0,
+                                          1.0) for n in range(start, min(start + 2000, files), 2)))
+    spools.append(fd)
+dir_fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY)
+prev = None
+for now in (10.0, 20.0):  # a first announcement, then one merged with it
+    out = os.open(where, os.O_TMPFILE | os.O_RDWR, 0o600)
+    dropped = os.open(where, os.O_TMPFILE | os.O_RDWR, 0o600)
+    built = recordfile.build(tuple(spools), prev, out, dropped, dir_fd, 1, now,
+                             recordfile.Filters(), {}, chunk_bytes=8 << 20, share_from=1)
+    assert built.count == files, built.count
+    prev = out
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_building_the_record_takes_the_same_memory_for_four_times_the_files(
+        tmp_path: Path) -> None:
+    """The spools, the sorted runs and the previous record are read through maps that
+    give their pages back: peak memory does not follow the files' ~60 MB."""
+    peaks = []
+    for files in (50_000, 200_000):
+        done = subprocess.run([sys.executable, "-c", _PEAK, str(files), str(tmp_path)],
+                              capture_output=True, text=True, check=True)
+        peaks.append(int(done.stdout) / 1024)  # MiB
+    assert peaks[1] - peaks[0] < 8, peaks  # 65 MiB more when the maps kept every page
