@@ -316,9 +316,13 @@ append_candidate(const struct stat *st, const char *name, double used, struct pa
                             (long long)st->st_size,
                             (long long)(st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec),
                             used};
-    if (append_bytes(p->cands, &rec, sizeof rec) < 0)
+    Py_ssize_t at = PyByteArray_GET_SIZE(p->cands); /* one resize for both parts */
+    if (PyByteArray_Resize(p->cands, at + (Py_ssize_t)(sizeof rec + name_len)) < 0)
         return -1;
-    return append_bytes(p->cands, name, (Py_ssize_t)name_len);
+    char *to = PyByteArray_AS_STRING(p->cands) + at;
+    memcpy(to, &rec, sizeof rec);
+    memcpy(to + sizeof rec, name, name_len);
+    return 0;
 }
 
 /* Counts one regular file; returns -1 with a Python error set on failure. */
