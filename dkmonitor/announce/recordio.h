@@ -85,12 +85,58 @@ struct reader {
 int grow(void **items, size_t *cap, size_t item_size, size_t first);
 int writer_flush(struct writer *w);
 int writer_put(struct writer *w, const void *data, size_t len);
-int reader_fill(struct reader *r, size_t need);
+int reader_refill(struct reader *r, size_t need);
 int reader_open(struct reader *r, int fd, off_t at);
 void reader_close(struct reader *r);
-int reader_entry(struct reader *r, const struct entry **out);
-void reader_skip_entry(struct reader *r);
-void reader_release(struct reader *r);
+void reader_give_back(struct reader *r);
+
+/* The per-entry calls are inline: they run once for every file of every run. */
+
+/* Ensure ``need`` bytes are buffered; 1 if so, 0 at a clean end, -1 on error
+ * (errno set; EINVAL for a truncated record). */
+static inline int
+reader_fill(struct reader *r, size_t need)
+{
+    return r->end - r->start >= need ? 1 : reader_refill(r, need);
+}
+
+/* A mapped reader gives back the pages it has gone past, 256 KiB at a
+ * time: the files are read once, front to back, and without this every page
+ * of them would stay in the process (its resident memory would grow with the
+ * number of files; the pages stay in the page cache either way). */
+#define RELEASE_BYTES (256 << 10)
+
+static inline void
+reader_release(struct reader *r)
+{
+    if (r->mapped && r->start - r->released >= 2 * RELEASE_BYTES)
+        reader_give_back(r);
+}
+
+/* The next entry of a sorted file (record or run): 1, 0 at the end, -1. */
+static inline int
+reader_entry(struct reader *r, const struct entry **out)
+{
+    int ok = reader_fill(r, sizeof(struct entry));
+    if (ok <= 0)
+        return ok;
+    uint32_t path_len;
+    memcpy(&path_len, r->buf + r->start + offsetof(struct entry, path_len), sizeof path_len);
+    if (reader_fill(r, sizeof(struct entry) + path_len) <= 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    *out = (const struct entry *)(r->buf + r->start);
+    return 1;
+}
+
+static inline void
+reader_skip_entry(struct reader *r)
+{
+    const struct entry *e = (const struct entry *)(r->buf + r->start);
+    r->start += sizeof *e + e->path_len;
+    reader_release(r);
+}
 int copy_range(int from, loff_t in, int to, loff_t out, uint64_t len);
 
 /* ------------------------------------------------------------------ order */

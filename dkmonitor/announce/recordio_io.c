@@ -56,13 +56,10 @@ writer_put(struct writer *w, const void *data, size_t len)
     return 0;
 }
 
-/* Ensure ``need`` bytes are buffered; 1 if so, 0 at a clean end, -1 on error
- * (errno set; EINVAL for a truncated record). */
+/* reader_fill's slow part: the buffer is short of ``need`` bytes. */
 int
-reader_fill(struct reader *r, size_t need)
+reader_refill(struct reader *r, size_t need)
 {
-    if (r->end - r->start >= need)
-        return 1;
     if (r->mapped) {
         if (r->end == r->start)
             return 0;
@@ -138,42 +135,10 @@ reader_close(struct reader *r)
     r->buf = NULL;
 }
 
-/* The next entry of a sorted file (record or run): 1, 0 at the end, -1. */
-int
-reader_entry(struct reader *r, const struct entry **out)
-{
-    int ok = reader_fill(r, sizeof(struct entry));
-    if (ok <= 0)
-        return ok;
-    struct entry e;
-    memcpy(&e, r->buf + r->start, sizeof e);
-    if (reader_fill(r, sizeof e + e.path_len) <= 0) {
-        errno = EINVAL;
-        return -1;
-    }
-    *out = (const struct entry *)(r->buf + r->start);
-    return 1;
-}
-
+/* reader_release's slow part: give back the pages well behind the reader. */
 void
-reader_skip_entry(struct reader *r)
+reader_give_back(struct reader *r)
 {
-    const struct entry *e = (const struct entry *)(r->buf + r->start);
-    r->start += sizeof *e + e->path_len;
-    reader_release(r);
-}
-
-/* A mapped reader gives back the pages it has gone past, 256 KiB at a
- * time: the files are read once, front to back, and without this every page
- * of them would stay in the process (its resident memory would grow with the
- * number of files; the pages stay in the page cache either way). */
-#define RELEASE_BYTES (256 << 10)
-
-void
-reader_release(struct reader *r)
-{
-    if (!r->mapped || r->start - r->released < 2 * RELEASE_BYTES)
-        return;
     size_t upto = (r->start - RELEASE_BYTES) & ~(size_t)(RELEASE_BYTES - 1);
     if (upto > r->released && madvise(r->buf + r->released, upto - r->released,
                                       MADV_DONTNEED) == 0)
