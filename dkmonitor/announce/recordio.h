@@ -84,7 +84,18 @@ struct reader {
 
 int grow(void **items, size_t *cap, size_t item_size, size_t first);
 int writer_flush(struct writer *w);
-int writer_put(struct writer *w, const void *data, size_t len);
+int writer_put_full(struct writer *w, const void *data, size_t len);
+
+static inline int
+writer_put(struct writer *w, const void *data, size_t len)
+{
+    w->offset += len;
+    if (w->used + len > IO_BYTES)
+        return writer_put_full(w, data, len);
+    memcpy(w->buf + w->used, data, len);
+    w->used += len;
+    return 0;
+}
 int reader_refill(struct reader *r, size_t need);
 int reader_open(struct reader *r, int fd, off_t at);
 void reader_close(struct reader *r);

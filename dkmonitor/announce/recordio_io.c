@@ -41,18 +41,16 @@ writer_flush(struct writer *w)
     return 0;
 }
 
+/* writer_put's slow part: the buffer is full (``offset`` already counts ``len``). */
 int
-writer_put(struct writer *w, const void *data, size_t len)
+writer_put_full(struct writer *w, const void *data, size_t len)
 {
-    w->offset += len;
-    if (w->used + len > IO_BYTES) {
-        if (writer_flush(w) < 0)
-            return -1;
-        if (len > IO_BYTES)
-            return write_all(w->fd, data, len);
-    }
-    memcpy(w->buf + w->used, data, len);
-    w->used += len;
+    if (writer_flush(w) < 0)
+        return -1;
+    if (len > IO_BYTES)
+        return write_all(w->fd, data, len);
+    memcpy(w->buf, data, len);
+    w->used = len;
     return 0;
 }
 
