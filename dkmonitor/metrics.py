@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dkmonitor.records import FrozenRecord
 from dkmonitor.units import human_bytes, human_count
 
 COUNT = "count"
@@ -41,8 +42,8 @@ def metric(header: str, unit: str, *, table: bool = True, appended: bool = False
     return dataclasses.field(default=None, metadata={"metric": info})
 
 
-@dataclass(frozen=True, kw_only=True)
-class Totals:
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+class Totals(FrozenRecord):
     """One owner's (or the whole target's) numbers; None where nothing was measured.
 
     The base of the records that carry the numbers (``ScanRecord``,
@@ -60,8 +61,8 @@ class Totals:
     directories: int | None = metric("dirs", COUNT, table=False, appended=True)
 
 
-@dataclass(frozen=True)
-class Metric:
+@dataclass(frozen=True, repr=False, eq=False)
+class Metric(FrozenRecord):
     """One declared number: its name (attribute, column and JSON key) and presentation."""
 
     name: str

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dkmonitor.channels import dispatch
@@ -27,15 +26,16 @@ from dkmonitor.db.plainwrite import every_task, nothing_pending, store_record
 from dkmonitor.db.store import ScanRecord
 from dkmonitor.errors import DatabaseUnavailable, TaskError
 from dkmonitor.lock import AlreadyRunning, task_lock
+from dkmonitor.outcome import RunReport as RunReport  # defined there, imported from here too
+from dkmonitor.outcome import TaskOutcome as TaskOutcome
 from dkmonitor.purge import notices_sent, purge_notes, purge_steps
 from dkmonitor.runrecord import failure_record, noatime_warnings, scan_record, user_rows
 from dkmonitor.scan.disk import disk_usage
 from dkmonitor.scanstep import measure, scan_options
-from dkmonitor.taskrun import AnnounceSummary, CleanSummary, TaskRun
+from dkmonitor.taskrun import TaskRun
 from dkmonitor.taskspec import TaskSpec, target_problem
 
 if TYPE_CHECKING:
-    from dkmonitor.notify.step import NotifyReport
     from dkmonitor.scan.fromlist import ListSource
     from dkmonitor.scan.mpi import ScanPool
 
@@ -43,49 +43,6 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 ProgressFactory = Callable[[TaskSpec], Progress | None]
-
-
-@dataclass
-class TaskOutcome:
-    task: TaskSpec
-    kind: str  # quick | full
-    status: str  # ok | failed | skipped | spooled
-    message: str | None = None
-    run: TaskRun | None = None
-    clean: CleanSummary | None = None
-    announce: AnnounceSummary | None = None
-    problems: list[str] = field(default_factory=list)  # each fails the run (exit 1)
-    deliveries: dict[str, NotifyReport] = field(default_factory=dict)  # channel -> report
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def notify(self) -> NotifyReport | None:
-        """The mail channel's report, if mail is on."""
-        return self.deliveries.get("email")
-
-    @property
-    def mail_failed(self) -> bool:
-        """Any channel failed to deliver to this task's users."""
-        return any(not report.ok for report in self.deliveries.values())
-
-
-@dataclass
-class RunReport:
-    dry_run: bool
-    outcomes: list[TaskOutcome] = field(default_factory=list)
-    messages: list[str] = field(default_factory=list)  # run-level lines for a person
-    failed: bool = False  # run-level failure (spool, admin mail) beyond the outcomes
-
-    @property
-    def exit_code(self) -> int:
-        if self.failed:
-            return 1
-        for outcome in self.outcomes:
-            if outcome.status in ("failed", "spooled") or outcome.mail_failed:
-                return 1
-            if outcome.clean is not None and outcome.clean.error or outcome.problems:
-                return 1
-        return 0
 
 
 class Runner:
