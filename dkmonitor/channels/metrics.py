@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -179,6 +178,8 @@ def render(samples: list[TargetSample]) -> bytes:
 
 def write_atomically(path: str, content: bytes) -> None:
     """Replace ``path`` with ``content``: a reader sees the old file or the new one."""
+    import tempfile  # here: every run imports this module, few write the textfile
+
     directory = os.path.dirname(os.path.abspath(path))
     handle, temp = tempfile.mkstemp(dir=directory, prefix=".dkmonitor-", suffix=".prom.tmp")
     try:
