@@ -21,10 +21,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dkmonitor.records import FrozenRecord
 from dkmonitor.units import human_bytes, human_count
+
+if TYPE_CHECKING:
+    from dkmonitor.scan.stats import ScanResult
 
 COUNT = "count"
 BYTES = "bytes"
@@ -123,3 +126,10 @@ def share_percent(allocated_bytes: int | None, filesystem_bytes: int | None) -> 
     if allocated_bytes is None or not filesystem_bytes:
         return None
     return allocated_bytes * 100.0 / filesystem_bytes
+
+
+def totals_of(result: ScanResult | None) -> dict[str, Any]:
+    """The whole target's metrics of a scan (every metric None without a scan)."""
+    if result is None:
+        return values_of(None)
+    return values_of(result.total, 0)

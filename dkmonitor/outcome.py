@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dkmonitor.records import Record
-from dkmonitor.taskrun import AnnounceSummary, CleanSummary, TaskRun
-from dkmonitor.taskspec import TaskSpec
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # a quick run (cron, hourly) imports none of them
     from dkmonitor.notify.step import NotifyReport
+    from dkmonitor.taskrun import AnnounceSummary, CleanSummary, TaskRun
+    from dkmonitor.taskspec import TaskSpec
 
 
 @dataclass(repr=False, eq=False)

@@ -28,11 +28,8 @@ from dkmonitor.errors import DatabaseUnavailable, TaskError
 from dkmonitor.lock import AlreadyRunning, task_lock
 from dkmonitor.outcome import RunReport as RunReport  # defined there, imported from here too
 from dkmonitor.outcome import TaskOutcome as TaskOutcome
-from dkmonitor.purge import notices_sent, purge_notes, purge_steps
 from dkmonitor.runrecord import failure_record, noatime_warnings, scan_record, user_rows
 from dkmonitor.scan.disk import disk_usage
-from dkmonitor.scanstep import measure, scan_options
-from dkmonitor.taskrun import TaskRun
 from dkmonitor.taskspec import TaskSpec, target_problem
 
 if TYPE_CHECKING:
@@ -159,6 +156,10 @@ class Runner:
         return outcome
 
     def _full(self, task: TaskSpec) -> TaskOutcome:
+        # a full run's steps, imported here: `run quick` (hourly) mostly needs none of them
+        from dkmonitor.scanstep import measure, scan_options
+        from dkmonitor.taskrun import TaskRun
+
         if not self.dry_run and not nothing_pending(  # settle an interrupted run, before looking
                 self.database, task.name, self.settings.hostname):
             from dkmonitor.clean.step import reconcile_step
@@ -218,6 +219,8 @@ class Runner:
         run = outcome.run
         if run is None:
             return
+        from dkmonitor.purge import purge_steps
+
         result = purge_steps(self.database, self.settings, run)
         outcome.clean, outcome.announce = result.clean, result.announce
         outcome.problems += result.errors
@@ -228,6 +231,8 @@ class Runner:
     def _deliver(self, outcome: TaskOutcome) -> None:
         """Tell the run's users, through every channel that is on."""
         if outcome.run is not None:
+            from dkmonitor.purge import notices_sent
+
             outcome.deliveries = dispatch.users(self._delivery(), outcome.run, outcome.clean,
                                                 outcome.announce)
             outcome.problems += notices_sent(self.settings, outcome.run, outcome.announce)
@@ -278,7 +283,10 @@ class Runner:
             if outcome.clean is not None and outcome.clean.error:
                 failures.append(f"task {outcome.task.name}: {outcome.clean.error}")
             failures += outcome.problems
-            notes += purge_notes(outcome.task.name, outcome.clean, outcome.announce)
+            if outcome.clean is not None or outcome.announce is not None:
+                from dkmonitor.purge import purge_notes
+
+                notes += purge_notes(outcome.task.name, outcome.clean, outcome.announce)
             for report in outcome.deliveries.values():
                 summary = report.summary()
                 if summary:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from dkmonitor.metrics import share_percent, values_of
 from dkmonitor.records import FrozenRecord, Record
@@ -45,13 +44,6 @@ class UserUsageRow(FrozenRecord):
     def share_percent(self, filesystem_bytes: int | None) -> float | None:
         """This owner's share of the file system (allocated bytes, see metrics.share_percent)."""
         return share_percent(self.allocated_bytes, filesystem_bytes)
-
-
-def totals_of(result: ScanResult | None) -> dict[str, Any]:
-    """The whole target's metrics of a scan (every metric None without a scan)."""
-    if result is None:
-        return values_of(None)
-    return values_of(result.total, 0)
 
 
 @dataclass(frozen=True, repr=False, eq=False)

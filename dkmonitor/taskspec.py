@@ -11,9 +11,9 @@ import os
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from dkmonitor.enums import AGE_BASES
 from dkmonitor.errors import TaskError
 from dkmonitor.records import FrozenRecord
-from dkmonitor.scan.age import AGE_BASES
 
 MAX_NOTICE_DAYS = 3650.0  # ten years: anything longer is a typo
 DEFAULT_FINAL_NOTICE_DAYS = 3.0

@@ -62,6 +62,27 @@ def test_run_quick_imports_no_walker_and_no_worker_pool(dkm, tmp_path):
     assert sorted(m for m in modules if m.startswith(SCANNER)) == []
 
 
+# What a quick run below its warning threshold does not need: a full run's steps and
+# types (each dataclass costs to define), the table renderer, and the standard modules
+# that logging.handlers (socket, pickle, queue) and tempfile (shutil, bz2, lzma) bring
+# (socket itself is not listed: the PostgreSQL driver needs it).
+FULL_RUN_ONLY = ("dkmonitor.taskrun", "dkmonitor.scan.stats", "dkmonitor.scan.age",
+                 "dkmonitor.purge", "dkmonitor.scanstep", "dkmonitor.cli.render", "termcolor",
+                 "logging.handlers", "tempfile", "pickle", "shutil")
+
+
+def test_run_quick_imports_no_full_run_step_and_no_heavy_standard_module(dkm, tmp_path):
+    target = tmp_path / "target"
+    target.mkdir()
+    made = dkm("task", "create", "q1", "--target", str(target), "--warning", "99",
+               "--critical", "100", "--old-days", "90")
+    assert made.returncode == 0, made.stderr
+    modules = _imported_by(dkm, "run", "quick", "q1")
+    assert "dkmonitor.runner" in modules and "dkmonitor.cli.logsetup" in modules  # parsed
+    assert sorted(m for m in modules if m in FULL_RUN_ONLY) == []
+    # (that it still stores its row: tests/test_plain_write.py)
+
+
 def test_run_path_imports_the_walker_when_it_walks(dkm, tmp_path):
     (tmp_path / "target").mkdir()
     (tmp_path / "target" / "f").write_bytes(b"x")
