@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import click
+import pytest
 
 from dkmonitor.cli import LazyGroup, cli
 
@@ -19,10 +20,18 @@ def test_help_imports_no_command_module_and_no_database_library():
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
             "print(sorted(m for m in sys.modules if m.startswith(('dkmonitor.cli.', "
             "'sqlalchemy', 'psycopg2', 'alembic', 'dkmonitor.scan', 'dkmonitor.notify', "
-            "'dkmonitor.config', 'dataclasses'))))")
+            "'dkmonitor.config', 'dataclasses', 'shutil', 'logging.handlers'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.splitlines()[-1]
     assert out == "[]"
+
+
+@pytest.mark.parametrize("columns", ["", "40", "60", "79", "100", "300", "junk"])
+def test_the_help_is_as_wide_as_clicks_own(monkeypatch, columns):
+    """The top-level help sizes itself without shutil, by click's rule."""
+    monkeypatch.setenv("COLUMNS", columns)
+    ctx = cli.make_context("dkmonitor", ["--help"], resilient_parsing=True)
+    assert ctx.make_formatter().width == click.HelpFormatter().width
 
 
 def test_the_help_table_matches_each_commands_own_help():
