@@ -81,7 +81,9 @@ def test_mutable_repr_eq_and_no_hash_are_the_generated_ones():
 
 
 MODULES = ("dkmonitor.config", "dkmonitor.taskrun", "dkmonitor.scan.stats", "dkmonitor.metrics",
-           "dkmonitor.taskspec", "dkmonitor.outcome")
+           "dkmonitor.taskspec", "dkmonitor.outcome", "dkmonitor.dburl", "dkmonitor.db.backends",
+           "dkmonitor.channels.base", "dkmonitor.channels.metrics", "dkmonitor.db.store",
+           "dkmonitor.scan.disk")
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -93,6 +95,7 @@ def test_the_start_up_dataclasses_use_the_shared_methods(name):
     assert defined
     for cls in defined:
         assert issubclass(cls, (Record, FrozenRecord)), cls
-        assert "__repr__" not in vars(cls) and "__eq__" not in vars(cls), cls
+        assert "__eq__" not in vars(cls), cls
+        assert "__repr__" not in vars(cls) or cls.__name__ == "DatabaseURL", cls  # its own masks
         assert ("__hash__" in vars(cls)) is False, cls
         assert issubclass(cls, FrozenRecord) == cls.__dataclass_params__.frozen, cls

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from dkmonitor.channels.base import Channel, Delivery
 from dkmonitor.config import Settings
+from dkmonitor.records import FrozenRecord
 
 # SQLAlchemy and the models are imported in the functions that read through
 # them: only a run with [metrics] textfile set needs them, and importing them
@@ -49,8 +50,8 @@ USER_METRICS = (
 )
 
 
-@dataclass(frozen=True)
-class TargetSample:
+@dataclass(frozen=True, repr=False, eq=False)  # repr, ==, hash: dkmonitor.records
+class TargetSample(FrozenRecord):
     host: str
     target: str
     used_ratio: float | None  # latest scan of any kind

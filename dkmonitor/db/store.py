@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from dkmonitor.taskrun import HistogramBucket, TopDirectory, UserUsageRow
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False, eq=False)  # repr, ==, hash: dkmonitor.records
 class ScanRecord(Totals):
     """One run's results; the whole target's metrics come from ``Totals``."""
 
