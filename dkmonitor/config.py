@@ -17,7 +17,6 @@ from __future__ import annotations
 import configparser
 import os
 import pwd
-import socket
 import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any
 from dkmonitor import config_values as v
 from dkmonitor.dburl import DatabaseURL, mask_password, parse_url
 from dkmonitor.errors import ConfigError
+from dkmonitor.records import FrozenRecord
 from dkmonitor.safefs import make_private_dir, unsafe_reason
 
 __all__ = ["Settings", "load_settings", "mask_password", "settings_from_mapping"]
@@ -101,8 +101,8 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[str], Any], str]]] = {
 }
 
 
-@dataclass(frozen=True)
-class DatabaseSettings:
+@dataclass(frozen=True, repr=False, eq=False)
+class DatabaseSettings(FrozenRecord):
     url: DatabaseURL  # parsed once; str() masks the password
     purge_after_days: int
 
@@ -112,8 +112,8 @@ class DatabaseSettings:
         return str(self.url)
 
 
-@dataclass(frozen=True)
-class EmailSettings:
+@dataclass(frozen=True, repr=False, eq=False)
+class EmailSettings(FrozenRecord):
     enabled: bool
     smtp_host: str
     smtp_port: int
@@ -133,15 +133,15 @@ class EmailSettings:
     address_map: str | None
 
 
-@dataclass(frozen=True)
-class ScanSettings:
+@dataclass(frozen=True, repr=False, eq=False)
+class ScanSettings(FrozenRecord):
     workers: int
     one_file_system: bool
     exclude: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class CleanSettings:
+@dataclass(frozen=True, repr=False, eq=False)
+class CleanSettings(FrozenRecord):
     """Bounds on one run's cleaning (0 = no bound) and the error breaker."""
 
     max_files_per_run: int
@@ -150,21 +150,21 @@ class CleanSettings:
     min_actions_before_breaker: int
 
 
-@dataclass(frozen=True)
-class LoggingSettings:
+@dataclass(frozen=True, repr=False, eq=False)
+class LoggingSettings(FrozenRecord):
     log_dir: str
     level: str
     max_bytes: int
     backup_count: int
 
 
-@dataclass(frozen=True)
-class MetricsSettings:
+@dataclass(frozen=True, repr=False, eq=False)
+class MetricsSettings(FrozenRecord):
     textfile: str | None = None  # node_exporter textfile written after each run
 
 
-@dataclass(frozen=True)
-class AnnounceSettings:
+@dataclass(frozen=True, repr=False, eq=False)
+class AnnounceSettings(FrozenRecord):
     """Where full runs publish each user's notices (dkmonitor.announce.publish)."""
 
     notice_dir: Path
@@ -175,8 +175,8 @@ def default_notice_dir(state_dir: Path, as_root: bool) -> Path:
     return state_dir.with_name(state_dir.name + "-notices") if as_root else state_dir / "notices"
 
 
-@dataclass(frozen=True)
-class Settings:
+@dataclass(frozen=True, repr=False, eq=False)
+class Settings(FrozenRecord):
     source: Path | None  # the file read, None when running on defaults
     state_dir: Path
     hostname: str
@@ -316,7 +316,7 @@ def settings_from_mapping(
     return Settings(
         source=source,
         state_dir=state_dir,
-        hostname=general["hostname"] or socket.gethostname(),
+        hostname=general["hostname"] or os.uname().nodename,  # gethostname(2), without socket
         database=DatabaseSettings(**db),
         email=EmailSettings(**email),
         scan=ScanSettings(**values["scan"]),

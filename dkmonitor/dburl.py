@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote, quote_plus, unquote
 
+from dkmonitor.records import FrozenRecord
+
 # SQLAlchemy's URL pattern (sqlalchemy.engine.url._parse_url), unchanged.
 _PATTERN = re.compile(
     r"""
@@ -50,8 +52,8 @@ _ALIASES = {"postgres": "postgresql"}
 _CREDENTIALS = re.compile(r"(?P<head>[\w+.-]+://[^:/@\s]*:)(?P<secret>\S*)@")
 
 
-@dataclass(frozen=True)
-class DatabaseURL:
+@dataclass(frozen=True, repr=False, eq=False)  # repr, ==, hash: dkmonitor.records
+class DatabaseURL(FrozenRecord):
     """The parts of a database URL; ``query`` keeps repeated keys, in order."""
 
     drivername: str

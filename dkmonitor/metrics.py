@@ -21,9 +21,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from dkmonitor.records import FrozenRecord
 from dkmonitor.units import human_bytes, human_count
+
+if TYPE_CHECKING:
+    from dkmonitor.scan.stats import ScanResult
 
 COUNT = "count"
 BYTES = "bytes"
@@ -41,8 +45,8 @@ def metric(header: str, unit: str, *, table: bool = True, appended: bool = False
     return dataclasses.field(default=None, metadata={"metric": info})
 
 
-@dataclass(frozen=True, kw_only=True)
-class Totals:
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+class Totals(FrozenRecord):
     """One owner's (or the whole target's) numbers; None where nothing was measured.
 
     The base of the records that carry the numbers (``ScanRecord``,
@@ -60,8 +64,8 @@ class Totals:
     directories: int | None = metric("dirs", COUNT, table=False, appended=True)
 
 
-@dataclass(frozen=True)
-class Metric:
+@dataclass(frozen=True, repr=False, eq=False)
+class Metric(FrozenRecord):
     """One declared number: its name (attribute, column and JSON key) and presentation."""
 
     name: str
@@ -122,3 +126,10 @@ def share_percent(allocated_bytes: int | None, filesystem_bytes: int | None) -> 
     if allocated_bytes is None or not filesystem_bytes:
         return None
     return allocated_bytes * 100.0 / filesystem_bytes
+
+
+def totals_of(result: ScanResult | None) -> dict[str, Any]:
+    """The whole target's metrics of a scan (every metric None without a scan)."""
+    if result is None:
+        return values_of(None)
+    return values_of(result.total, 0)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dkmonitor.channels import dispatch
@@ -27,15 +26,13 @@ from dkmonitor.db.plainwrite import every_task, nothing_pending, store_record
 from dkmonitor.db.store import ScanRecord
 from dkmonitor.errors import DatabaseUnavailable, TaskError
 from dkmonitor.lock import AlreadyRunning, task_lock
-from dkmonitor.purge import notices_sent, purge_notes, purge_steps
+from dkmonitor.outcome import RunReport as RunReport  # defined there, imported from here too
+from dkmonitor.outcome import TaskOutcome as TaskOutcome
 from dkmonitor.runrecord import failure_record, noatime_warnings, scan_record, user_rows
 from dkmonitor.scan.disk import disk_usage
-from dkmonitor.scanstep import measure, scan_options
-from dkmonitor.taskrun import AnnounceSummary, CleanSummary, TaskRun
 from dkmonitor.taskspec import TaskSpec, target_problem
 
 if TYPE_CHECKING:
-    from dkmonitor.notify.step import NotifyReport
     from dkmonitor.scan.fromlist import ListSource
     from dkmonitor.scan.mpi import ScanPool
 
@@ -43,49 +40,6 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 ProgressFactory = Callable[[TaskSpec], Progress | None]
-
-
-@dataclass
-class TaskOutcome:
-    task: TaskSpec
-    kind: str  # quick | full
-    status: str  # ok | failed | skipped | spooled
-    message: str | None = None
-    run: TaskRun | None = None
-    clean: CleanSummary | None = None
-    announce: AnnounceSummary | None = None
-    problems: list[str] = field(default_factory=list)  # each fails the run (exit 1)
-    deliveries: dict[str, NotifyReport] = field(default_factory=dict)  # channel -> report
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def notify(self) -> NotifyReport | None:
-        """The mail channel's report, if mail is on."""
-        return self.deliveries.get("email")
-
-    @property
-    def mail_failed(self) -> bool:
-        """Any channel failed to deliver to this task's users."""
-        return any(not report.ok for report in self.deliveries.values())
-
-
-@dataclass
-class RunReport:
-    dry_run: bool
-    outcomes: list[TaskOutcome] = field(default_factory=list)
-    messages: list[str] = field(default_factory=list)  # run-level lines for a person
-    failed: bool = False  # run-level failure (spool, admin mail) beyond the outcomes
-
-    @property
-    def exit_code(self) -> int:
-        if self.failed:
-            return 1
-        for outcome in self.outcomes:
-            if outcome.status in ("failed", "spooled") or outcome.mail_failed:
-                return 1
-            if outcome.clean is not None and outcome.clean.error or outcome.problems:
-                return 1
-        return 0
 
 
 class Runner:
@@ -202,6 +156,10 @@ class Runner:
         return outcome
 
     def _full(self, task: TaskSpec) -> TaskOutcome:
+        # a full run's steps, imported here: `run quick` (hourly) mostly needs none of them
+        from dkmonitor.scanstep import measure, scan_options
+        from dkmonitor.taskrun import TaskRun
+
         if not self.dry_run and not nothing_pending(  # settle an interrupted run, before looking
                 self.database, task.name, self.settings.hostname):
             from dkmonitor.clean.step import reconcile_step
@@ -261,6 +219,8 @@ class Runner:
         run = outcome.run
         if run is None:
             return
+        from dkmonitor.purge import purge_steps
+
         result = purge_steps(self.database, self.settings, run)
         outcome.clean, outcome.announce = result.clean, result.announce
         outcome.problems += result.errors
@@ -271,6 +231,8 @@ class Runner:
     def _deliver(self, outcome: TaskOutcome) -> None:
         """Tell the run's users, through every channel that is on."""
         if outcome.run is not None:
+            from dkmonitor.purge import notices_sent
+
             outcome.deliveries = dispatch.users(self._delivery(), outcome.run, outcome.clean,
                                                 outcome.announce)
             outcome.problems += notices_sent(self.settings, outcome.run, outcome.announce)
@@ -321,7 +283,10 @@ class Runner:
             if outcome.clean is not None and outcome.clean.error:
                 failures.append(f"task {outcome.task.name}: {outcome.clean.error}")
             failures += outcome.problems
-            notes += purge_notes(outcome.task.name, outcome.clean, outcome.announce)
+            if outcome.clean is not None or outcome.announce is not None:
+                from dkmonitor.purge import purge_notes
+
+                notes += purge_notes(outcome.task.name, outcome.clean, outcome.announce)
             for report in outcome.deliveries.values():
                 summary = report.summary()
                 if summary:

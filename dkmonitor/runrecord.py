@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from dkmonitor.clock import utcnow
 from dkmonitor.db.store import ScanRecord
+from dkmonitor.metrics import totals_of
 from dkmonitor.scan.disk import DiskUsage, mount_options
-from dkmonitor.scan.stats import ScanResult
 from dkmonitor.scan.users import username_for
-from dkmonitor.taskrun import HistogramBucket, TopDirectory, UserUsageRow, totals_of
 from dkmonitor.taskspec import TaskSpec
+
+if TYPE_CHECKING:  # a full run's types: a quick run (cron, hourly) imports none of them
+    from dkmonitor.scan.stats import ScanResult
+    from dkmonitor.taskrun import HistogramBucket, TopDirectory, UserUsageRow
 
 
 def scan_record(
@@ -52,6 +56,8 @@ def scan_record(
 
 def histogram_rows(result: ScanResult) -> tuple[HistogramBucket, ...]:
     """The scan's size and age histograms as stored: each bucket by its lower edge."""
+    from dkmonitor.taskrun import HistogramBucket
+
     rows = []
     for kind, buckets in (("size", result.size_histogram), ("age", result.age_histogram)):
         lower = 0
@@ -63,6 +69,8 @@ def histogram_rows(result: ScanResult) -> tuple[HistogramBucket, ...]:
 
 def top_directory_rows(result: ScanResult) -> tuple[TopDirectory, ...]:
     """The scan's top directories by bytes and by old bytes, ranked from 1."""
+    from dkmonitor.taskrun import TopDirectory
+
     return tuple(
         TopDirectory(ranking, rank, top.path, top.files, top.bytes, top.old_bytes)
         for ranking, tops in (("bytes", result.top_dirs_by_bytes),
@@ -88,6 +96,8 @@ def failure_record(task: TaskSpec, hostname: str, kind: str, reason: str) -> Sca
 
 def user_rows(result: ScanResult) -> tuple[UserUsageRow, ...]:
     """The scan's per-owner numbers as stored and mailed, largest first."""
+    from dkmonitor.taskrun import UserUsageRow
+
     return tuple(
         sorted(
             (

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from dkmonitor.metrics import share_percent, values_of
+from dkmonitor.records import FrozenRecord, Record
 from dkmonitor.scan.disk import DiskUsage
 from dkmonitor.scan.stats import ScanResult, Usage
 from dkmonitor.taskspec import TaskSpec
 
 
-@dataclass(frozen=True)
-class UserUsageRow:
+@dataclass(frozen=True, repr=False, eq=False)
+class UserUsageRow(FrozenRecord):
     """One owner's numbers in a finished full scan, as stored.
 
     One field per metric of ``dkmonitor.metrics.Totals`` (same names, same
@@ -46,15 +46,8 @@ class UserUsageRow:
         return share_percent(self.allocated_bytes, filesystem_bytes)
 
 
-def totals_of(result: ScanResult | None) -> dict[str, Any]:
-    """The whole target's metrics of a scan (every metric None without a scan)."""
-    if result is None:
-        return values_of(None)
-    return values_of(result.total, 0)
-
-
-@dataclass(frozen=True)
-class HistogramBucket:
+@dataclass(frozen=True, repr=False, eq=False)
+class HistogramBucket(FrozenRecord):
     """One bucket of a scan's size or age histogram (the whole target)."""
 
     kind: str  # size | age
@@ -63,8 +56,8 @@ class HistogramBucket:
     bytes: int
 
 
-@dataclass(frozen=True)
-class TopDirectory:
+@dataclass(frozen=True, repr=False, eq=False)
+class TopDirectory(FrozenRecord):
     """One of a scan's top directories, whole-subtree totals."""
 
     ranking: str  # bytes | old_bytes
@@ -75,8 +68,8 @@ class TopDirectory:
     old_bytes: int
 
 
-@dataclass(frozen=True)
-class TaskRun:
+@dataclass(frozen=True, repr=False, eq=False)
+class TaskRun(FrozenRecord):
     task: TaskSpec
     hostname: str
     run_id: str
@@ -98,14 +91,14 @@ class TaskRun:
         return self.disk.percent > self.task.usage_critical_threshold
 
 
-@dataclass
-class AlteredFiles:
+@dataclass(repr=False, eq=False)
+class AlteredFiles(Record):
     files: int = 0
     bytes: int = 0
 
 
-@dataclass
-class CleanSummary:
+@dataclass(repr=False, eq=False)
+class CleanSummary(Record):
     """What the clean step did (or, on a dry run, would do), per owner uid.
 
     The notify step reads the per-user counts for the move/deletion notices;
@@ -125,8 +118,8 @@ class CleanSummary:
     emergency: str | None = None
 
 
-@dataclass(frozen=True)
-class UserNotice:
+@dataclass(frozen=True, repr=False, eq=False)
+class UserNotice(FrozenRecord):
     """What one user has been told is going to be moved or deleted (--notice-days)."""
 
     uid: int
@@ -140,8 +133,8 @@ class UserNotice:
     mail: str | None  # "purge-notice", "purge-final-notice" or None (nothing to mail now)
 
 
-@dataclass
-class AnnounceSummary:
+@dataclass(repr=False, eq=False)
+class AnnounceSummary(Record):
     """What the announce step did (or, on a dry run, would do)."""
 
     dry_run: bool = False

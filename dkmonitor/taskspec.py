@@ -11,15 +11,16 @@ import os
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from dkmonitor.enums import AGE_BASES
 from dkmonitor.errors import TaskError
-from dkmonitor.scan.age import AGE_BASES
+from dkmonitor.records import FrozenRecord
 
 MAX_NOTICE_DAYS = 3650.0  # ten years: anything longer is a typo
 DEFAULT_FINAL_NOTICE_DAYS = 3.0
 
 
-@dataclass(frozen=True)
-class TaskSpec:
+@dataclass(frozen=True, repr=False, eq=False)
+class TaskSpec(FrozenRecord):
     name: str
     hostname: str
     target_path: str

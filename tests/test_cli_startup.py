@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import click
+import pytest
 
 from dkmonitor.cli import LazyGroup, cli
 
@@ -19,10 +20,18 @@ def test_help_imports_no_command_module_and_no_database_library():
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
             "print(sorted(m for m in sys.modules if m.startswith(('dkmonitor.cli.', "
             "'sqlalchemy', 'psycopg2', 'alembic', 'dkmonitor.scan', 'dkmonitor.notify', "
-            "'dkmonitor.config', 'dataclasses'))))")
+            "'dkmonitor.config', 'dataclasses', 'shutil', 'logging.handlers'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.splitlines()[-1]
     assert out == "[]"
+
+
+@pytest.mark.parametrize("columns", ["", "40", "60", "79", "100", "300", "junk"])
+def test_the_help_is_as_wide_as_clicks_own(monkeypatch, columns):
+    """The top-level help sizes itself without shutil, by click's rule."""
+    monkeypatch.setenv("COLUMNS", columns)
+    ctx = cli.make_context("dkmonitor", ["--help"], resilient_parsing=True)
+    assert ctx.make_formatter().width == click.HelpFormatter().width
 
 
 def test_the_help_table_matches_each_commands_own_help():
@@ -60,6 +69,27 @@ def test_run_quick_imports_no_walker_and_no_worker_pool(dkm, tmp_path):
     modules = _imported_by(dkm, "run", "quick", "q1")
     assert "dkmonitor.runner" in modules and "dkmonitor.scan.disk" in modules  # parsed
     assert sorted(m for m in modules if m.startswith(SCANNER)) == []
+
+
+# What a quick run below its warning threshold does not need: a full run's steps and
+# types (each dataclass costs to define), the table renderer, and the standard modules
+# that logging.handlers (socket, pickle, queue) and tempfile (shutil, bz2, lzma) bring
+# (socket itself is not listed: the PostgreSQL driver needs it).
+FULL_RUN_ONLY = ("dkmonitor.taskrun", "dkmonitor.scan.stats", "dkmonitor.scan.age",
+                 "dkmonitor.purge", "dkmonitor.scanstep", "dkmonitor.cli.render", "termcolor",
+                 "logging.handlers", "tempfile", "pickle", "shutil")
+
+
+def test_run_quick_imports_no_full_run_step_and_no_heavy_standard_module(dkm, tmp_path):
+    target = tmp_path / "target"
+    target.mkdir()
+    made = dkm("task", "create", "q1", "--target", str(target), "--warning", "99",
+               "--critical", "100", "--old-days", "90")
+    assert made.returncode == 0, made.stderr
+    modules = _imported_by(dkm, "run", "quick", "q1")
+    assert "dkmonitor.runner" in modules and "dkmonitor.cli.logsetup" in modules  # parsed
+    assert sorted(m for m in modules if m in FULL_RUN_ONLY) == []
+    # (that it still stores its row: tests/test_plain_write.py)
 
 
 def test_run_path_imports_the_walker_when_it_walks(dkm, tmp_path):

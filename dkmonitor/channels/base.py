@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dkmonitor.config import Settings
+from dkmonitor.records import FrozenRecord
 
 if TYPE_CHECKING:
     from dkmonitor.db.engine import Database
@@ -20,8 +21,8 @@ if TYPE_CHECKING:
     from dkmonitor.taskrun import AnnounceSummary, CleanSummary, TaskRun
 
 
-@dataclass(frozen=True)
-class Delivery:
+@dataclass(frozen=True, repr=False, eq=False)  # repr, ==, hash: dkmonitor.records
+class Delivery(FrozenRecord):
     """What every channel call gets: the settings, the database (None when down)."""
 
     settings: Settings
@@ -29,8 +30,8 @@ class Delivery:
     dry_run: bool = False
 
 
-@dataclass(frozen=True)
-class AdminSummary:
+@dataclass(frozen=True, repr=False, eq=False)  # repr, ==, hash: dkmonitor.records
+class AdminSummary(FrozenRecord):
     """What the administrators are told at the end of a run.
 
     ``failures`` make the run fail (exit 1) and are always worth a message;

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from dkmonitor.channels.base import Channel, Delivery
 from dkmonitor.config import Settings
+from dkmonitor.records import FrozenRecord
 
 # SQLAlchemy and the models are imported in the functions that read through
 # them: only a run with [metrics] textfile set needs them, and importing them
@@ -50,8 +50,8 @@ USER_METRICS = (
 )
 
 
-@dataclass(frozen=True)
-class TargetSample:
+@dataclass(frozen=True, repr=False, eq=False)  # repr, ==, hash: dkmonitor.records
+class TargetSample(FrozenRecord):
     host: str
     target: str
     used_ratio: float | None  # latest scan of any kind
@@ -179,6 +179,8 @@ def render(samples: list[TargetSample]) -> bytes:
 
 def write_atomically(path: str, content: bytes) -> None:
     """Replace ``path`` with ``content``: a reader sees the old file or the new one."""
+    import tempfile  # here: every run imports this module, few write the textfile
+
     directory = os.path.dirname(os.path.abspath(path))
     handle, temp = tempfile.mkstemp(dir=directory, prefix=".dkmonitor-", suffix=".prom.tmp")
     try:

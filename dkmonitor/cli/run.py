@@ -16,9 +16,7 @@ from typing import Any
 import click
 
 from dkmonitor.cli.context import AppContext, pass_app
-from dkmonitor.cli.render import percent, table
 from dkmonitor.cli.taskflags import spec_changes, task_flags
-from dkmonitor.metrics import share_percent
 from dkmonitor.runner import Progress, RunReport, TaskOutcome, run_path, run_tasks
 from dkmonitor.taskspec import TaskSpec, validate
 from dkmonitor.units import counted, epoch_minute_utc, human_bytes, human_count
@@ -224,11 +222,15 @@ def _finish(
 
 def _share(allocated: int, filesystem: int) -> str:
     """The share column: allocated bytes over the file system's size (metrics.share_percent)."""
+    from dkmonitor.metrics import share_percent
+
     share = share_percent(allocated, filesystem)
     return "-" if share is None else f"{share:.2f}%"
 
 
 def render_outcome(outcome: TaskOutcome) -> str:
+    from dkmonitor.cli.render import percent, table  # termcolor: only when a table is shown
+
     task = outcome.task
     # Why a task failed or was skipped is already on stderr (logged, so cron mails it).
     if outcome.status == "failed":

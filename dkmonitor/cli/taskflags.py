@@ -18,7 +18,7 @@ from typing import Any, NamedTuple, TypeVar, cast, overload
 
 import click
 
-from dkmonitor.scan.age import AGE_BASES
+from dkmonitor.enums import AGE_BASES
 
 
 class _Clear:

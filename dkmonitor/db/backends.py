@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import Any
 
 from dkmonitor.dburl import DatabaseURL
+from dkmonitor.records import FrozenRecord
 
 # Seconds. A run waits this long for a SQLite writer; a PostgreSQL server that
 # does not answer within the connect timeout counts as unreachable.
@@ -33,8 +34,8 @@ PG_CONNECT_TIMEOUT = 10
 UPGRADE_LOCK_KEY = 0x646B6D6F6E  # "dkmon"
 
 
-@dataclass(frozen=True)
-class Backend:
+@dataclass(frozen=True, repr=False, eq=False)  # repr, ==, hash: dkmonitor.records
+class Backend(FrozenRecord):
     """One database backend's particulars."""
 
     name: str  # the URL's scheme before any "+driver"

@@ -13,13 +13,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from dkmonitor.metrics import Totals
-from dkmonitor.taskrun import HistogramBucket, TopDirectory, UserUsageRow
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from dkmonitor.taskrun import HistogramBucket, TopDirectory, UserUsageRow
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, repr=False, eq=False)  # repr, ==, hash: dkmonitor.records
 class ScanRecord(Totals):
     """One run's results; the whole target's metrics come from ``Totals``."""
 
@@ -56,17 +57,20 @@ class ScanRecord(Totals):
         for key in ("started_at", "finished_at"):
             if data.get(key) is not None:
                 data[key] = datetime.fromisoformat(data[key])
-        for key, row_type in _ROWS.items():  # a record spooled by an older version lacks some
+        for key, row_type in _row_types().items():  # one spooled by an older version lacks some
             data[key] = tuple(row_type(**row) for row in data.get(key, ()))
         return cls(**data)
 
 
-# The row tuples of a ScanRecord and their types (for the spool's JSON).
-_ROWS: dict[str, Any] = {
-    "users": UserUsageRow,
-    "histograms": HistogramBucket,
-    "top_directories": TopDirectory,
-}
+# The row tuples of a ScanRecord, and their types (for the spool's JSON).
+_ROWS = ("users", "histograms", "top_directories")
+
+
+def _row_types() -> dict[str, Any]:
+    # imported here: a quick run (hourly) builds a ScanRecord without rows
+    from dkmonitor.taskrun import HistogramBucket, TopDirectory, UserUsageRow
+
+    return dict(zip(_ROWS, (UserUsageRow, HistogramBucket, TopDirectory), strict=True))
 
 
 def store_scan(session: Session, record: ScanRecord) -> int:

@@ -18,11 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dkmonitor.scan.stats import ScanOptions, ScanResult, Usage
-
 if TYPE_CHECKING:
     from dkmonitor.scan.mpi import ScanPool
     from dkmonitor.scan.parallel import ScanWorkerError
+    from dkmonitor.scan.stats import ScanOptions, ScanResult, Usage
     from dkmonitor.scan.tally import Tally
     from dkmonitor.scan.walker import WalkConfig
 
@@ -33,11 +32,18 @@ log = logging.getLogger(__name__)
 
 
 def __getattr__(name: str) -> object:
-    """``dkmonitor.scan.ScanWorkerError``, imported with the worker pool on first use."""
+    """``ScanWorkerError`` (with the worker pool) and the stats types, on first use.
+
+    ``run quick`` imports this package for ``scan.disk`` and needs neither.
+    """
     if name == "ScanWorkerError":
         from dkmonitor.scan.parallel import ScanWorkerError
 
         return ScanWorkerError
+    if name in ("ScanOptions", "ScanResult", "Usage"):
+        from dkmonitor.scan import stats
+
+        return getattr(stats, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from dkmonitor.records import FrozenRecord
 
-@dataclass(frozen=True)
-class DiskUsage:
+
+@dataclass(frozen=True, repr=False, eq=False)  # repr, ==, hash: dkmonitor.records
+class DiskUsage(FrozenRecord):
     total: int
     used: int
     available: int

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dkmonitor.records import FrozenRecord, Record
 from dkmonitor.scan.age import DAY, AgeRule
 
 
-@dataclass(frozen=True, init=False)
-class ScanOptions:
+@dataclass(frozen=True, init=False, repr=False, eq=False)
+class ScanOptions(FrozenRecord):
     """What a scan needs to know; built by the runner from a task and settings.
 
     ``age`` is the task's :class:`~dkmonitor.scan.age.AgeRule`; callers that
@@ -57,8 +58,8 @@ class ScanOptions:
         object.__setattr__(self, "candidate_dir", candidate_dir)
 
 
-@dataclass
-class Usage:
+@dataclass(repr=False, eq=False)
+class Usage(Record):
     """Counters for one owner, or for the whole target."""
 
     files: int = 0
@@ -116,8 +117,8 @@ TOP_DIR_DEPTH = 3
 TOP_DIRS = 20
 
 
-@dataclass(frozen=True)
-class HistogramBucket:
+@dataclass(frozen=True, repr=False, eq=False)
+class HistogramBucket(FrozenRecord):
     """Regular files (each inode once) and their apparent bytes in one bucket."""
 
     label: str  # e.g. "<64K", ">=730d"
@@ -126,8 +127,8 @@ class HistogramBucket:
     bytes: int
 
 
-@dataclass(frozen=True)
-class DirTotal:
+@dataclass(frozen=True, repr=False, eq=False)
+class DirTotal(FrozenRecord):
     """One directory's whole subtree (bounded: see TOP_DIR_DEPTH)."""
 
     path: str  # absolute, printable (undecodable bytes as \\xNN)
@@ -137,8 +138,8 @@ class DirTotal:
     old_bytes: int
 
 
-@dataclass
-class ScanResult:
+@dataclass(repr=False, eq=False)
+class ScanResult(Record):
     """Outcome of walking one target: per-uid usage, per-target shape, error accounting.
 
     ``directories`` is the number of directories walked (opened and read):
