@@ -64,15 +64,19 @@ class _Shared:
                 self.pending.extend(paths)
                 self.cond.notify_all()
 
-    def take(self) -> Pending | None:
-        """The next directory to walk, or None: done (or too late, or failed)."""
+    def take(self, first: bool) -> Pending | None:
+        """The next directory to walk, or None: done (or too late, or failed).
+
+        A thread's ``first`` directory is handed out however late it is, so
+        that every task walks something: no task can give everything back.
+        """
         with self.cond:
             while (not self.pending and self.walking and self.failure is None
                    and not self.late()):
                 self.waiting += 1
                 self.cond.wait(timeout=max(0.0, self.deadline - time.monotonic()))
                 self.waiting -= 1
-            if not self.pending or self.failure is not None or self.late():
+            if not self.pending or self.failure is not None or (self.late() and not first):
                 self.cond.notify_all()
                 return None
             self.walking += 1
@@ -104,10 +108,12 @@ class _Hungry:
 
 def _serve(shared: _Shared, walker: Walker) -> None:
     """One thread: walk directories from the queue until it is empty (or too late)."""
+    first = True
     while True:
-        item = shared.take()
+        item = shared.take(first)
         if item is None:
             return
+        first = False
         try:
             walker.walk([item])
         except BaseException as exc:  # noqa: BLE001  (handed to the caller)
