@@ -19,10 +19,16 @@ tally covers only what that task walked, so memory per rank stays flat.
 Only rank 0 runs the command (lock, database, mail, cleaning); the other ranks
 only ever execute :func:`_walk_task`. Rank 0 walks too, through a helper
 process forked before MPI starts (:class:`LocalWalker`): rank 0 itself must
-stay free to hand out work (the compiled loop holds the GIL for a whole
-directory, tens of milliseconds on a slow file system, which would stall the
-executor's thread), and forking before ``MPI_Init`` is the one moment a fork
-is safe for every MPI library. So ``-n N`` walks with N processes.
+stay free to hand out work (its executor's thread and the hand-out loop
+share one interpreter; walking there would slow every other rank's next
+batch), and forking before ``MPI_Init`` is the one moment a fork is safe for
+every MPI library. So ``-n N`` walks with N processes.
+
+Each of those processes runs ``DKMONITOR_SCAN_THREADS`` walker threads
+(threaded.py; default :data:`DEFAULT_THREADS`) on its batch: the compiled
+loop releases Python's lock while it reads and lstats, so a rank keeps that
+many requests in flight, which is what a latency-bound file system rewards
+(docs/scale.md, "What limits the speed-up").
 """
 
 from __future__ import annotations
