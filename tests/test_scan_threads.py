@@ -50,6 +50,22 @@ def test_threads_per_rank_give_the_numbers_of_one_process(
         assert result.size_histogram == single.size_histogram  # type: ignore[attr-defined]
 
 
+def test_threads_with_the_python_loop_give_the_numbers_of_one_process(
+    scan_target: TreeBuilder, tmp_path: Path, scan_now: float, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fallback loop (no compiler at install time) shares the threads as well."""
+    build_mixed_tree(scan_target, tmp_path / "outside")
+    options = ScanOptions(old_days=30, now=scan_now)
+    single = scan_tree(str(scan_target.root), options)
+    monkeypatch.setattr(walker, "COMPILED", False)
+    monkeypatch.setenv(mpi.THREADS_VARIABLE, "3")
+    monkeypatch.setattr(mpi, "TASK_SECONDS", 0.0)
+    assert not walker.Walker(walker.WalkConfig.build(
+        str(scan_target.root), 0, options)).compiled
+    result = walk_with_pool(scan_target.root, options, 2)
+    assert_same(result, single)  # type: ignore[arg-type]
+
+
 def test_the_compiled_loop_lets_other_threads_run_while_it_reads(
     scan_target: TreeBuilder,
 ) -> None:
