@@ -1,7 +1,8 @@
 """MPI scan scaling on a latency-bound filesystem: ranks 1/2/4/8/16 against GNU find.
 
     .venv/bin/python bench/mpi_scaling.py [--files 20800] [--lat-us 500] [--runs 3]
-                                          [--ranks 1,2,4,8,16] [--floor] [--btl self,vader]
+                                          [--ranks 1,2,4,8,16] [--threads 4]
+                                          [--floor] [--btl self,vader]
 
 Needs root, Debian's fuse3, libfuse3-dev, gcc, openmpi-bin and dkmonitor[mpi].
 Builds a tree under /tmp/dkm-bench/mpi-src-FILES (52 files per directory,
@@ -22,6 +23,9 @@ listing and lstat'ing the tree's leaf directories with nothing else to do: what
 N requests in flight get from this file system on this machine, the bound no
 N-process scan can beat. ``--btl`` passes Open MPI's ``btl`` (transports),
 e.g. ``self,vader`` on one node (default: Open MPI's own choice).
+``--threads`` sets DKMONITOR_SCAN_THREADS (walker threads per rank) for the
+MPI commands, one row per value (e.g. ``--threads 1,2,4,8``); without it the
+ranks run dkmonitor's default.
 """
 
 from __future__ import annotations
@@ -151,8 +155,11 @@ def commands_for(args: argparse.Namespace, mnt: Path, config: Path,
     for ranks in args.rank_list:
         if ranks == 1:
             commands["1 rank"] = run
-        else:  # every rank walks (rank 0 through a helper process)
-            commands[f"{ranks} ranks"] = [*env_mpi, "mpirun", "-n", str(ranks), *run]
+            continue
+        for threads in args.thread_list:  # every rank walks (rank 0 through a helper process)
+            name = f"{ranks} ranks" + (f" x{threads}" if threads else "")
+            env = [f"DKMONITOR_SCAN_THREADS={threads}"] if threads else []
+            commands[name] = [*env_mpi, *env, "mpirun", "-n", str(ranks), *run]
     if args.floor:
         for ranks in args.rank_list:
             commands[f"{ranks} threads"] = [sys.executable, __file__, "--threads-walk",
@@ -180,6 +187,8 @@ def main() -> None:
     parser.add_argument("--lat-us", type=int, default=500)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--ranks", default="1,2,4,8,16")
+    parser.add_argument("--threads", default="",
+                        help="walker threads per rank, e.g. 1,4,8 (default: dkmonitor's)")
     parser.add_argument("--floor", action="store_true", help="also N threads, no MPI")
     parser.add_argument("--btl", default="", help="Open MPI transports, e.g. self,vader")
     parser.add_argument("--threads-walk", type=int, help=argparse.SUPPRESS)
@@ -191,6 +200,7 @@ def main() -> None:
     if os.geteuid() != 0:
         sys.exit("mpi_scaling: run as root (FUSE mount, files owned by several uids)")
     args.rank_list = [int(r) for r in args.ranks.split(",")]
+    args.thread_list = [int(t) for t in args.threads.split(",")] if args.threads else [0]
     src = BASE / f"mpi-src-{args.files}"
     build_tree(src, args.files)
     env_mpi = ["env", "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
@@ -232,14 +242,14 @@ def report(args: argparse.Namespace, times: dict[str, list[float]],
     find_median = statistics.median(times["find"])
     one_median = statistics.median(times.get("1 rank", [float("nan")]))
     print(f"{args.files} files, +{args.lat_us} us per request, {args.runs} cold runs each")
-    print(f"{'command':>10} {'min':>7} {'median':>7} {'max':>7} {'vs find':>7} "
+    print(f"{'command':>13} {'min':>7} {'median':>7} {'max':>7} {'vs find':>7} "
           f"{'vs 1 rank':>9} {'walk':>6} {'requests':>9} {'in flight':>9}  load")
     for name, values in times.items():
         median = statistics.median(values)
         served = counts.get(name, {})
         requests = sum(v for k, v in served.items() if k != "most_in_flight")
         walk = f"{statistics.median(walks[name]):6.2f}" if walks[name] else f"{'-':>6}"
-        print(f"{name:>10} {min(values):7.2f} {median:7.2f} {max(values):7.2f} "
+        print(f"{name:>13} {min(values):7.2f} {median:7.2f} {max(values):7.2f} "
               f"{median / find_median:7.3f} {one_median / median:8.1f}x {walk} {requests:9d} "
               f"{served.get('most_in_flight', 0):9d}  {'/'.join(loads[name])}")
 

@@ -37,6 +37,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -449,7 +450,161 @@ PyDoc_STRVAR(scan_dir_doc,
 "failed readdir (0 when read to the end), and the files, bytes and old bytes\n"
 "of the regular files with one link (for the top directories). With ``cands``\n"
 "(a bytearray) every old regular file on root_dev is appended to it as a\n"
-"FILE record, the first one after ``cand_dir`` (bytes: the directory's record).");
+"FILE record, the first one after ``cand_dir`` (bytes: the directory's record).\n"
+"Python's lock is released while entries are read and lstat'ed (a chunk at a\n"
+"time), so threads each scanning their own directory overlap their requests.");
+
+/* The entries are read and lstat'ed a chunk at a time with Python's lock
+ * released (readdir and fstatat are where a walk waits: a round trip each on
+ * NFS/Lustre), then counted with it held, in the order read. So several
+ * threads of one process, each in its own directory, have several requests in
+ * flight (mpi.py runs a few per rank); a single-threaded process pays two
+ * uncontended lock hand-overs per chunk. The chunk lives on the C stack
+ * (~36 KiB): memory does not grow with the directory's size. */
+#define CHUNK 128
+#define NAME_BYTES 16384
+
+struct entry {
+    unsigned short name_at; /* offset in the chunk's names */
+    unsigned char skip;     /* excluded by the caller's patterns */
+    int error;              /* the lstat's errno, 0 when st is valid */
+    struct stat st;
+};
+
+struct chunk {
+    int count, at_end, read_errno;
+    struct entry entries[CHUNK];
+    char names[NAME_BYTES];
+};
+
+/* Up to CHUNK entries (not "." and ".."); at_end with read_errno (0: the end,
+ * else readdir failed) when the directory is exhausted. No Python calls. */
+static void
+read_chunk(DIR *dir, struct chunk *c)
+{
+    size_t used = 0;
+    c->count = 0;
+    while (c->count < CHUNK && used + NAME_MAX + 1 <= NAME_BYTES) {
+        errno = 0;
+        struct dirent *entry = readdir(dir);
+        if (entry == NULL) {
+            c->at_end = 1;
+            c->read_errno = errno;
+            return;
+        }
+        const char *raw = entry->d_name;
+        if (raw[0] == '.' && (raw[1] == '\0' || (raw[1] == '.' && raw[2] == '\0')))
+            continue;
+        size_t len = strlen(raw) + 1;
+        memcpy(c->names + used, raw, len);
+        struct entry *e = &c->entries[c->count++];
+        e->name_at = (unsigned short)used;
+        e->skip = 0;
+        used += len;
+    }
+}
+
+/* One lstat per entry not skipped, relative to the directory. No Python calls. */
+static void
+stat_chunk(DIR *dir, struct chunk *c)
+{
+    int fd = dirfd(dir);
+    for (int i = 0; i < c->count; i++) {
+        struct entry *e = &c->entries[i];
+        if (!e->skip)
+            e->error = fstatat(fd, c->names + e->name_at, &e->st, AT_SYMLINK_NOFOLLOW) == 0
+                ? 0 : errno;
+    }
+}
+
+/* Marks the entries the caller's ``excluded`` rejects (with the lock held). */
+static int
+exclude_chunk(PyObject *excluded, struct chunk *c)
+{
+    for (int i = 0; i < c->count; i++) {
+        PyObject *name = PyUnicode_DecodeFSDefault(c->names + c->entries[i].name_at);
+        if (name == NULL)
+            return -1;
+        PyObject *verdict = PyObject_CallOneArg(excluded, name);
+        Py_DECREF(name);
+        int skip = verdict == NULL ? -1 : PyObject_IsTrue(verdict);
+        Py_XDECREF(verdict);
+        if (skip < 0)
+            return -1;
+        c->entries[i].skip = (unsigned char)skip;
+    }
+    return 0;
+}
+
+struct dirstate {
+    PyObject *parent, *stack, *by_uid, *linked, *failures;
+    struct owner owners[MAX_OWNERS];
+    int owner_count;
+    Py_ssize_t pushed;
+    struct dirsums sums;
+};
+
+/* Counts one lstat'ed entry, as pyloop.scan_python does (the lock held). */
+static int
+count_entry(const struct entry *e, const char *raw, struct params *p, struct dirstate *d)
+{
+    const struct stat *st = &e->st;
+    int walk_it = e->error == 0 && S_ISDIR(st->st_mode)
+        && (!p->one_fs || st->st_dev == p->root_dev);
+    if (e->error == 0 && !S_ISREG(st->st_mode) && (walk_it || !S_ISDIR(st->st_mode))) {
+        /* an inode owned: a directory on this filesystem, or any non-directory */
+        struct owner *owner = find_owner(d->by_uid, d->owners, &d->owner_count, st->st_uid);
+        if (owner == NULL)
+            return -1;
+        owner->sums[walk_it ? DIRS : OTHERS] += 1;
+    }
+    if (e->error != 0 || walk_it) {
+        PyObject *name = PyUnicode_DecodeFSDefault(raw);
+        if (name == NULL)
+            return -1;
+        int failed = e->error ? append_failure(d->failures, name, e->error)
+                              : push_subdir(d->stack, d->parent, name, st);
+        Py_DECREF(name);
+        d->pushed += !failed && !e->error;
+        return failed ? -1 : 0;
+    }
+    if (S_ISREG(st->st_mode))
+        return count_file(st, raw, p, d->by_uid, d->linked, d->owners, &d->owner_count,
+                          &d->sums);
+    return 0;
+}
+
+/* Reads, lstats and counts every entry of dir; read_errno as readdir left it. */
+static int
+scan_entries(DIR *dir, PyObject *excluded, struct params *p, struct dirstate *d,
+             int *read_errno)
+{
+    struct chunk c;
+    c.at_end = 0;
+    c.read_errno = 0;
+    while (!c.at_end) {
+        Py_BEGIN_ALLOW_THREADS
+        read_chunk(dir, &c);
+        if (excluded == NULL)
+            stat_chunk(dir, &c);
+        Py_END_ALLOW_THREADS
+        if (PyErr_CheckSignals() < 0) /* Ctrl-C in a huge directory */
+            return -1;
+        if (excluded != NULL) {
+            if (exclude_chunk(excluded, &c) < 0)
+                return -1;
+            Py_BEGIN_ALLOW_THREADS
+            stat_chunk(dir, &c);
+            Py_END_ALLOW_THREADS
+        }
+        for (int i = 0; i < c.count; i++)
+            if (!c.entries[i].skip
+                && count_entry(&c.entries[i], c.names + c.entries[i].name_at, p, d) < 0)
+                return -1;
+    }
+    *read_errno = c.read_errno;
+    return 0;
+}
 
 static PyObject *
 scan_dir(PyObject *module, PyObject *args)
@@ -491,91 +646,34 @@ scan_dir(PyObject *module, PyObject *args)
     /* fdopendir shares the file offset with fd: start from the first entry. */
     rewinddir(dir);
 
-    PyObject *failures = PyList_New(0);
-    struct owner owners[MAX_OWNERS];
-    struct dirsums sums;
-    memset(&sums, 0, sizeof sums);
-    int owner_count = 0, read_errno = 0;
-    Py_ssize_t pushed = 0;
-    unsigned long seen = 0;
-    if (failures == NULL)
-        goto error;
-
-    for (;;) {
-        errno = 0;
-        struct dirent *entry = readdir(dir);
-        if (entry == NULL) {
-            read_errno = errno;
-            break;
-        }
-        const char *raw = entry->d_name;
-        if (raw[0] == '.' && (raw[1] == '\0' || (raw[1] == '.' && raw[2] == '\0')))
-            continue;
-        if ((++seen & 0xffff) == 0 && PyErr_CheckSignals() < 0) /* Ctrl-C in a huge dir */
-            goto error;
-
-        PyObject *name = NULL;
-        if (excluded != NULL) {
-            name = PyUnicode_DecodeFSDefault(raw);
-            if (name == NULL)
-                goto error;
-            PyObject *verdict = PyObject_CallOneArg(excluded, name);
-            int skip = verdict == NULL ? -1 : PyObject_IsTrue(verdict);
-            Py_XDECREF(verdict);
-            if (skip != 0) {
-                Py_DECREF(name);
-                if (skip < 0)
-                    goto error;
-                continue;
-            }
-        }
-
-        struct stat st;
-        int error = fstatat(dirfd(dir), raw, &st, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : errno;
-        int walk_it = error == 0 && S_ISDIR(st.st_mode)
-            && (!p.one_fs || st.st_dev == p.root_dev);
-        if (error == 0 && !S_ISREG(st.st_mode) && (walk_it || !S_ISDIR(st.st_mode))) {
-            /* an inode owned: a directory on this filesystem, or any non-directory */
-            struct owner *owner = find_owner(by_uid, owners, &owner_count, st.st_uid);
-            if (owner == NULL) {
-                Py_XDECREF(name);
-                goto error;
-            }
-            owner->sums[walk_it ? DIRS : OTHERS] += 1;
-        }
-        if (error != 0 || walk_it) {
-            if (name == NULL && (name = PyUnicode_DecodeFSDefault(raw)) == NULL)
-                goto error;
-            int failed = error ? append_failure(failures, name, error)
-                               : push_subdir(stack, parent, name, &st);
-            Py_DECREF(name);
-            if (failed)
-                goto error;
-            pushed += !error;
-            continue;
-        }
-        Py_XDECREF(name);
-        if (S_ISREG(st.st_mode)
-            && count_file(&st, raw, &p, by_uid, linked, owners, &owner_count, &sums) < 0)
-            goto error;
+    struct dirstate d;
+    memset(&d.sums, 0, sizeof d.sums);
+    d.parent = parent;
+    d.stack = stack;
+    d.by_uid = by_uid;
+    d.linked = linked;
+    d.owner_count = 0;
+    d.pushed = 0;
+    d.failures = PyList_New(0);
+    int read_errno = 0;
+    if (d.failures == NULL || scan_entries(dir, excluded, &p, &d, &read_errno) < 0) {
+        closedir(dir);
+        Py_XDECREF(d.failures);
+        return NULL;
     }
     closedir(dir);
     PyObject *files = NULL, *bytes = NULL, *old_bytes = NULL;
-    if (flush_owners(by_uid, owners, &owner_count) < 0 || flush_hist(hist, &sums) < 0
-        || (files = long_from_int128(sums.files)) == NULL
-        || (bytes = long_from_int128(sums.bytes)) == NULL
-        || (old_bytes = long_from_int128(sums.old_bytes)) == NULL) {
+    if (flush_owners(by_uid, d.owners, &d.owner_count) < 0 || flush_hist(hist, &d.sums) < 0
+        || (files = long_from_int128(d.sums.files)) == NULL
+        || (bytes = long_from_int128(d.sums.bytes)) == NULL
+        || (old_bytes = long_from_int128(d.sums.old_bytes)) == NULL) {
         Py_XDECREF(files);
         Py_XDECREF(bytes);
-        Py_DECREF(failures);
+        Py_DECREF(d.failures);
         return NULL;
     }
-    return Py_BuildValue("(nNiNNN)", pushed, failures, read_errno, files, bytes, old_bytes);
-
-error:
-    closedir(dir);
-    Py_XDECREF(failures);
-    return NULL;
+    return Py_BuildValue("(nNiNNN)", d.pushed, d.failures, read_errno, files, bytes,
+                         old_bytes);
 }
 
 static PyMethodDef methods[] = {

@@ -18,6 +18,8 @@ def scan_dir(
     now: float,
     old_limit: float,
     excluded: Callable[[str], bool] | None,
+    cands: bytearray | None = None,
+    cand_dir: bytes | None = None,
 ) -> tuple[int, list[tuple[str, int]], int, int, int, int]: ...
 
 BASES: tuple[str, ...]

@@ -19,10 +19,16 @@ tally covers only what that task walked, so memory per rank stays flat.
 Only rank 0 runs the command (lock, database, mail, cleaning); the other ranks
 only ever execute :func:`_walk_task`. Rank 0 walks too, through a helper
 process forked before MPI starts (:class:`LocalWalker`): rank 0 itself must
-stay free to hand out work (the compiled loop holds the GIL for a whole
-directory, tens of milliseconds on a slow file system, which would stall the
-executor's thread), and forking before ``MPI_Init`` is the one moment a fork
-is safe for every MPI library. So ``-n N`` walks with N processes.
+stay free to hand out work (its executor's thread and the hand-out loop
+share one interpreter; walking there would slow every other rank's next
+batch), and forking before ``MPI_Init`` is the one moment a fork is safe for
+every MPI library. So ``-n N`` walks with N processes.
+
+Each of those processes runs ``DKMONITOR_SCAN_THREADS`` walker threads
+(threaded.py; default :data:`DEFAULT_THREADS`) on its batch: the compiled
+loop releases Python's lock while it reads and lstats, so a rank keeps that
+many requests in flight, which is what a latency-bound file system rewards
+(docs/scale.md, "What limits the speed-up").
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
@@ -49,6 +55,34 @@ if TYPE_CHECKING:
 # idle ranks are fed quickly, long enough that a task is much more than a round
 # trip to rank 0.
 TASK_SECONDS = 0.05
+
+# Walker threads per rank (threaded.py): each keeps one request in flight, so
+# a rank on a latency-bound file system walks about this many times faster.
+# Rank 0's environment decides (mpirun and srun pass it to every rank anyway).
+THREADS_VARIABLE = "DKMONITOR_SCAN_THREADS"
+DEFAULT_THREADS = 4
+MAX_THREADS = 32
+
+
+class ThreadsSettingError(OSError):
+    """DKMONITOR_SCAN_THREADS is not a whole number from 1 to MAX_THREADS.
+
+    An ``OSError`` so the runner fails the scan with this one line (the
+    administrators are told) instead of a traceback.
+    """
+
+
+def threads_per_rank(environ: Mapping[str, str]) -> int:
+    """The walker threads each rank runs: ``DKMONITOR_SCAN_THREADS``, or the default."""
+    raw = environ.get(THREADS_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_THREADS
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_THREADS:
+        raise ThreadsSettingError(
+            f"{THREADS_VARIABLE}={raw!r}: not a whole number from 1 to {MAX_THREADS} "
+            f"(walker threads per MPI rank); set it so, or unset it for {DEFAULT_THREADS}")
+    return int(raw)
+
 
 class JobStopped(ScanWorkerError):
     """The launcher is stopping the job: a rank died, or the job was cancelled."""
@@ -80,9 +114,11 @@ class ScanPool:
     def walk(self, config: WalkConfig, progress: Callable[[int, int], None] | None) -> Tally:
         if self.broken is not None:
             raise JobStopped(self.broken)
+        threads = threads_per_rank(os.environ)
         previous = signal.signal(signal.SIGTERM, _stop_scan)
         try:
-            return walk_over_mpi(config, self.executor, self.workers, progress, self.local)
+            return walk_over_mpi(config, self.executor, self.workers, progress, self.local,
+                                 threads)
         except ScanWorkerError as exc:
             self.broken = str(exc)
             raise
@@ -204,9 +240,14 @@ class _AfterDeadline:
 
 
 def _walk_task(
-    config: WalkConfig, batch: list[Pending], seconds: float
+    config: WalkConfig, batch: list[Pending], seconds: float, threads: int = 1
 ) -> tuple[Tally, list[Pending]]:
-    """One MPI task, run on a worker rank: walk ``batch``, give back what is left."""
+    """One MPI task, run on a worker rank: walk ``batch`` with ``threads`` walker
+    threads (threaded.py), give back what is left after ``seconds``."""
+    if threads > 1:
+        from dkmonitor.scan.threaded import walk_threads
+
+        return walk_threads(config, batch, seconds, threads)
     given_back: list[Pending] = []
     walker = Walker(config, hungry=_AfterDeadline(seconds), donate=given_back.extend)
     walker.walk(batch)
@@ -222,9 +263,10 @@ def walk_over_mpi(
     workers: int,
     progress: Callable[[int, int], None] | None = None,
     local: LocalWalker | None = None,
+    threads: int = 1,
 ) -> Tally:
-    """Walk ``config.root`` with ``workers`` ranks (and rank 0's ``local`` walker);
-    the merged tally, on rank 0."""
+    """Walk ``config.root`` with ``workers`` ranks (and rank 0's ``local`` walker),
+    ``threads`` walker threads in each; the merged tally, on rank 0."""
     pending: deque[Pending] = deque([(config.root, config.root_dev, config.root_ino)])
     # every task in flight, with the slot it occupies: "mpi" (a rank) or "local"
     running: dict[Future[Outcome], str] = {}
@@ -238,10 +280,12 @@ def walk_over_mpi(
             batch = [pending.popleft() for _ in range(min(share, len(pending)))]
             if idle_local:
                 assert local is not None
-                running[local.submit(_walk_task, config, batch, TASK_SECONDS)] = "local"
+                running[local.submit(_walk_task, config, batch, TASK_SECONDS,
+                                             threads)] = "local"
                 idle_local = False
             else:
-                running[executor.submit(_walk_task, config, batch, TASK_SECONDS)] = "mpi"
+                running[executor.submit(_walk_task, config, batch, TASK_SECONDS,
+                                                 threads)] = "mpi"
             idle -= 1
         done, _ = wait(running, timeout=TICK_SECONDS, return_when=FIRST_COMPLETED)
         for future in done:

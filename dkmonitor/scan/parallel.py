@@ -21,19 +21,20 @@ sent to the parent, which raises :class:`ScanWorkerError`.
 
 from __future__ import annotations
 
-import ctypes
-import multiprocessing
 import os
 import signal
 import time
 from collections import deque
 from collections.abc import Callable
-from multiprocessing.connection import Connection, wait
-from multiprocessing.sharedctypes import RawArray, RawValue
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from dkmonitor.scan.tally import Tally
 from dkmonitor.scan.walker import TICK_SECONDS, Pending, WalkConfig, Walker
+
+if TYPE_CHECKING:  # imported where used: an MPI rank needs this module's error and
+    # _die_with_parent, not multiprocessing (~20 ms of every rank's start-up)
+    import multiprocessing
+    from multiprocessing.connection import Connection
 
 _PR_SET_PDEATHSIG = 1
 _STOP_GRACE_SECONDS = 2.0
@@ -49,6 +50,8 @@ class ScanWorkerError(OSError):
 
 def _die_with_parent(parent_pid: int) -> None:
     """Ask the kernel to kill this worker when the parent goes (Linux only)."""
+    import ctypes
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -102,6 +105,9 @@ class _Pool:
     """The worker processes and their pipes; the parent's side of the protocol."""
 
     def __init__(self, config: WalkConfig, workers: int) -> None:
+        import multiprocessing
+        from multiprocessing.sharedctypes import RawArray, RawValue
+
         context = multiprocessing.get_context("fork")
         self.hungry = RawValue("i", 0)
         self.counters = RawArray("q", 2 * workers)
@@ -172,6 +178,8 @@ def walk_in_parallel(
 def _distribute(
     pool: _Pool, config: WalkConfig, progress: Callable[[int, int], None] | None
 ) -> Tally:
+    from multiprocessing.connection import Connection, wait
+
     pending: deque[Pending] = deque([(config.root, config.root_dev, config.root_ino)])
     idle = list(range(len(pool.conns)))
     busy = {conn: index for index, conn in enumerate(pool.conns)}

@@ -139,8 +139,10 @@ class Walker:
         donate: Callable[[list[Pending]], None] | None = None,
         scandir: Scandir = os.scandir,
         spool: int | None = None,
+        fd_budget: int | None = None,
     ) -> None:
-        """``spool``: the fd this walker writes its old files to (announce/spool.py)."""
+        """``spool``: the fd this walker writes its old files to (announce/spool.py);
+        ``fd_budget``: how many directory fds it may keep (dirfds.FD_BUDGET when None)."""
         self.config = config
         self.tally = tally if tally is not None else Tally()
         self.on_tick = on_tick
@@ -152,7 +154,7 @@ class Walker:
         self.exclude_name = _matcher(p for p in config.exclude if "/" not in p)
         self.exclude_path = _matcher(p for p in config.exclude if "/" in p)
         self.excluding = self.exclude_name is not None or self.exclude_path is not None
-        self.fds = DirFds()
+        self.fds = DirFds(fd_budget)
         self.spool = Spool(spool, config.root) if spool is not None else None
         self._root_dir = Dir(None, config.root, config.root_dev, config.root_ino)
         # The age arithmetic both loops share, computed once from the one rule.
