@@ -23,7 +23,7 @@ listing and lstat'ing the tree's leaf directories with nothing else to do: what
 N requests in flight get from this file system on this machine, the bound no
 N-process scan can beat. ``--btl`` passes Open MPI's ``btl`` (transports),
 e.g. ``self,vader`` on one node (default: Open MPI's own choice).
-``--threads`` sets DKMONITOR_SCAN_THREADS (walker threads per rank) for the
+``--threads`` sets ``[scan] threads_per_rank`` (walker threads per rank) for the
 MPI commands, one row per value (e.g. ``--threads 1,2,4,8``); without it the
 ranks run dkmonitor's default.
 """
@@ -158,8 +158,14 @@ def commands_for(args: argparse.Namespace, mnt: Path, config: Path,
             continue
         for threads in args.thread_list:  # every rank walks (rank 0 through a helper process)
             name = f"{ranks} ranks" + (f" x{threads}" if threads else "")
-            env = [f"DKMONITOR_SCAN_THREADS={threads}"] if threads else []
-            commands[name] = [*env_mpi, *env, "mpirun", "-n", str(ranks), *run]
+            threaded = run
+            if threads:  # the same settings, and [scan] threads_per_rank
+                with_threads = config.with_name(f"settings-{threads}.cfg")
+                with_threads.write_text(config.read_text().replace(
+                    "[scan]\n", f"[scan]\nthreads_per_rank = {threads}\n"))
+                with_threads.chmod(0o600)
+                threaded = [DKMONITOR, "--config", str(with_threads), *run[3:]]
+            commands[name] = [*env_mpi, "mpirun", "-n", str(ranks), *threaded]
     if args.floor:
         for ranks in args.rank_list:
             commands[f"{ranks} threads"] = [sys.executable, __file__, "--threads-walk",

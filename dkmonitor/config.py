@@ -81,6 +81,7 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[str], Any], str]]] = {
     },
     "scan": {
         "workers": (v.workers, "auto"),
+        "threads_per_rank": (v.int_between(1, 32), "4"),  # MPI scans (scan/threaded.py)
         "one_file_system": (v.parse_bool, "yes"),
         "exclude": (v.lines, ""),
     },
@@ -136,6 +137,7 @@ class EmailSettings(FrozenRecord):
 @dataclass(frozen=True, repr=False, eq=False)
 class ScanSettings(FrozenRecord):
     workers: int
+    threads_per_rank: int
     one_file_system: bool
     exclude: tuple[str, ...]
 

@@ -32,6 +32,7 @@ def scan_options(settings: Settings, task: TaskSpec, now: float) -> ScanOptions:
         exclude=settings.scan.exclude,
         one_file_system=settings.scan.one_file_system,
         workers=settings.scan.workers,
+        threads_per_rank=settings.scan.threads_per_rank,
         leave_out=(str(settings.state_dir), settings.logging.log_dir),
         candidate_dir=_spool_dir(settings) if announces else None,
     )

@@ -11,13 +11,15 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from dkmonitor.config import load_settings
 from dkmonitor.scan import ScanOptions, mpi, scan_tree, threaded, walker
-from dkmonitor.scan.age import AgeRule
+from tests.fixtures.cli import Dkm
 from tests.fixtures.tree import TreeBuilder, files_only
 from tests.test_scan_parallel import assert_same, build_mixed_tree
 
@@ -29,11 +31,15 @@ def walk_with_pool(root: Path, options: ScanOptions, ranks: int) -> object:
         return scan_tree(str(root), options, pool=mpi.ScanPool(executor, ranks))
 
 
-@pytest.mark.parametrize("threads", ["1", "3", "8"])
+def threaded_options(options: ScanOptions, threads: int) -> ScanOptions:
+    return ScanOptions(options.age, threads_per_rank=threads)
+
+
+@pytest.mark.parametrize("threads", [1, 3, 8])
 @pytest.mark.parametrize("task_seconds", [0.0, 60.0])
 def test_threads_per_rank_give_the_numbers_of_one_process(
     scan_target: TreeBuilder, tmp_path: Path, scan_now: float, monkeypatch: pytest.MonkeyPatch,
-    threads: str, task_seconds: float,
+    threads: int, task_seconds: float,
 ) -> None:
     """Hard links across subtrees count once, every owner's totals exact, whether a
     task walks everything (60 s) or gives work back after each directory (0 s)."""
@@ -41,10 +47,9 @@ def test_threads_per_rank_give_the_numbers_of_one_process(
     options = ScanOptions(old_days=30, now=scan_now)
     single = scan_tree(str(scan_target.root), options)
     assert files_only(single.by_uid) == scan_target.expected(30, "used")
-    monkeypatch.setenv(mpi.THREADS_VARIABLE, threads)
     monkeypatch.setattr(mpi, "TASK_SECONDS", task_seconds)
     for ranks in (1, 3):
-        result = walk_with_pool(scan_target.root, options, ranks)
+        result = walk_with_pool(scan_target.root, threaded_options(options, threads), ranks)
         assert_same(result, single)  # type: ignore[arg-type]
         assert result.top_dirs_by_bytes == single.top_dirs_by_bytes  # type: ignore[attr-defined]
         assert result.size_histogram == single.size_histogram  # type: ignore[attr-defined]
@@ -58,11 +63,10 @@ def test_threads_with_the_python_loop_give_the_numbers_of_one_process(
     options = ScanOptions(old_days=30, now=scan_now)
     single = scan_tree(str(scan_target.root), options)
     monkeypatch.setattr(walker, "COMPILED", False)
-    monkeypatch.setenv(mpi.THREADS_VARIABLE, "3")
     monkeypatch.setattr(mpi, "TASK_SECONDS", 0.0)
     assert not walker.Walker(walker.WalkConfig.build(
         str(scan_target.root), 0, options)).compiled
-    result = walk_with_pool(scan_target.root, options, 2)
+    result = walk_with_pool(scan_target.root, threaded_options(options, 3), 2)
     assert_same(result, single)  # type: ignore[arg-type]
 
 
@@ -138,33 +142,21 @@ def test_a_failing_thread_fails_the_task_and_stops_the_others(
 
 
 @pytest.mark.parametrize("raw", ["0", "33", "four", "-1", "2.5"])
-def test_a_bad_thread_count_is_one_clear_line(raw: str) -> None:
-    with pytest.raises(mpi.ThreadsSettingError) as caught:
-        mpi.threads_per_rank({mpi.THREADS_VARIABLE: raw})
-    message = str(caught.value)
-    assert "\n" not in message
-    assert f"DKMONITOR_SCAN_THREADS={raw!r}" in message and "1 to 32" in message
-
-
-def test_the_thread_count_default_and_setting() -> None:
-    assert mpi.threads_per_rank({}) == mpi.DEFAULT_THREADS == 4
-    assert mpi.threads_per_rank({mpi.THREADS_VARIABLE: " 12 "}) == 12
-
-
-def test_a_bad_thread_count_fails_the_scan_before_any_walk(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_bad_thread_count_is_one_clear_line_and_exit_2(
+    dkm_factory: Callable[..., Dkm], tmp_path: Path, raw: str
 ) -> None:
-    """An OSError, so the runner fails the task with the line (no traceback)."""
-    monkeypatch.setenv(mpi.THREADS_VARIABLE, "many")
-    submitted: list[object] = []
+    """[scan] threads_per_rank is checked with the rest of the settings, before any run."""
+    dkm = dkm_factory(extra=f"[scan]\nthreads_per_rank = {raw}\n")
+    done = dkm("run", "path", str(tmp_path))
+    assert done.returncode == 2, done.stderr
+    line = done.stderr.strip()
+    assert "\n" not in line and "[scan] threads_per_rank" in line, line
+    assert str(dkm.config) in line and "Traceback" not in done.stderr
 
-    class Refusing(ThreadPoolExecutor):
-        def submit(self, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
-            submitted.append(args)
-            raise AssertionError("nothing may be walked")
 
-    pool = mpi.ScanPool(Refusing(1), 1)
-    config = walker.WalkConfig(str(tmp_path), 0, 0, True, AgeRule(1, 0.0), ())
-    with pytest.raises(OSError, match="DKMONITOR_SCAN_THREADS='many'"):
-        pool.walk(config, None)
-    assert submitted == [] and pool.broken is None
+def test_the_thread_count_default_and_setting(tmp_path: Path) -> None:
+    config = tmp_path / "settings.cfg"
+    config.write_text("[scan]\nthreads_per_rank = 12\n")
+    assert load_settings(str(config), environ={}).scan.threads_per_rank == 12
+    config.write_text("")
+    assert load_settings(str(config), environ={}).scan.threads_per_rank == 4

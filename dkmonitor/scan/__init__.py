@@ -130,9 +130,9 @@ def _walk(config: WalkConfig, options: ScanOptions, progress: Progress | None,
     from dkmonitor.scan.walker import walk_in_process
 
     if pool is not None:
-        log.debug("scanning %s: %d MPI rank(s), scanner %s", config.root, pool.workers,
-                  scanner_kind())
-        return pool.walk(config, progress)
+        log.debug("scanning %s: %d MPI rank(s), %d walker threads each, scanner %s",
+                  config.root, pool.workers, options.threads_per_rank, scanner_kind())
+        return pool.walk(config, progress, options.threads_per_rank)
     if options.workers > 1:
         from dkmonitor.scan.parallel import walk_in_parallel
 

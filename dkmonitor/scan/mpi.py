@@ -24,8 +24,8 @@ share one interpreter; walking there would slow every other rank's next
 batch), and forking before ``MPI_Init`` is the one moment a fork is safe for
 every MPI library. So ``-n N`` walks with N processes.
 
-Each of those processes runs ``DKMONITOR_SCAN_THREADS`` walker threads
-(threaded.py; default :data:`DEFAULT_THREADS`) on its batch: the compiled
+Each of those processes runs ``[scan] threads_per_rank`` walker threads
+(threaded.py; default 4) on its batch: the compiled
 loop releases Python's lock while it reads and lstats, so a rank keeps that
 many requests in flight, which is what a latency-bound file system rewards
 (docs/scale.md, "What limits the speed-up").
@@ -38,7 +38,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
@@ -55,34 +55,6 @@ if TYPE_CHECKING:
 # idle ranks are fed quickly, long enough that a task is much more than a round
 # trip to rank 0.
 TASK_SECONDS = 0.05
-
-# Walker threads per rank (threaded.py): each keeps one request in flight, so
-# a rank on a latency-bound file system walks about this many times faster.
-# Rank 0's environment decides (mpirun and srun pass it to every rank anyway).
-THREADS_VARIABLE = "DKMONITOR_SCAN_THREADS"
-DEFAULT_THREADS = 4
-MAX_THREADS = 32
-
-
-class ThreadsSettingError(OSError):
-    """DKMONITOR_SCAN_THREADS is not a whole number from 1 to MAX_THREADS.
-
-    An ``OSError`` so the runner fails the scan with this one line (the
-    administrators are told) instead of a traceback.
-    """
-
-
-def threads_per_rank(environ: Mapping[str, str]) -> int:
-    """The walker threads each rank runs: ``DKMONITOR_SCAN_THREADS``, or the default."""
-    raw = environ.get(THREADS_VARIABLE, "").strip()
-    if not raw:
-        return DEFAULT_THREADS
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_THREADS:
-        raise ThreadsSettingError(
-            f"{THREADS_VARIABLE}={raw!r}: not a whole number from 1 to {MAX_THREADS} "
-            f"(walker threads per MPI rank); set it so, or unset it for {DEFAULT_THREADS}")
-    return int(raw)
-
 
 class JobStopped(ScanWorkerError):
     """The launcher is stopping the job: a rank died, or the job was cancelled."""
@@ -111,10 +83,11 @@ class ScanPool:
         self.local = local
         self.broken: str | None = None
 
-    def walk(self, config: WalkConfig, progress: Callable[[int, int], None] | None) -> Tally:
+    def walk(self, config: WalkConfig, progress: Callable[[int, int], None] | None,
+             threads: int = 1) -> Tally:
+        """Walk with every rank, ``threads`` walker threads in each ([scan] threads_per_rank)."""
         if self.broken is not None:
             raise JobStopped(self.broken)
-        threads = threads_per_rank(os.environ)
         previous = signal.signal(signal.SIGTERM, _stop_scan)
         try:
             return walk_over_mpi(config, self.executor, self.workers, progress, self.local,

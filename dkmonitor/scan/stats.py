@@ -25,6 +25,7 @@ class ScanOptions(FrozenRecord):
     exclude: tuple[str, ...] = ()
     one_file_system: bool = True
     workers: int = 1
+    threads_per_rank: int = 4  # walker threads of each MPI rank (scan/threaded.py)
     # Absolute paths of directories never to walk (dkmonitor's own state and
     # log directories), matched by st_dev+st_ino so another spelling of the
     # same directory (a symlink, a bind mount) is left out too.
@@ -43,6 +44,7 @@ class ScanOptions(FrozenRecord):
         exclude: tuple[str, ...] = (),
         one_file_system: bool = True,
         workers: int = 1,
+        threads_per_rank: int = 4,
         leave_out: tuple[str, ...] = (),
         candidate_dir: str | None = None,
     ) -> None:
@@ -54,6 +56,7 @@ class ScanOptions(FrozenRecord):
         object.__setattr__(self, "exclude", tuple(exclude))
         object.__setattr__(self, "one_file_system", one_file_system)
         object.__setattr__(self, "workers", workers)
+        object.__setattr__(self, "threads_per_rank", threads_per_rank)
         object.__setattr__(self, "leave_out", tuple(leave_out))
         object.__setattr__(self, "candidate_dir", candidate_dir)
 
