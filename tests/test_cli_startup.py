@@ -60,13 +60,19 @@ SCANNER = ("dkmonitor.scan.walker", "dkmonitor.scan.parallel", "dkmonitor.scan._
            "multiprocessing", "ctypes")
 
 
-def test_run_quick_imports_no_walker_and_no_worker_pool(dkm, tmp_path):
+def _quick_run_modules(dkm, tmp_path):
+    """The modules a quick run of a task below its warning threshold imports."""
     target = tmp_path / "target"
     target.mkdir()
     made = dkm("task", "create", "q1", "--target", str(target), "--warning", "99",
                "--critical", "100", "--old-days", "90")
     assert made.returncode == 0, made.stderr
     modules = _imported_by(dkm, "run", "quick", "q1")
+    return modules
+
+
+def test_run_quick_imports_no_walker_and_no_worker_pool(dkm, tmp_path):
+    modules = _quick_run_modules(dkm, tmp_path)
     assert "dkmonitor.runner" in modules and "dkmonitor.scan.disk" in modules  # parsed
     assert sorted(m for m in modules if m.startswith(SCANNER)) == []
 
@@ -81,12 +87,7 @@ FULL_RUN_ONLY = ("dkmonitor.taskrun", "dkmonitor.scan.stats", "dkmonitor.scan.ag
 
 
 def test_run_quick_imports_no_full_run_step_and_no_heavy_standard_module(dkm, tmp_path):
-    target = tmp_path / "target"
-    target.mkdir()
-    made = dkm("task", "create", "q1", "--target", str(target), "--warning", "99",
-               "--critical", "100", "--old-days", "90")
-    assert made.returncode == 0, made.stderr
-    modules = _imported_by(dkm, "run", "quick", "q1")
+    modules = _quick_run_modules(dkm, tmp_path)
     assert "dkmonitor.runner" in modules and "dkmonitor.cli.logsetup" in modules  # parsed
     assert sorted(m for m in modules if m in FULL_RUN_ONLY) == []
     # (that it still stores its row: tests/test_plain_write.py)

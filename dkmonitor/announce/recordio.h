@@ -149,19 +149,28 @@ reader_skip_entry(struct reader *r)
     reader_release(r);
 }
 int copy_range(int from, loff_t in, int to, loff_t out, uint64_t len);
+void run_threads(void *(*job)(void *), void *items, size_t item_size, int n);
 
 /* ------------------------------------------------------------------ order */
+
+/* The record's order: owner, device, inode (the one place it is written). */
+static inline int
+order_of(uint32_t uid, uint64_t dev, uint64_t ino, uint32_t other_uid, uint64_t other_dev,
+         uint64_t other_ino)
+{
+    if (uid != other_uid)
+        return uid < other_uid ? -1 : 1;
+    if (dev != other_dev)
+        return dev < other_dev ? -1 : 1;
+    if (ino != other_ino)
+        return ino < other_ino ? -1 : 1;
+    return 0;
+}
 
 static inline int
 key_cmp(const struct entry *a, const struct entry *b)
 {
-    if (a->uid != b->uid)
-        return a->uid < b->uid ? -1 : 1;
-    if (a->dev != b->dev)
-        return a->dev < b->dev ? -1 : 1;
-    if (a->ino != b->ino)
-        return a->ino < b->ino ? -1 : 1;
-    return 0;
+    return order_of(a->uid, a->dev, a->ino, b->uid, b->dev, b->ino);
 }
 
 /* Key, then path: of several names of one inode the smallest path is kept. */
@@ -178,7 +187,8 @@ full_cmp(const struct entry *a, const struct entry *b)
     return a->path_len < b->path_len ? -1 : a->path_len > b->path_len;
 }
 
-int uid_cmp(const void *a, const void *b);  /* of structs whose first member is a uid */
+/* of u32 uids, or structs whose first member is one (qsort, and bsearch by a uid) */
+int uid_cmp(const void *a, const void *b);
 int pair_cmp(const void *a, const void *b); /* of (u64, u64) pairs */
 
 /* ------------------------------------------------------------------ phase one: sort */

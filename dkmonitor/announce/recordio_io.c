@@ -182,3 +182,21 @@ copy_range(int from, loff_t in, int to, loff_t out, uint64_t len)
     }
     return lseek(to, out, SEEK_SET) < 0 ? -1 : 0;
 }
+
+/* ``job`` on each of ``n`` items at once: the first here, the others on threads
+ * of their own (or here too, after it, when a thread cannot be started). */
+void
+run_threads(void *(*job)(void *), void *items, size_t item_size, int n)
+{
+    pthread_t threads[n > 1 ? n : 1];
+    char *item = items;
+    int started = 1;
+    for (; started < n; started++)
+        if (pthread_create(&threads[started], NULL, job, item + (size_t)started * item_size))
+            break;
+    job(item);
+    for (int k = started; k < n; k++)
+        job(item + (size_t)k * item_size);
+    for (int k = 1; k < started; k++)
+        pthread_join(threads[k], NULL);
+}

@@ -46,13 +46,8 @@ source_next(struct source *s)
 static inline int
 source_cmp(const struct source *a, const struct source *b)
 {
-    if (a->uid != b->uid)
-        return a->uid < b->uid ? -1 : 1;
-    if (a->dev != b->dev)
-        return a->dev < b->dev ? -1 : 1;
-    if (a->ino != b->ino)
-        return a->ino < b->ino ? -1 : 1;
-    return full_cmp(a->head, b->head);
+    int order = order_of(a->uid, a->dev, a->ino, b->uid, b->dev, b->ino);
+    return order ? order : full_cmp(a->head, b->head);
 }
 
 /* A 64-bit digest of bytes, a word at a time (not cryptographic: it only
@@ -88,13 +83,6 @@ digest_entry(uint64_t h, const struct entry *e, double announced_at)
     return mix(mix(h, &shown, sizeof shown), e + 1, e->path_len);
 }
 
-static int
-told_since_cmp(const void *key, const void *item)
-{
-    uint32_t uid = *(const uint32_t *)key, other = ((const struct told_since *)item)->uid;
-    return uid < other ? -1 : uid > other;
-}
-
 /* A previous entry is being left behind (kept or dropped): count it as told of. */
 static int
 told_note(struct merge *m, const struct entry *prev)
@@ -107,7 +95,7 @@ told_note(struct merge *m, const struct entry *prev)
             return -1;
         m->told[m->ntold++] = (struct told){prev->uid, 0};
         const struct told_since *since = bsearch(&prev->uid, m->told_since, m->ntold_since,
-                                                 sizeof *m->told_since, told_since_cmp);
+                                                 sizeof *m->told_since, uid_cmp);
         m->told_at = since != NULL ? since->at : -1.0;
     }
     if (m->told_at >= 0 && prev->announced_at <= m->told_at)
@@ -504,16 +492,7 @@ merge_shares(struct merge *shares, struct share_job *jobs, int *nshares,
                            (off_t)(k == 0 ? HEADER_BYTES : prev_starts[k])) < 0)
             return -1;
     }
-    pthread_t threads[MAX_SHARES];
-    int started = 1;
-    for (; started < n; started++)
-        if (pthread_create(&threads[started], NULL, run_share, &jobs[started]) != 0)
-            break;
-    for (int k = started; k < n; k++)
-        run_share(&jobs[k]);
-    run_share(&jobs[0]);
-    for (int k = 1; k < started; k++)
-        pthread_join(threads[k], NULL);
+    run_threads(run_share, jobs, sizeof *jobs, n);
     for (int k = 0; k < n; k++)
         if (shares[k].error) {
             errno = shares[k].error;

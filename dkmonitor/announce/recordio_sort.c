@@ -332,15 +332,7 @@ sort_spools(void *arg)
 int
 run_sorters(struct sorter *sorters, int nsorters)
 {
-    pthread_t threads[MAX_SORTERS];
-    int started = 0;
-    for (; started < nsorters - 1; started++)
-        if (pthread_create(&threads[started], NULL, sort_spools, &sorters[started]) != 0)
-            break;
-    for (int t = started; t < nsorters; t++) /* the rest (or all, without threads) here */
-        sort_spools(&sorters[t]);
-    for (int t = 0; t < started; t++)
-        pthread_join(threads[t], NULL);
+    run_threads(sort_spools, sorters, sizeof *sorters, nsorters);
     for (int t = 0; t < nsorters; t++)
         if (sorters[t].error) {
             errno = sorters[t].error;
