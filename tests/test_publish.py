@@ -227,7 +227,7 @@ def test_planted_temporary_names_and_a_symlink_at_the_final_name_cannot_redirect
         assert alice.run("rm", "-f", f"{mine}/scratch.list").returncode == 0
         assert alice.run("ln", "-s", str(victim), f"{mine}/scratch.list").returncode == 0
         tokens = iter([*guesses, "00000000000000ff"])
-        monkeypatch.setattr(publish.secrets, "token_hex", lambda _n: next(tokens))
+        monkeypatch.setattr(publish, "_temp_token", lambda: next(tokens))
         path = published.write(alice.uid, alice.gid, "scratch.list", [b"second\n"])
     assert victim.read_bytes() == b"precious\n"
     assert _owner_mode(victim) == (0, 0, 0o644)
@@ -252,7 +252,7 @@ def test_no_free_temporary_name_is_an_error_not_a_write_through(
         alice.run("chmod", "700", str(mine))
         assert alice.run("ln", "-s", str(victim), f"{mine}/.scratch.list.{'0' * 16}.tmp"
                          ).returncode == 0
-        monkeypatch.setattr(publish.secrets, "token_hex", lambda _n: "0" * 16)
+        monkeypatch.setattr(publish, "_temp_token", lambda: "0" * 16)
         with pytest.raises(NoticeDirError, match=r"no free temporary name"):
             published.write(alice.uid, alice.gid, "scratch.list", [b"second\n"])
     assert (mine / "scratch.list").read_bytes() == b"first\n"

@@ -313,7 +313,7 @@ def _publish_summaries(
             payload = summary_json(run, user, notice, context.exemption_rows,
                                    states.get(user.uid))
             notice_dir.write(user.uid, _primary_gid(user.uid), task_file(run.task.name, "json"),
-                             [payload])
+                             [payload], durable=False)
         except (NoticeDirError, OSError) as exc:
             line = f"task {run.task.name}: summary of {user.username} not published: {exc}"
             summary.error = summary.error or line
