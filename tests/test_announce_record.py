@@ -100,15 +100,17 @@ def _build_both(spools: tuple[int, ...], prev: int | None, where: Path, now: flo
                 filters: Filters, told_since: dict[int, float | None], root_dev: int
                 ) -> tuple[recordfile.Built, int]:
     """Build with Python and with C (tiny chunks: sorted runs are spilled), the C merge
-    on one thread and shared by owner between threads: the same bytes every way."""
+    on one thread and shared by owner between threads, and with the spilled runs
+    merged two at a time into longer ones (several levels): the same bytes every way."""
     results = []
-    for compiled, share_from in ((False, 0), (True, 1 << 30), (True, 1)):
+    for compiled, share_from, fan_in in ((False, 0, 0), (True, 1 << 30, 16), (True, 1, 16),
+                                         (True, 1, 2)):
         out, dropped = _fresh(where), _fresh(where)
         dir_fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY)
         try:
             built = recordfile.build(spools, prev, out, dropped, dir_fd, root_dev, now, filters,
-                                     told_since, use_compiled=compiled, chunk_bytes=1 << 16,
-                                     share_from=share_from)
+                                     told_since, use_compiled=compiled, chunk_bytes=1 << 14,
+                                     share_from=share_from, fan_in=fan_in or 16)
         finally:
             os.close(dir_fd)
         results.append((built, out, _bytes(out), _bytes(dropped)))
@@ -118,14 +120,16 @@ def _build_both(spools: tuple[int, ...], prev: int | None, where: Path, now: flo
         assert c_built == p_built
         assert c_bytes == p_bytes and c_dropped == p_dropped
     os.close(p_out)
-    os.close(compiled_results[0][1])
+    for index, result in enumerate(compiled_results):
+        if index != 1:
+            os.close(result[1])
     return compiled_results[1][0], compiled_results[1][1]
 
 
 def test_compiled_and_python_records_are_byte_for_byte_the_same(
     scan_target: TreeBuilder, tmp_path: Path, scan_now: float
 ) -> None:
-    for index in range(1500):  # ~150 KB of entries: several spilled runs of 64 KiB
+    for index in range(1500):  # ~150 KB of entries: several spilled runs of 8 KiB
         scan_target.file(f"bulk/d{index % 13}/file-{index:05}.dat", uid=1001 + index % 3,
                          size=index, atime_days=100, mtime_days=100)
     build_mixed_tree(scan_target, tmp_path / "outside")
@@ -302,3 +306,48 @@ def test_building_the_record_takes_the_same_memory_for_four_times_the_files(
                               capture_output=True, text=True, check=True)
         peaks.append(int(done.stdout) / 1024)  # MiB
     assert peaks[1] - peaks[0] < 8, peaks  # 65 MiB more when the maps kept every page
+
+
+_MANY_RUNS = """
+import errno, os, resource, sys
+from dkmonitor.announce import recordfile
+from dkmonitor.announce.spool import dir_record, file_record
+where, fan_in = sys.argv[1], int(sys.argv[2])
+spools = []
+for worker in range(2):
+    fd = os.open(where, os.O_TMPFILE | os.O_RDWR, 0o600)
+    records = [dir_record(1, 2, b"d")]
+    for n in range(worker, 40_000, 2):  # hard links: every tenth inode has two names
+        records.append(file_record(b"%0200d" % n, 1000 + n // 10 % 64, 100, 10 + n // 10 * 10
+                                   if n % 10 < 2 else 10 + n, n, 0, 1.0))
+    os.write(fd, b"".join(records))
+    spools.append(fd)
+dir_fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY)
+resource.setrlimit(resource.RLIMIT_NOFILE, (128, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+outputs = []
+for chunk in (1 << 14, 64 << 20):  # ~1400 sorted runs of 8 KiB, then none
+    out = os.open(where, os.O_TMPFILE | os.O_RDWR, 0o600)
+    dropped = os.open(where, os.O_TMPFILE | os.O_RDWR, 0o600)
+    try:
+        built = recordfile.build(tuple(spools), None, out, dropped, dir_fd, 1, 10.0,
+                                 recordfile.Filters(), {}, chunk_bytes=chunk, fan_in=fan_in)
+    except OSError as exc:
+        print(errno.errorcode[exc.errno])
+        sys.exit(0)
+    outputs.append(os.pread(out, os.fstat(out).st_size, 0))
+    assert built.count == 36_000, built.count
+assert outputs[0] == outputs[1]
+print("same")
+"""
+
+
+def test_a_billion_files_worth_of_runs_keeps_few_files_open(tmp_path: Path) -> None:
+    """Sorted runs are merged 16 at a time into longer ones: the ~1,400 runs of this
+    build (a billion candidates spill thousands) stay under 128 open files, and the
+    record is the one built without spilling. Without it, the build runs out of files."""
+    def run(fan_in: int) -> str:
+        return subprocess.run([sys.executable, "-c", _MANY_RUNS, str(tmp_path), str(fan_in)],
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    assert run(recordfile.FAN_IN) == "same"
+    assert run(1 << 20) == "EMFILE"  # every run kept open until the last merge

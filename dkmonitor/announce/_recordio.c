@@ -129,7 +129,7 @@ read_told_since(PyObject *dict, struct told_since **out, size_t *n)
 
 PyDoc_STRVAR(build_doc,
 "build(spool_fds, prev_fd, out_fd, dropped_fd, tmp_dir_fd, root_dev, now, exempt_uids,\n"
-"      exempt_paths, acted, told_since, chunk_bytes, share_from=65536)\n"
+"      exempt_paths, acted, told_since, chunk_bytes, share_from=65536, fan_in=16)\n"
 "    -> (users, told, dropped, count, unchanged)\n\n"
 "Sort the scan's spooled candidates (in chunks of ``chunk_bytes``, spilled as\n"
 "unnamed files in ``tmp_dir_fd``), leave out exempt owners, exempt subtrees\n"
@@ -144,7 +144,9 @@ PyDoc_STRVAR(build_doc,
 "dropped, the entry count, and whether the new record is exactly the previous\n"
 "one (then nothing was written to out_fd: the previous record stays).\n"
 "Sorting runs on one thread per spool (up to four), and so does the merge of\n"
-"``share_from`` entries or more, each thread taking a range of owners.");
+"``share_from`` entries or more, each thread taking a range of owners.\n"
+"A sorting thread's spilled runs are merged ``fan_in`` at a time into longer\n"
+"ones, which bounds the open files and sources of the last merge.");
 
 static PyObject *
 build(PyObject *module, PyObject *args)
@@ -155,11 +157,16 @@ build(PyObject *module, PyObject *args)
     double now;
     Py_buffer acted;
     Py_ssize_t chunk_bytes, share_from = 1 << 16;
-    if (!PyArg_ParseTuple(args, "O!iiiiKdO!O!y*O!n|n", &PyList_Type, &spool_fds, &prev_fd,
+    int fan_in = FAN_IN;
+    if (!PyArg_ParseTuple(args, "O!iiiiKdO!O!y*O!n|ni", &PyList_Type, &spool_fds, &prev_fd,
                           &out_fd, &dropped_fd, &tmp_dir_fd, &root_dev, &now, &PyList_Type,
                           &uids, &PyList_Type, &paths, &acted, &PyDict_Type, &told_since_dict,
-                          &chunk_bytes, &share_from))
+                          &chunk_bytes, &share_from, &fan_in))
         return NULL;
+    if (fan_in < 2) {
+        PyErr_SetString(PyExc_ValueError, "fan_in must be at least 2");
+        return NULL;
+    }
     struct filters f;
     struct sorter sorters[MAX_SORTERS];
     memset(sorters, 0, sizeof sorters);
@@ -191,9 +198,10 @@ build(PyObject *module, PyObject *args)
     for (int t = 0; t < nsorters; t++) {
         struct sorter *st = &sorters[t];
         st->rs.tmp_dir_fd = tmp_dir_fd;
+        st->rs.fan_in = fan_in;
         st->rs.arena_bytes = (size_t)chunk_bytes / (size_t)nsorters;
-        if (st->rs.arena_bytes < (1 << 16))
-            st->rs.arena_bytes = 1 << 16;
+        if (st->rs.arena_bytes < (1 << 13))
+            st->rs.arena_bytes = 1 << 13;
         st->rs.arena = malloc(st->rs.arena_bytes);
         st->fds = fds + t;
         st->nfds = nfds - t;
@@ -250,6 +258,7 @@ done:
             free(rs->file_bounds[i].items);
         }
         free(rs->fds);
+        free(rs->levels);
         free(rs->file_bounds);
         free(rs->mem_bounds.items);
         free(rs->arena);

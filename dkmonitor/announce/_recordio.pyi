@@ -18,6 +18,7 @@ def build(
     told_since: dict[int, float | None],
     chunk_bytes: int,
     share_from: int = ...,
+    fan_in: int = ...,
 ) -> tuple[list[_User], dict[int, int], int, int, bool]: ...
 def format_lines(
     data: _Buffer, notice_seconds: float, prefix: _Buffer, limit: int

@@ -80,6 +80,7 @@ struct reader {
     int eof, mapped;
     uint64_t base;   /* file offset of buf[0] */
     size_t released; /* mapped: the pages before this are given back */
+    size_t release;  /* mapped: given back this many bytes at a time (a power of two) */
 };
 
 int grow(void **items, size_t *cap, size_t item_size, size_t first);
@@ -97,7 +98,7 @@ writer_put(struct writer *w, const void *data, size_t len)
     return 0;
 }
 int reader_refill(struct reader *r, size_t need);
-int reader_open(struct reader *r, int fd, off_t at);
+int reader_open(struct reader *r, int fd, off_t at, size_t release);
 void reader_close(struct reader *r);
 void reader_give_back(struct reader *r);
 
@@ -111,16 +112,24 @@ reader_fill(struct reader *r, size_t need)
     return r->end - r->start >= need ? 1 : reader_refill(r, need);
 }
 
-/* A mapped reader gives back the pages it has gone past, 256 KiB at a
- * time: the files are read once, front to back, and without this every page
- * of them would stay in the process (its resident memory would grow with the
- * number of files; the pages stay in the page cache either way). */
+/* A mapped reader gives back the pages it has gone past, ``release`` bytes
+ * at a time: the files are read once, front to back, and without this every
+ * page of them would stay in the process (its resident memory would grow
+ * with the number of files; the pages stay in the page cache either way).
+ * Each give-back stops the other threads to flush their TLBs (an interrupt
+ * per CPU, dear in a virtual machine), which cost more than the pages: a
+ * reader steps wide while the readers are few (a spool, the previous record,
+ * the runs of a build of a few million files), narrow when there are many. */
 #define RELEASE_BYTES (256 << 10)
+#define WIDE_RELEASE_BYTES (1 << 20)
+#define RUN_WINDOWS_BYTES (32 << 20) /* what the run readers of one merge may hold */
+
+size_t run_release(int readers);
 
 static inline void
 reader_release(struct reader *r)
 {
-    if (r->mapped && r->start - r->released >= 2 * RELEASE_BYTES)
+    if (r->mapped && r->start - r->released >= 2 * r->release)
         reader_give_back(r);
 }
 
@@ -226,7 +235,16 @@ struct runs {
     struct skey *keys;
     size_t nkeys, cap;
     int tmp_dir_fd;
+    int *levels;   /* one per fd: how many merges its entries went through */
+    int fan_in;    /* runs of one level merged into one of the next (at least 2) */
 };
+
+/* A sorter's spilled runs are merged FAN_IN at a time into longer ones, as an
+ * external sort does: a billion candidates spill thousands of runs, and the
+ * final merge then had as many sources, each an open file (past the usual
+ * limit of 1024) and a mapped reader's pages, and a comparison with every one
+ * of them per entry. Levels keep every entry to a few passes (one per 16x). */
+#define FAN_IN 16
 
 /* The sort key of one arena entry; ``at`` is its offset / 8 (entries are
  * 8-byte aligned). Sorting these small keys (LSD radix, one pass per byte
@@ -241,6 +259,99 @@ static inline const struct entry *
 key_entry(const struct runs *rs, size_t i)
 {
     return (const struct entry *)(rs->arena + (size_t)rs->keys[i].at * 8);
+}
+
+/* A sorted source for the merge: a run file, or the in-memory last chunk.
+ * Its head's key is kept beside it: choosing the next entry compares these,
+ * and an in-memory head's entry (scattered in the arena) is touched only
+ * once it is chosen. */
+struct source {
+    struct reader r; /* run file */
+    const struct runs *mem;
+    size_t next; /* in-memory: index into offsets */
+    const struct entry *head;
+    uint64_t ino, dev;
+    uint32_t uid;
+    uint64_t end_uid; /* the first owner that is not this source's (UINT64_MAX: none) */
+};
+
+static inline int
+source_next(struct source *s)
+{
+    if (s->mem != NULL) {
+        if (s->next >= s->mem->nkeys) {
+            s->head = NULL;
+            return 0;
+        }
+        if (s->next + 16 < s->mem->nkeys) {
+            const char *ahead = (const char *)key_entry(s->mem, s->next + 16);
+            __builtin_prefetch(ahead);
+            __builtin_prefetch(ahead + 64);
+            __builtin_prefetch(ahead + 128);
+        }
+        const struct skey *k = &s->mem->keys[s->next];
+        if (k->uid >= s->end_uid) {
+            s->head = NULL;
+            return 0;
+        }
+        s->head = key_entry(s->mem, s->next++);
+        s->ino = k->ino;
+        s->dev = k->dev;
+        s->uid = k->uid;
+        return 1;
+    }
+    if (s->head != NULL)
+        reader_skip_entry(&s->r);
+    int ok = reader_entry(&s->r, &s->head);
+    if (ok > 0 && s->head->uid >= s->end_uid)
+        ok = 0;
+    if (ok <= 0)
+        s->head = NULL;
+    else {
+        s->ino = s->head->ino;
+        s->dev = s->head->dev;
+        s->uid = s->head->uid;
+    }
+    return ok;
+}
+
+/* Whether source ``a``'s head comes before ``b``'s: key, then path (full_cmp);
+ * a finished source comes last, and of equal heads the first source's. */
+static inline int
+source_before(const struct source *src, int a, int b)
+{
+    if (src[a].head == NULL)
+        return 0;
+    if (src[b].head == NULL)
+        return 1;
+    int order = order_of(src[a].uid, src[a].dev, src[a].ino, src[b].uid, src[b].dev,
+                         src[b].ino);
+    if (order == 0)
+        order = full_cmp(src[a].head, src[b].head);
+    return order < 0 || (order == 0 && a < b);
+}
+
+/* A tournament of losers over k sources: the next entry in log2(k) comparisons
+ * rather than k. node[0] is the current winner, node[1..k-1] the losers of
+ * the matches on its way; source i's leaf is node k + i. */
+struct tree {
+    int k;
+    int *node;
+};
+
+int tree_init(struct tree *t, const struct source *src, int k);
+
+/* Source ``s`` (the winner) moved on: replay its matches up to the root. */
+static inline void
+tree_replay(struct tree *t, const struct source *src, int s)
+{
+    for (int n = (s + t->k) >> 1; n > 0; n >>= 1)
+        if (source_before(src, t->node[n], s)) {
+            int loser = s;
+            s = t->node[n];
+            t->node[n] = loser;
+        }
+    t->node[0] = s;
 }
 
 /* Phase one, one thread each: some of the spools into their own sorted runs.
@@ -312,20 +423,6 @@ struct merge {
 };
 
 #define MAX_SHARES 4
-
-/* A sorted source for the merge: a run file, or the in-memory last chunk.
- * Its head's key is kept beside it: choosing the next entry compares these,
- * and an in-memory head's entry (scattered in the arena) is touched only
- * once it is chosen. */
-struct source {
-    struct reader r; /* run file */
-    const struct runs *mem;
-    size_t next; /* in-memory: index into offsets */
-    const struct entry *head;
-    uint64_t ino, dev;
-    uint32_t uid;
-    uint64_t end_uid; /* the first owner that is not this source's (UINT64_MAX: none) */
-};
 
 struct share_job {
     struct merge *m;

@@ -93,10 +93,11 @@ reader_refill(struct reader *r, size_t need)
 }
 
 int
-reader_open(struct reader *r, int fd, off_t at)
+reader_open(struct reader *r, int fd, off_t at, size_t release)
 {
     memset(r, 0, sizeof *r);
     r->fd = fd;
+    r->release = release;
     struct stat st;
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= at) {
         r->mapped = r->eof = 1;
@@ -133,11 +134,21 @@ reader_close(struct reader *r)
     r->buf = NULL;
 }
 
+/* The give-back step of each of ``readers`` run readers read at once. */
+size_t
+run_release(int readers)
+{
+    size_t step = WIDE_RELEASE_BYTES;
+    while (step > RELEASE_BYTES && 2 * step * (size_t)readers > RUN_WINDOWS_BYTES)
+        step >>= 1;
+    return step;
+}
+
 /* reader_release's slow part: give back the pages well behind the reader. */
 void
 reader_give_back(struct reader *r)
 {
-    size_t upto = (r->start - RELEASE_BYTES) & ~(size_t)(RELEASE_BYTES - 1);
+    size_t upto = (r->start - r->release) & ~(r->release - 1);
     if (upto > r->released && madvise(r->buf + r->released, upto - r->released,
                                       MADV_DONTNEED) == 0)
         r->released = upto;

@@ -3,70 +3,64 @@
 #include "recordio.h"
 
 static int
-source_next(struct source *s)
+tree_build(struct tree *t, const struct source *src, int n)
 {
-    if (s->mem != NULL) {
-        if (s->next >= s->mem->nkeys) {
-            s->head = NULL;
-            return 0;
-        }
-        if (s->next + 16 < s->mem->nkeys) {
-            const char *ahead = (const char *)key_entry(s->mem, s->next + 16);
-            __builtin_prefetch(ahead);
-            __builtin_prefetch(ahead + 64);
-            __builtin_prefetch(ahead + 128);
-        }
-        const struct skey *k = &s->mem->keys[s->next];
-        if (k->uid >= s->end_uid) {
-            s->head = NULL;
-            return 0;
-        }
-        s->head = key_entry(s->mem, s->next++);
-        s->ino = k->ino;
-        s->dev = k->dev;
-        s->uid = k->uid;
-        return 1;
+    if (n >= t->k)
+        return n - t->k;
+    int a = tree_build(t, src, 2 * n), b = tree_build(t, src, 2 * n + 1);
+    if (source_before(src, b, a)) {
+        t->node[n] = a;
+        return b;
     }
-    if (s->head != NULL)
-        reader_skip_entry(&s->r);
-    int ok = reader_entry(&s->r, &s->head);
-    if (ok > 0 && s->head->uid >= s->end_uid)
-        ok = 0;
-    if (ok <= 0)
-        s->head = NULL;
-    else {
-        s->ino = s->head->ino;
-        s->dev = s->head->dev;
-        s->uid = s->head->uid;
-    }
-    return ok;
+    t->node[n] = b;
+    return a;
 }
 
-/* Order of two sources' heads: key first, then path (full_cmp). */
-static inline int
-source_cmp(const struct source *a, const struct source *b)
+/* The tournament of sources whose heads are read (recordio.h); -1 on ENOMEM. */
+int
+tree_init(struct tree *t, const struct source *src, int k)
 {
-    int order = order_of(a->uid, a->dev, a->ino, b->uid, b->dev, b->ino);
-    return order ? order : full_cmp(a->head, b->head);
+    t->k = k;
+    t->node = malloc(sizeof *t->node * (size_t)(k > 1 ? k : 1));
+    if (t->node == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    t->node[0] = k > 1 ? tree_build(t, src, 1) : 0;
+    return 0;
 }
 
-/* A 64-bit digest of bytes, a word at a time (not cryptographic: it only
- * decides whether a list root wrote itself is still current). */
+/* A 64-bit digest of bytes (not cryptographic: it only decides whether a list
+ * root wrote itself is still current), 16 bytes a step in two lanes: the two
+ * multiplications of a step do not wait for each other, which halves the
+ * chain of dependent ones (one per 8 bytes was a third of the merge). */
+#define MIX_A 0x9E3779B97F4A7C15ULL
+#define MIX_B 0xC2B2AE3D27D4EB4FULL
+
 static inline uint64_t
 mix(uint64_t h, const void *data, size_t n)
 {
     const unsigned char *p = data;
-    while (n >= 8) {
+    while (n >= 16) {
+        uint64_t w, v;
+        memcpy(&w, p, 8);
+        memcpy(&v, p + 8, 8);
+        uint64_t a = (h ^ w) * MIX_A, b = (h ^ v) * MIX_B;
+        h = (a ^ (a >> 29)) + (b ^ (b >> 32));
+        p += 16;
+        n -= 16;
+    }
+    if (n >= 8) {
         uint64_t w;
         memcpy(&w, p, 8);
-        h = (h ^ w) * 0x9E3779B97F4A7C15ULL;
+        h = (h ^ w) * MIX_A;
         h ^= h >> 29;
         p += 8;
         n -= 8;
     }
     uint64_t w = 0;
     memcpy(&w, p, n);
-    h = (h ^ w ^ ((uint64_t)n << 56)) * 0x9E3779B97F4A7C15ULL;
+    h = (h ^ w ^ ((uint64_t)n << 56)) * MIX_A;
     return h ^ (h >> 32);
 }
 
@@ -194,43 +188,40 @@ prev_entry(struct merge *m, struct reader *prev, const struct entry **p)
 static int
 merge_all(struct merge *m, struct source *src, int nsrc, struct reader *prev, int have_prev)
 {
-    int have_last = 0;
+    int have_last = 0, failed = 0;
     uint64_t last_ino = 0, last_dev = 0;
     uint32_t last_uid = 0;
-    for (;;) {
-        struct source *best = NULL;
-        for (int i = 0; i < nsrc; i++)
-            if (src[i].head != NULL && (best == NULL || source_cmp(&src[i], best) < 0))
-                best = &src[i];
-        if (best == NULL)
+    struct tree tree;
+    if (nsrc > 0 && tree_init(&tree, src, nsrc) < 0)
+        return -1;
+    while (nsrc > 0 && !failed) {
+        struct source *best = &src[tree.node[0]];
+        if (best->head == NULL)
             break;
         if (have_last && best->uid == last_uid && best->dev == last_dev
             && best->ino == last_ino) { /* another name of the same file */
-            if (source_next(best) < 0)
-                return -1;
+            failed = source_next(best) < 0;
+            tree_replay(&tree, src, tree.node[0]);
             continue;
         }
         const struct entry *c = best->head;
         double announced_at = m->now;
         int same_as_prev = 0;
-        while (have_prev) {
+        while (have_prev && !failed) {
             const struct entry *p;
             int ok = prev_entry(m, prev, &p);
-            if (ok < 0)
-                return -1;
-            if (ok == 0) {
+            if (ok <= 0) {
+                failed = ok < 0;
                 have_prev = 0;
                 break;
             }
             int order = key_cmp(p, c);
             if (order < 0) {
-                if (drop(m, prev, p) < 0)
-                    return -1;
+                failed = drop(m, prev, p) < 0;
                 continue;
             }
             if (order == 0) {
-                if (told_note(m, p) < 0)
-                    return -1;
+                failed = told_note(m, p) < 0;
                 if (p->size == c->size && p->mtime_ns == c->mtime_ns)
                     announced_at = p->announced_at;
                 same_as_prev = m->same && prev->base + prev->start == m->out.offset
@@ -239,15 +230,18 @@ merge_all(struct merge *m, struct source *src, int nsrc, struct reader *prev, in
             }
             break;
         }
-        if (emit(m, c, announced_at, same_as_prev) < 0)
-            return -1;
+        failed = failed || emit(m, c, announced_at, same_as_prev) < 0;
         have_last = 1;
         last_uid = best->uid;
         last_dev = best->dev;
         last_ino = best->ino;
-        if (source_next(best) < 0)
-            return -1;
+        failed = failed || source_next(best) < 0;
+        tree_replay(&tree, src, tree.node[0]);
     }
+    if (nsrc > 0)
+        free(tree.node);
+    if (failed)
+        return -1;
     while (have_prev) {
         const struct entry *p;
         int ok = prev_entry(m, prev, &p);
@@ -309,7 +303,7 @@ plan_shares(const struct sorter *sorters, int nsorters, int wanted, uint64_t sha
 /* A share's sources: every sorted run, from the share's first owner on. */
 static int
 open_share(struct source *src, int *nsrc, const struct sorter *sorters, int nsorters,
-           uint32_t first, uint64_t end_uid)
+           uint32_t first, uint64_t end_uid, size_t release)
 {
     *nsrc = 0;
     for (int t = 0; t < nsorters; t++) {
@@ -321,7 +315,7 @@ open_share(struct source *src, int *nsrc, const struct sorter *sorters, int nsor
             struct source *s = &src[(*nsrc)++];
             s->end_uid = end_uid;
             off_t at = (off_t)bounds_find(&rs->file_bounds[i], first, (uint64_t)st.st_size);
-            if (reader_open(&s->r, rs->fds[i], at) < 0 || source_next(s) < 0)
+            if (reader_open(&s->r, rs->fds[i], at, release) < 0 || source_next(s) < 0)
                 return -1;
         }
         struct source *s = &src[(*nsrc)++];
@@ -400,7 +394,7 @@ static int
 find_prev_starts(int prev_fd, const uint32_t *firsts, int n, uint64_t *starts)
 {
     struct reader r;
-    if (reader_open(&r, prev_fd, 0) < 0)
+    if (reader_open(&r, prev_fd, 0, RELEASE_BYTES) < 0)
         return -1;
     int ok = reader_fill(&r, HEADER_BYTES);
     if (ok <= 0 || memcmp(r.buf + r.start, MAGIC, 8) != 0) {
@@ -443,9 +437,12 @@ merge_shares(struct merge *shares, struct share_job *jobs, int *nshares,
     *nshares = n;
     if (have_prev && find_prev_starts(prev_fd, firsts, n, prev_starts) < 0)
         return -1;
-    int nsources = 0;
-    for (int t = 0; t < nsorters; t++)
+    int nsources = 0, nfiles = 0;
+    for (int t = 0; t < nsorters; t++) {
         nsources += sorters[t].rs.nfds + 1;
+        nfiles += sorters[t].rs.nfds;
+    }
+    size_t release = run_release(nfiles * n);
     for (int k = 0; k < n; k++) {
         struct merge *m = &shares[k];
         struct share_job *job = &jobs[k];
@@ -484,12 +481,13 @@ merge_shares(struct merge *shares, struct share_job *jobs, int *nshares,
             if (writer_put(&m->out, header, HEADER_BYTES) < 0)
                 return -1;
         }
-        if (open_share(job->src, &job->nsrc, sorters, nsorters, firsts[k], m->end_uid) < 0)
+        if (open_share(job->src, &job->nsrc, sorters, nsorters, firsts[k], m->end_uid,
+                       release) < 0)
             return -1;
         job->have_prev = have_prev;
         if (have_prev
-            && reader_open(&job->prev, prev_fd,
-                           (off_t)(k == 0 ? HEADER_BYTES : prev_starts[k])) < 0)
+            && reader_open(&job->prev, prev_fd, (off_t)(k == 0 ? HEADER_BYTES : prev_starts[k]),
+                           WIDE_RELEASE_BYTES) < 0)
             return -1;
     }
     run_threads(run_share, jobs, sizeof *jobs, n);

@@ -168,19 +168,22 @@ sort_arena_offsets(struct runs *rs)
     return 0;
 }
 
+/* A new unnamed run file, added to the sorter's runs at ``level`` (its
+ * bounds empty, to be noted as it is written); its fd, or -1. */
 static int
-spill(struct runs *rs)
+new_run(struct runs *rs, int level)
 {
-    if (sort_arena_offsets(rs) < 0)
-        return -1;
     int fd = openat(rs->tmp_dir_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0)
         return -1;
-    int *fds = realloc(rs->fds, sizeof(int) * (size_t)(rs->nfds + 1));
-    struct bounds *fb = fds == NULL ? NULL
-        : realloc(rs->file_bounds, sizeof *fb * (size_t)(rs->nfds + 1));
+    size_t n = (size_t)rs->nfds + 1;
+    int *fds = realloc(rs->fds, sizeof *fds * n);
     if (fds != NULL)
         rs->fds = fds;
+    int *levels = fds == NULL ? NULL : realloc(rs->levels, sizeof *levels * n);
+    if (levels != NULL)
+        rs->levels = levels;
+    struct bounds *fb = levels == NULL ? NULL : realloc(rs->file_bounds, sizeof *fb * n);
     if (fb == NULL) {
         close(fd);
         errno = ENOMEM;
@@ -188,8 +191,88 @@ spill(struct runs *rs)
     }
     rs->file_bounds = fb;
     memset(&fb[rs->nfds], 0, sizeof *fb);
-    struct bounds *bounds = &fb[rs->nfds];
+    rs->levels[rs->nfds] = level;
     rs->fds[rs->nfds++] = fd;
+    return fd;
+}
+
+/* Merge the sorter's last ``k`` runs (all of one level) into one run of the
+ * next level, which takes their place: every entry kept, hard links too. */
+static int
+merge_runs(struct runs *rs, int k)
+{
+    int from = rs->nfds - k, level = rs->levels[from], failed = 0;
+    struct source *src = calloc((size_t)k, sizeof *src);
+    struct writer w = {-1, malloc(IO_BYTES), 0, 0};
+    struct bounds merged = {0};
+    struct tree tree = {0, NULL};
+    if (src == NULL || w.buf == NULL) {
+        errno = ENOMEM;
+        failed = 1;
+    }
+    int opened = 0;
+    for (; opened < k && !failed; opened++) {
+        src[opened].end_uid = UINT64_MAX;
+        failed = reader_open(&src[opened].r, rs->fds[from + opened], 0, run_release(k)) < 0
+            || source_next(&src[opened]) < 0;
+    }
+    if (!failed) {
+        w.fd = openat(rs->tmp_dir_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        failed = w.fd < 0 || tree_init(&tree, src, k) < 0;
+    }
+    while (!failed && src[tree.node[0]].head != NULL) {
+        struct source *best = &src[tree.node[0]];
+        const struct entry *e = best->head;
+        failed = bounds_note(&merged, e->uid, w.offset) < 0
+            || writer_put(&w, e, sizeof *e + e->path_len) < 0 || source_next(best) < 0;
+        tree_replay(&tree, src, tree.node[0]);
+    }
+    failed = failed || writer_flush(&w) < 0;
+    for (int i = 0; i < opened; i++)
+        reader_close(&src[i].r);
+    free(src);
+    free(w.buf);
+    free(tree.node);
+    if (failed) {
+        if (w.fd >= 0)
+            close(w.fd);
+        free(merged.items);
+        return -1;
+    }
+    for (int i = from; i < rs->nfds; i++) {
+        close(rs->fds[i]);
+        free(rs->file_bounds[i].items);
+    }
+    rs->fds[from] = w.fd;
+    rs->file_bounds[from] = merged;
+    rs->levels[from] = level + 1;
+    rs->nfds = from + 1;
+    return 0;
+}
+
+/* While the last ``fan_in`` runs are of one level, merge them into one. */
+static int
+cascade(struct runs *rs)
+{
+    while (rs->nfds >= rs->fan_in) {
+        int last = rs->nfds - 1, k = rs->fan_in;
+        if (rs->levels[last - k + 1] != rs->levels[last])
+            return 0; /* levels only fall along the runs: fewer than k at the last */
+        if (merge_runs(rs, k) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int
+spill(struct runs *rs)
+{
+    if (sort_arena_offsets(rs) < 0)
+        return -1;
+    int fd = new_run(rs, 0);
+    if (fd < 0)
+        return -1;
+    struct bounds *bounds = &rs->file_bounds[rs->nfds - 1];
     struct writer w = {fd, malloc(IO_BYTES), 0, 0};
     if (w.buf == NULL) {
         errno = ENOMEM;
@@ -207,7 +290,7 @@ spill(struct runs *rs)
     free(w.buf);
     rs->arena_used = 0;
     rs->nkeys = 0;
-    return failed ? -1 : 0;
+    return failed || cascade(rs) < 0 ? -1 : 0;
 }
 
 static int
@@ -219,9 +302,14 @@ add_entry(struct runs *rs, const struct entry *head, const char *dir, uint32_t d
     need = (need + 7) & ~(size_t)7; /* keep entries 8-byte aligned in memory */
     if (rs->arena_used + need > rs->arena_bytes && spill(rs) < 0)
         return -1;
-    if (need > rs->arena_bytes) {
-        errno = ENAMETOOLONG;
-        return -1;
+    if (need > rs->arena_bytes) { /* a path longer than the arena (tiny chunks): fit it */
+        char *bigger = realloc(rs->arena, need);
+        if (bigger == NULL) {
+            errno = ENOMEM;
+            return -1;
+        }
+        rs->arena = bigger;
+        rs->arena_bytes = need;
     }
     struct entry *e = (struct entry *)(rs->arena + rs->arena_used);
     *e = *head;
@@ -252,7 +340,7 @@ read_spool(struct runs *rs, int fd, uint64_t root_dev, const struct filters *f)
     uint32_t dir_len = 0;
     uint64_t dir_ino = 0;
     int have_dir = 0, result = -1;
-    if (reader_open(&r, fd, 0) < 0)
+    if (reader_open(&r, fd, 0, WIDE_RELEASE_BYTES) < 0)
         goto done;
     for (;;) {
         int ok = reader_fill(&r, 1);
