@@ -199,6 +199,7 @@ build(PyObject *module, PyObject *args)
         struct sorter *st = &sorters[t];
         st->rs.tmp_dir_fd = tmp_dir_fd;
         st->rs.fan_in = fan_in;
+        st->rs.peers = nsorters;
         st->rs.arena_bytes = (size_t)chunk_bytes / (size_t)nsorters;
         if (st->rs.arena_bytes < (1 << 13))
             st->rs.arena_bytes = 1 << 13;

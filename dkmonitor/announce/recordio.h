@@ -237,6 +237,7 @@ struct runs {
     int tmp_dir_fd;
     int *levels;   /* one per fd: how many merges its entries went through */
     int fan_in;    /* runs of one level merged into one of the next (at least 2) */
+    int peers;     /* sorters at once (their merges of runs share RUN_WINDOWS_BYTES) */
 };
 
 /* A sorter's spilled runs are merged FAN_IN at a time into longer ones, as an

@@ -213,7 +213,8 @@ merge_runs(struct runs *rs, int k)
     int opened = 0;
     for (; opened < k && !failed; opened++) {
         src[opened].end_uid = UINT64_MAX;
-        failed = reader_open(&src[opened].r, rs->fds[from + opened], 0, run_release(k)) < 0
+        failed = reader_open(&src[opened].r, rs->fds[from + opened], 0,
+                               run_release(k * rs->peers)) < 0
             || source_next(&src[opened]) < 0;
     }
     if (!failed) {
