@@ -79,10 +79,19 @@ def _purge_steps(database: Database | None, settings: Settings, run: TaskRun) ->
     except Exception as exc:
         if not isinstance(exc, (OSError, sqlite3.Error)) and not is_database_error(exc):
             raise
-        result.errors.append(f"task {task.name}: cleaning stopped: {exc}")
+        step = "announcing and cleaning" if task.notice_days > 0 else "cleaning"
+        result.errors.append(f"task {task.name}: {step} stopped: {_reason(exc)}")
     for error in result.errors:
         log.error("%s", error)
     return result
+
+
+def _reason(exc: Exception) -> str:
+    """An OSError as "what: where" (root's state directory full, say), others as they say."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = exc.filename if exc.filename is not None else None
+        return f"{exc.strerror}: {where}" if where else exc.strerror
+    return str(exc)
 
 
 def notices_sent(settings: Settings, run: TaskRun, announce: AnnounceSummary | None
@@ -136,7 +145,8 @@ def _announced_purge(
         if announcing_due(run):
             rows = exemption_rows(views)
             spools = run.result.candidates if run.result is not None else ()
-            context = AnnounceContext(settings, record, exempt, rows, spools)
+            context = AnnounceContext(settings, record, exempt, rows, spools,
+                                      run.result.candidates_error if run.result else "")
             result.announce = announce_step(run, context)
             if result.announce.error:
                 result.errors.append(result.announce.error)

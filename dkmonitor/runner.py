@@ -85,7 +85,12 @@ class Runner:
         if self.database is not None:
             every = every_task(self.database)
             mine = [task for task in every if task.hostname == hostname]
-            taskcache.save_tasks(self.settings.state_dir, mine)
+            try:
+                taskcache.save_tasks(self.settings.state_dir, mine)
+            except OSError as exc:  # root's state directory full, say: the runs go on
+                log.warning("%s: not updated (%s): a run while the database is down would "
+                            "use the tasks it holds", taskcache.cache_path(
+                                self.settings.state_dir), exc.strerror or exc)
         else:
             cached = taskcache.load_tasks(self.settings.state_dir)
             if cached is None:
@@ -187,6 +192,8 @@ class Runner:
         record = scan_record(task, self.settings.hostname, "full", started, disk, result, users)
         outcome = TaskOutcome(task, "full", "ok", warnings=warnings)
         scan_id = None if self.dry_run else self._store(record, outcome)
+        if outcome.status == "failed":  # not stored anywhere: nothing may act on it
+            return outcome
         outcome.run = TaskRun(
             task=task,
             hostname=self.settings.hostname,
@@ -251,7 +258,16 @@ class Runner:
                     record.task_name,
                     error_line(exc, self.settings.database.url),
                 )
-        path = spool.spool_record(self.settings.state_dir, record)
+        try:
+            path = spool.spool_record(self.settings.state_dir, record)
+        except OSError as exc:  # root's state directory full, say: the run's figures are lost
+            outcome.status = "failed"
+            outcome.message = (f"task {record.task_name}: results not stored: the database "
+                               f"write failed, and spooling them in "
+                               f"{spool.spool_dir(self.settings.state_dir)} too: "
+                               f"{exc.strerror or exc} (make room there)")
+            log.error("%s", outcome.message)
+            return None
         outcome.status = "spooled"
         outcome.message = (
             f"task {record.task_name}: database unreachable, results spooled to {path}"

@@ -207,6 +207,10 @@ class AnnounceRecord:
                 spools, self.current_fd, out, self.dropped_fd, tmp_fd, root_dev, now,
                 Filters(filters.uids, filters.paths, bytes(self.acted)), told_since,
                 use_compiled=use_compiled)
+        except OSError as exc:  # the build's files (runs, the new generation) are all here
+            if exc.filename is None:
+                exc.filename = str(self.directory if self.dir_fd >= 0 else "/tmp")
+            raise
         finally:
             if tmp_fd != self.dir_fd:
                 os.close(tmp_fd)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 
 from dkmonitor.safefs import make_private_dir, write_all
@@ -83,6 +84,7 @@ class Spool:
         self.fd = fd
         self.buffer = bytearray()
         self._root_len = len(os.fsencode(root.rstrip("/"))) + 1
+        self.error = ""  # why spooling stopped (the scan goes on: its figures still count)
 
     def directory(self, path: str, dev: int, ino: int) -> bytes:
         """The ``D`` record of the directory at absolute ``path`` (the walker's)."""
@@ -94,7 +96,16 @@ class Spool:
             self.flush()
 
     def flush(self) -> None:
-        write_all(self.fd, self.buffer)
+        """Write the buffer out. A failure (root's state directory full, say) stops the
+        spooling, not the scan: the file is emptied to give its space back, the
+        reason kept for the announce step, which then announces nothing this run."""
+        if not self.error:
+            try:
+                write_all(self.fd, self.buffer)
+            except OSError as exc:
+                self.error = exc.strerror or str(exc)
+                with suppress(OSError):
+                    os.ftruncate(self.fd, 0)
         del self.buffer[:]
 
 

@@ -65,6 +65,7 @@ class AnnounceContext:
     exempt: ExemptRules
     exemption_rows: tuple[dict[str, object], ...] = ()  # for the users' summaries
     spools: tuple[int, ...] = ()  # the scan's candidates; none: walk for them
+    spool_error: str = ""  # why the scan could not spool them all: nothing is announced
 
 
 def spool_walk(root_fd: int, options: SelectOptions, spool_fd: int) -> None:
@@ -109,6 +110,10 @@ def announce_step(run: TaskRun, context: AnnounceContext) -> AnnounceSummary:
     task = run.task
     record = context.record
     summary = AnnounceSummary(dry_run=run.dry_run)
+    if context.spool_error:  # an incomplete list must not be announced, nor replace one
+        summary.error = (f"task {task.name}: nothing announced: {context.spool_error} "
+                         "(make room there; the lists already published stand)")
+        return summary
     root_fd = os.open(task.target_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     spools = context.spools
     try:

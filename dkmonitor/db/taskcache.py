@@ -17,9 +17,15 @@ def cache_path(state_dir: Path) -> Path:
 
 
 def save_tasks(state_dir: Path, tasks: list[TaskSpec]) -> None:
+    """Write the copy when it changed (every run reads the tasks; few change them)."""
     path = cache_path(state_dir)
-    text = json.dumps([task.as_dict() for task in tasks], indent=1)
-    write_private_file(path.parent, path.name, text.encode("utf-8"))
+    data = json.dumps([task.as_dict() for task in tasks], indent=1).encode("utf-8")
+    try:
+        if path.read_bytes() == data:
+            return
+    except OSError:
+        pass
+    write_private_file(path.parent, path.name, data)
 
 
 def load_tasks(state_dir: Path) -> list[TaskSpec] | None:

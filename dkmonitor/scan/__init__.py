@@ -118,6 +118,11 @@ def scan_tree(
         raise
     result = tally.to_result(root)
     result.candidates = spools
+    if result.candidates_error:  # unusable: give their space back before anything is stored
+        for fd in spools:
+            os.ftruncate(fd, 0)
+        result.candidates_error = (f"cannot spool the old files in {options.candidate_dir}: "
+                                   f"{result.candidates_error}")
     result.left_out = tuple(path for key, path in leave_out.items() if key in tally.left_out)
     if progress is not None:
         total = result.total

@@ -167,6 +167,7 @@ class ScanResult(Record):
     # fds of unnamed files holding the old files met (ScanOptions.candidate_dir),
     # for the announce step, which closes them; empty when the walk did not spool
     candidates: tuple[int, ...] = ()
+    candidates_error: str = ""  # why they could not all be spooled; "" when they were
 
     MAX_ERROR_SAMPLES = 20
 

@@ -74,6 +74,7 @@ class Tally:
     left_out: set[tuple[int, int]] = field(default_factory=set)  # (dev, ino) met, not walked
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
+    spool_error: str = ""  # why the old files could not be spooled (announce/spool.py)
 
     def note_error(self, message: str) -> None:
         self.errors += 1
@@ -120,6 +121,7 @@ class Tally:
         self.directories += other.directories
         self.left_out |= other.left_out
         self.errors += other.errors
+        self.spool_error = self.spool_error or other.spool_error
         room = ScanResult.MAX_ERROR_SAMPLES - len(self.error_samples)
         if room > 0:
             self.error_samples.extend(other.error_samples[:room])
@@ -155,6 +157,7 @@ class Tally:
         self._fold_linked()
         result = ScanResult(root=root, directories=self.directories, errors=self.errors)
         result.error_samples = list(self.error_samples)
+        result.candidates_error = self.spool_error
         for uid in sorted(self.by_uid):
             counters = self.by_uid[uid]
             owners = result.by_uid if counters[FILES] else result.fileless_owners

@@ -216,6 +216,7 @@ class Walker:
             fds.close_all()
         if self.spool is not None:
             self.spool.flush()
+            tally.spool_error = tally.spool_error or self.spool.error
         if on_tick is not None:
             on_tick(tally)
 
