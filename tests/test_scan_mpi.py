@@ -72,12 +72,14 @@ def make_tree(root: Path) -> int:
 
 
 def mpirun(ranks: int, *args: str, timeout: float = 300,
-           kill_timeout: int = 1) -> subprocess.Popen[str]:
+           kill_timeout: int = 1, wrapper: tuple[str, ...] = (),
+           extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     assert MPIRUN is not None
-    env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+    env = {**os.environ, **(extra_env or {}),
+           "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
            "OMPI_MCA_odls_base_sigkill_timeout": str(kill_timeout),
            "OMPI_MCA_rmaps_base_oversubscribe": "1"}
-    return subprocess.Popen([MPIRUN, "-n", str(ranks), DKMONITOR, *args], env=env,
+    return subprocess.Popen([MPIRUN, "-n", str(ranks), *wrapper, DKMONITOR, *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
 
@@ -126,6 +128,60 @@ def test_mpi_scan_gives_the_numbers_of_one_process(dkm_factory, tmp_path, ranks)
     assert got == expected
     log = (parallel.state_dir / "log" / "dkmonitor.log").read_text()
     assert f"{ranks - 1} MPI rank(s)" in log
+
+
+_OTHER_HOST = """#!/bin/sh
+# Ranks other than 0 see the target as another host does: the same filesystem
+# (same inodes) under another device number. An overlay of the target mounted
+# over it, in a mount namespace of their own, is exactly that.
+if [ "$OMPI_COMM_WORLD_RANK" != 0 ]; then
+    exec unshare -m sh -c 'mount -t overlay overlay -o "lowerdir=$0:$1" "$0" && shift &&
+        exec "$@"' "$TARGET" "$EMPTY" "$@"
+fi
+exec "$@"
+"""
+
+
+def test_ranks_on_hosts_that_number_the_filesystem_otherwise_count_every_file(
+        dkm_factory, tmp_path):
+    """Every host numbers a mounted NFS, Lustre or GPFS filesystem its own way.
+    Directories handed to a rank on another host looked replaced and were skipped
+    (38,550 files of 100,000 counted; here, this test failed so), and a hard link
+    walked there would have counted twice."""
+    _need_mpi()
+    target = tmp_path / "scratch"
+    files = make_tree(target)
+    for top in range(100):  # enough directories that rank 0's walker hands many out
+        for sub in range(20):
+            directory = target / "bulk" / f"b{top}" / f"s{sub}"
+            directory.mkdir(parents=True)
+            for index in range(20):
+                os.close(os.open(directory / f"e{index}", os.O_CREAT | os.O_WRONLY, 0o644))
+    files += 40_000
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    probe = subprocess.run(["unshare", "-m", "mount", "-t", "overlay", "overlay", "-o",
+                            f"lowerdir={target}:{empty}", str(target)], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no overlay mount here: {probe.stderr.decode().strip()}")
+    wrapper = tmp_path / "other-host.sh"
+    wrapper.write_text(_OTHER_HOST)
+    wrapper.chmod(0o755)
+    single = dkm_factory(extra="[scan]\nworkers = 1\n")
+    assert single("run", "path", str(target)).returncode == 0
+    expected = stored(single, target)
+    parallel = dkm_factory()
+    job = mpirun(4, "--config", str(parallel.config), "run", "path", str(target),
+                 wrapper=(str(wrapper),), extra_env={"TARGET": str(target), "EMPTY": str(empty)})
+    _out, err = job.communicate(timeout=300)
+    assert job.returncode == 0, err
+    assert "replaced" not in err
+    got = stored(parallel, target)
+    [whole] = [r for r in got if r["username"] is None]
+    assert whole["files"] == files
+    for record in got + expected:
+        del record["average_age_days"]  # "now" moved on between the runs
+    assert got == expected
 
 
 def test_missing_mpi4py_is_one_line_from_rank_zero_only(tmp_path):

@@ -41,6 +41,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
 from dkmonitor.launch import launch_from
@@ -217,14 +218,56 @@ def _walk_task(
 ) -> tuple[Tally, list[Pending]]:
     """One MPI task, run on a worker rank: walk ``batch`` with ``threads`` walker
     threads (threaded.py), give back what is left after ``seconds``."""
+    here = os.stat(config.root).st_dev
+    views = _DeviceViews(config.root_dev, here)
+    if views.differ:
+        config = replace(config, root_dev=here, leave_out=frozenset(
+            views.here(key) for key in config.leave_out))
+        batch = [(path, views.here((dev, ino))[0], ino) for path, dev, ino in batch]
     if threads > 1:
         from dkmonitor.scan.threaded import walk_threads
 
-        return walk_threads(config, batch, seconds, threads)
-    given_back: list[Pending] = []
-    walker = Walker(config, hungry=_AfterDeadline(seconds), donate=given_back.extend)
-    walker.walk(batch)
-    return walker.tally, given_back
+        tally, given_back = walk_threads(config, batch, seconds, threads)
+    else:
+        given_back = []
+        walker = Walker(config, hungry=_AfterDeadline(seconds), donate=given_back.extend)
+        walker.walk(batch)
+        tally = walker.tally
+    if views.differ:
+        views.to_rank0(tally)
+        given_back = [(path, views.rank0((dev, ino))[0], ino) for path, dev, ino in given_back]
+    return tally, given_back
+
+
+class _DeviceViews:
+    """The target's device number on rank 0's host and on this one.
+
+    Why: every host numbers a mounted filesystem its own way (an NFS, Lustre or
+    GPFS client gets an anonymous device number at mount time), while inode
+    numbers are the filesystem's. Work handed between ranks carries (device,
+    inode) identities, and so do hard-linked files: they travel in rank 0's
+    numbering and are used here in this host's. Without this, every directory
+    handed to a rank on another host looked replaced and was skipped, and the
+    scan counted a fraction of the files. Only the target's own filesystem is
+    translated: with ``one_file_system = no``, directories on filesystems
+    mounted below it are walked by the rank that meets them, and one handed to
+    another host is skipped as replaced (docs/scale.md).
+    """
+
+    def __init__(self, rank0: int, here: int) -> None:
+        self._rank0 = rank0
+        self._here = here
+        self.differ = rank0 != here
+
+    def here(self, key: tuple[int, int]) -> tuple[int, int]:
+        return (self._here, key[1]) if key[0] == self._rank0 else key
+
+    def rank0(self, key: tuple[int, int]) -> tuple[int, int]:
+        return (self._rank0, key[1]) if key[0] == self._here else key
+
+    def to_rank0(self, tally: Tally) -> None:
+        tally.linked = {self.rank0(key): linked for key, linked in tally.linked.items()}
+        tally.left_out = {self.rank0(key) for key in tally.left_out}
 
 
 Outcome = tuple[Tally, list[Pending]]
