@@ -184,6 +184,43 @@ def test_ranks_on_hosts_that_number_the_filesystem_otherwise_count_every_file(
     assert got == expected
 
 
+def _announced(dkm) -> list[tuple[object, ...]]:
+    """The files of the record an announcing run wrote (state/announce/*.files)."""
+    from dkmonitor.announce import recordfile
+
+    [record] = (dkm.state_dir / "announce").glob("*.files")
+    fd = os.open(record, os.O_RDONLY)
+    try:
+        return [(e.uid, e.ino, e.path, e.size, e.mtime_ns) for e in recordfile.iter_entries(fd)]
+    finally:
+        os.close(fd)
+
+
+def test_an_announcing_mpi_run_lists_what_one_process_does_without_a_second_walk(
+        dkm_factory, tmp_path):
+    """The ranks send their old files to rank 0 with their totals; rank 0 spools
+    them. It walked the whole target again, alone, before."""
+    _need_mpi()
+    target = tmp_path / "scratch"
+    make_tree(target)
+    announcing = ("run", "path", str(target), "--warning", "0.001", "--old-days", "30",
+                  "--notice-days", "30", "--delete")
+    settings = f"[announce]\nnotice_dir = {tmp_path / 'notices'}\n"
+    single = dkm_factory(extra="[scan]\nworkers = 1\n" + settings)
+    done = single(*announcing)
+    assert done.returncode == 0, done.stderr
+    expected = _announced(single)
+    assert len(expected) > 100
+    parallel = debug_logging(dkm_factory(extra=settings))
+    job = mpirun(4, "--config", str(parallel.config), *announcing)
+    _out, err = job.communicate(timeout=300)
+    assert job.returncode == 0, err
+    assert _announced(parallel) == expected
+    log = (parallel.state_dir / "log" / "dkmonitor.log").read_text()
+    assert "3 MPI rank(s)" in log
+    assert "for the files to announce" not in log
+
+
 def test_missing_mpi4py_is_one_line_from_rank_zero_only(tmp_path):
     _need_mpi()
     env = {**os.environ, "OMPI_COMM_WORLD_SIZE": "3", "OMPI_COMM_WORLD_RANK": "0",

@@ -78,9 +78,13 @@ def file_record(name: bytes, uid: int, gid: int, ino: int, size: int, mtime_ns: 
 
 
 class Spool:
-    """One walker's buffer of candidate records and the file it is written to."""
+    """One walker's buffer of candidate records and the file it is written to.
 
-    def __init__(self, fd: int, root: str) -> None:
+    ``fd`` None: the records stay in the buffer, to be taken with the walk's
+    results (an MPI rank's: rank 0 writes them to its own spool, walk_over_mpi).
+    """
+
+    def __init__(self, fd: int | None, root: str) -> None:
         self.fd = fd
         self.buffer = bytearray()
         self._root_len = len(os.fsencode(root.rstrip("/"))) + 1
@@ -92,14 +96,20 @@ class Spool:
         return dir_record(dev, ino, below)
 
     def maybe_flush(self) -> None:
-        if len(self.buffer) >= FLUSH_BYTES:
+        if len(self.buffer) >= FLUSH_BYTES and self.fd is not None:
             self.flush()
+
+    def take(self) -> bytes:
+        """The records buffered so far (a spool without a file), and an empty buffer."""
+        taken = bytes(self.buffer)
+        del self.buffer[:]
+        return taken
 
     def flush(self) -> None:
         """Write the buffer out. A failure (root's state directory full, say) stops the
         spooling, not the scan: the file is emptied to give its space back, the
         reason kept for the announce step, which then announces nothing this run."""
-        if not self.error:
+        if not self.error and self.fd is not None:
             try:
                 write_all(self.fd, self.buffer)
             except OSError as exc:

@@ -117,9 +117,11 @@ def announce_step(run: TaskRun, context: AnnounceContext) -> AnnounceSummary:
     root_fd = os.open(task.target_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     spools = context.spools
     try:
-        if not spools:  # the scan could not spool them (docs/lists.md, docs/scale.md)
+        if not spools:  # the scan could not spool them (docs/lists.md)
             from dkmonitor.clean.select import SelectOptions
 
+            log.info("task %s: walking %s for the files to announce (the scan could not "
+                     "spool them)", task.name, task.target_path)
             spools = (record.scratch_file(),)
             try:
                 spool_walk(root_fd, SelectOptions(

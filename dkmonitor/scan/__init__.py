@@ -102,16 +102,19 @@ def scan_tree(
     leave_out.pop((root_stat.st_dev, root_stat.st_ino), None)  # asked for: scanned
     spools: tuple[int, ...] = ()
     # The walk spools its old files for the announce step, which walks for them
-    # itself when it could not: MPI ranks (other hosts' files), or a walk that
-    # crosses filesystems (the cleaner never does, so neither may its list).
-    if options.candidate_dir is not None and pool is None and options.one_file_system:
+    # itself when it could not: a walk that crosses filesystems (the cleaner
+    # never does, so neither may its list). MPI ranks send theirs to rank 0
+    # with their results, and rank 0 spools them.
+    if options.candidate_dir is not None and options.one_file_system:
         from dkmonitor.announce.spool import open_spools
 
-        spools = open_spools(Path(options.candidate_dir), max(1, options.workers))
+        spools = open_spools(Path(options.candidate_dir),
+                             1 if pool is not None else max(1, options.workers))
     config = WalkConfig.build(root, root_stat.st_dev, options, root_stat.st_ino,
-                              frozenset(leave_out), spools)
+                              frozenset(leave_out), () if pool is not None else spools,
+                              spool_in_memory=pool is not None and bool(spools))
     try:
-        tally = _walk(config, options, progress, pool)
+        tally = _walk(config, options, progress, pool, spools)
     except BaseException:
         for fd in spools:
             os.close(fd)
@@ -131,13 +134,18 @@ def scan_tree(
 
 
 def _walk(config: WalkConfig, options: ScanOptions, progress: Progress | None,
-          pool: ScanPool | None) -> Tally:
+          pool: ScanPool | None, spools: tuple[int, ...]) -> Tally:
     from dkmonitor.scan.walker import walk_in_process
 
     if pool is not None:
         log.debug("scanning %s: %d MPI rank(s), %d walker threads each, scanner %s",
                   config.root, pool.workers, options.threads_per_rank, scanner_kind())
-        return pool.walk(config, progress, options.threads_per_rank)
+        spool = None
+        if spools:
+            from dkmonitor.announce.spool import Spool
+
+            spool = Spool(spools[0], config.root)
+        return pool.walk(config, progress, options.threads_per_rank, spool)
     if options.workers > 1:
         from dkmonitor.scan.parallel import walk_in_parallel
 

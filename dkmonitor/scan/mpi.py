@@ -52,6 +52,8 @@ from dkmonitor.scan.walker import TICK_SECONDS, Pending, WalkConfig, Walker
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
+    from dkmonitor.announce.spool import Spool
+
 # How long one task walks before it starts giving work back. Short enough that
 # idle ranks are fed quickly, long enough that a task is much more than a round
 # trip to rank 0.
@@ -85,14 +87,16 @@ class ScanPool:
         self.broken: str | None = None
 
     def walk(self, config: WalkConfig, progress: Callable[[int, int], None] | None,
-             threads: int = 1) -> Tally:
-        """Walk with every rank, ``threads`` walker threads in each ([scan] threads_per_rank)."""
+             threads: int = 1, spool: Spool | None = None) -> Tally:
+        """Walk with every rank, ``threads`` walker threads in each ([scan] threads_per_rank);
+        ``spool``: where rank 0 writes the old files the ranks send back
+        (``config.spool_in_memory``)."""
         if self.broken is not None:
             raise JobStopped(self.broken)
         previous = signal.signal(signal.SIGTERM, _stop_scan)
         try:
             return walk_over_mpi(config, self.executor, self.workers, progress, self.local,
-                                 threads)
+                                 threads, spool)
         except ScanWorkerError as exc:
             self.broken = str(exc)
             raise
@@ -280,9 +284,12 @@ def walk_over_mpi(
     progress: Callable[[int, int], None] | None = None,
     local: LocalWalker | None = None,
     threads: int = 1,
+    spool: Spool | None = None,
 ) -> Tally:
     """Walk ``config.root`` with ``workers`` ranks (and rank 0's ``local`` walker),
-    ``threads`` walker threads in each; the merged tally, on rank 0."""
+    ``threads`` walker threads in each; the merged tally, on rank 0. The old
+    files each task sends back are written to ``spool`` as they come: rank 0
+    never holds more than one task's (a task walks ``TASK_SECONDS``)."""
     pending: deque[Pending] = deque([(config.root, config.root_dev, config.root_ino)])
     # every task in flight, with the slot it occupies: "mpi" (a rank) or "local"
     running: dict[Future[Outcome], str] = {}
@@ -312,9 +319,16 @@ def walk_over_mpi(
                 for other in running:
                     other.cancel()
                 raise ScanWorkerError(f"an MPI scan rank failed: {exc}") from None
+            if spool is not None:
+                spool.buffer += tally.candidates
+                spool.maybe_flush()
+            tally.candidates = b""
             total.merge(tally)
             pending.extend(given_back)
         if progress is not None and time.monotonic() >= next_report:
             progress(*total.files_and_bytes())
             next_report = time.monotonic() + TICK_SECONDS
+    if spool is not None:
+        spool.flush()
+        total.spool_error = spool.error
     return total

@@ -75,6 +75,8 @@ class Tally:
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
     spool_error: str = ""  # why the old files could not be spooled (announce/spool.py)
+    # an MPI task's old files, spooled in memory for rank 0 (WalkConfig.spool_in_memory)
+    candidates: bytes = b""
 
     def note_error(self, message: str) -> None:
         self.errors += 1
@@ -122,6 +124,7 @@ class Tally:
         self.left_out |= other.left_out
         self.errors += other.errors
         self.spool_error = self.spool_error or other.spool_error
+        self.candidates += other.candidates
         room = ScanResult.MAX_ERROR_SAMPLES - len(self.error_samples)
         if room > 0:
             self.error_samples.extend(other.error_samples[:room])

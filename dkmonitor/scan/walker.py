@@ -95,16 +95,19 @@ class WalkConfig:
     exclude: tuple[str, ...]
     leave_out: frozenset[tuple[int, int]] = frozenset()  # (st_dev, st_ino) not to walk
     spools: tuple[int, ...] = ()  # one fd per worker: where its old files are spooled
+    spool_in_memory: bool = False  # MPI ranks: old files go back with the tally instead
 
     @classmethod
     def build(
         cls, root: str, root_dev: int, options: ScanOptions, root_ino: int = 0,
         leave_out: frozenset[tuple[int, int]] = frozenset(), spools: tuple[int, ...] = (),
+        spool_in_memory: bool = False,
     ) -> WalkConfig:
         """``root_ino`` 0: the root's identity is not checked when it is opened."""
         return cls(
             leave_out=leave_out,
             spools=spools,
+            spool_in_memory=spool_in_memory,
             root=root,
             root_dev=root_dev,
             root_ino=root_ino,
@@ -155,7 +158,8 @@ class Walker:
         self.exclude_path = _matcher(p for p in config.exclude if "/" in p)
         self.excluding = self.exclude_name is not None or self.exclude_path is not None
         self.fds = DirFds(fd_budget)
-        self.spool = Spool(spool, config.root) if spool is not None else None
+        self.spool = Spool(spool, config.root) if spool is not None else (
+            Spool(None, config.root) if config.spool_in_memory else None)
         self._root_dir = Dir(None, config.root, config.root_dev, config.root_ino)
         # The age arithmetic both loops share, computed once from the one rule.
         rule = config.age
@@ -214,7 +218,9 @@ class Walker:
                     close(fd)
         finally:
             fds.close_all()
-        if self.spool is not None:
+        if self.spool is not None and self.spool.fd is None:
+            tally.candidates += self.spool.take()
+        elif self.spool is not None:
             self.spool.flush()
             tally.spool_error = tally.spool_error or self.spool.error
         if on_tick is not None:
