@@ -89,8 +89,7 @@ def _purge_steps(database: Database | None, settings: Settings, run: TaskRun) ->
 def _reason(exc: Exception) -> str:
     """An OSError as "what: where" (root's state directory full, say), others as they say."""
     if isinstance(exc, OSError) and exc.strerror:
-        where = exc.filename if exc.filename is not None else None
-        return f"{exc.strerror}: {where}" if where else exc.strerror
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
     return str(exc)
 
 

@@ -29,6 +29,7 @@ import os
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -201,16 +202,13 @@ class AnnounceRecord:
             out = open_private(self.new_name, _FLAGS_NEW, dir_fd=self.dir_fd)
         self.new_fd = out
         self.dropped_fd = self.scratch_file()
-        tmp_fd = self.dir_fd if self.dir_fd >= 0 else os.open("/tmp", _DIR_FLAGS)
+        tmp_fd = self.dir_fd if self.dir_fd >= 0 else os.open(self.work_dir, _DIR_FLAGS)
         try:
-            self.built = recordfile.build(
-                spools, self.current_fd, out, self.dropped_fd, tmp_fd, root_dev, now,
-                Filters(filters.uids, filters.paths, bytes(self.acted)), told_since,
-                use_compiled=use_compiled)
-        except OSError as exc:  # the build's files (runs, the new generation) are all here
-            if exc.filename is None:
-                exc.filename = str(self.directory if self.dir_fd >= 0 else "/tmp")
-            raise
+            with self.failures_named():
+                self.built = recordfile.build(
+                    spools, self.current_fd, out, self.dropped_fd, tmp_fd, root_dev, now,
+                    Filters(filters.uids, filters.paths, bytes(self.acted)), told_since,
+                    use_compiled=use_compiled)
         finally:
             if tmp_fd != self.dir_fd:
                 os.close(tmp_fd)
@@ -230,10 +228,25 @@ class AnnounceRecord:
         one when nothing changed."""
         return self.new_fd if self.new_fd is not None else self.current_fd
 
+    @property
+    def work_dir(self) -> Path:
+        """Where the run's unnamed files go: beside the record (/tmp for a dry run's)."""
+        return self.directory if self.dir_fd >= 0 else Path("/tmp")
+
+    @contextmanager
+    def failures_named(self) -> Iterator[None]:
+        """An OSError that names no file (the compiled build's, a spool's write) names
+        the work directory: with a full disk, that is where room must be made."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.filename is None:
+                exc.filename = str(self.work_dir)
+            raise
+
     def scratch_file(self) -> int:
         """An unnamed private file beside the record (gone when closed)."""
-        where = self.directory if self.dir_fd >= 0 else Path("/tmp")
-        return os.open(where, TMPFILE_FLAGS, 0o600)
+        return os.open(self.work_dir, TMPFILE_FLAGS, 0o600)
 
     def took(self, dev: int, ino: int) -> None:
         """The clean-up moved or deleted this file: it leaves the announcement."""

@@ -99,6 +99,11 @@ class Spool:
         if len(self.buffer) >= FLUSH_BYTES and self.fd is not None:
             self.flush()
 
+    def add(self, records: bytes) -> None:
+        """Records spooled elsewhere (an MPI rank's), written out like this walker's."""
+        self.buffer += records
+        self.maybe_flush()
+
     def take(self) -> bytes:
         """The records buffered so far (a spool without a file), and an empty buffer."""
         taken = bytes(self.buffer)

@@ -123,15 +123,11 @@ def announce_step(run: TaskRun, context: AnnounceContext) -> AnnounceSummary:
             log.info("task %s: walking %s for the files to announce (the scan could not "
                      "spool them)", task.name, task.target_path)
             spools = (record.scratch_file(),)
-            try:
+            with record.failures_named():
                 spool_walk(root_fd, SelectOptions(
                     target=task.target_path, old_days=task.old_file_threshold, now=run.now,
                     age_basis=task.age_basis, exclude=context.settings.scan.exclude,
                     exempt=context.exempt), spools[0])
-            except OSError as exc:  # writing the spool: it is beside the record
-                if exc.filename is None:
-                    exc.filename = str(record.directory)
-                raise
         built = record.update(spools, os.fstat(root_fd).st_dev, run.now,
                               exempt_filters(context.exempt))
         refreshed = _refreshed_by_atime(record.dropped(), root_fd, run)

@@ -222,12 +222,11 @@ def _walk_task(
 ) -> tuple[Tally, list[Pending]]:
     """One MPI task, run on a worker rank: walk ``batch`` with ``threads`` walker
     threads (threaded.py), give back what is left after ``seconds``."""
-    here = os.stat(config.root).st_dev
-    views = _DeviceViews(config.root_dev, here)
+    views = _DeviceViews(config.root_dev, os.stat(config.root).st_dev)
     if views.differ:
-        config = replace(config, root_dev=here, leave_out=frozenset(
-            views.here(key) for key in config.leave_out))
-        batch = [(path, views.here((dev, ino))[0], ino) for path, dev, ino in batch]
+        config = replace(config, root_dev=views.here(config.root_dev), leave_out=frozenset(
+            (views.here(dev), ino) for dev, ino in config.leave_out))
+        batch = [(path, views.here(dev), ino) for path, dev, ino in batch]
     if threads > 1:
         from dkmonitor.scan.threaded import walk_threads
 
@@ -239,7 +238,7 @@ def _walk_task(
         tally = walker.tally
     if views.differ:
         views.to_rank0(tally)
-        given_back = [(path, views.rank0((dev, ino))[0], ino) for path, dev, ino in given_back]
+        given_back = [(path, views.rank0(dev), ino) for path, dev, ino in given_back]
     return tally, given_back
 
 
@@ -263,15 +262,18 @@ class _DeviceViews:
         self._here = here
         self.differ = rank0 != here
 
-    def here(self, key: tuple[int, int]) -> tuple[int, int]:
-        return (self._here, key[1]) if key[0] == self._rank0 else key
+    def here(self, dev: int) -> int:
+        """A device number of rank 0's, as this host numbers it."""
+        return self._here if dev == self._rank0 else dev
 
-    def rank0(self, key: tuple[int, int]) -> tuple[int, int]:
-        return (self._rank0, key[1]) if key[0] == self._here else key
+    def rank0(self, dev: int) -> int:
+        """A device number of this host's, as rank 0 numbers it."""
+        return self._rank0 if dev == self._here else dev
 
     def to_rank0(self, tally: Tally) -> None:
-        tally.linked = {self.rank0(key): linked for key, linked in tally.linked.items()}
-        tally.left_out = {self.rank0(key) for key in tally.left_out}
+        tally.linked = {(self.rank0(dev), ino): linked
+                        for (dev, ino), linked in tally.linked.items()}
+        tally.left_out = {(self.rank0(dev), ino) for dev, ino in tally.left_out}
 
 
 Outcome = tuple[Tally, list[Pending]]
@@ -320,8 +322,7 @@ def walk_over_mpi(
                     other.cancel()
                 raise ScanWorkerError(f"an MPI scan rank failed: {exc}") from None
             if spool is not None:
-                spool.buffer += tally.candidates
-                spool.maybe_flush()
+                spool.add(tally.candidates)
             tally.candidates = b""
             total.merge(tally)
             pending.extend(given_back)
