@@ -97,20 +97,23 @@ def _bytes(fd: int) -> bytes:
 
 
 def _build_both(spools: tuple[int, ...], prev: int | None, where: Path, now: float,
-                filters: Filters, told_since: dict[int, float | None], root_dev: int
-                ) -> tuple[recordfile.Built, int]:
+                filters: Filters, told_since: dict[int, float | None], root_dev: int,
+                known: recordfile.Built | None = None) -> tuple[recordfile.Built, int]:
     """Build with Python and with C (tiny chunks: sorted runs are spilled), the C merge
     on one thread and shared by owner between threads, and with the spilled runs
-    merged two at a time into longer ones (several levels): the same bytes every way."""
+    merged two at a time into longer ones (several levels): the same bytes every way.
+    ``known``: the build of ``prev``, whose users' digests the first two C builds are
+    given to reuse (the others digest everything): the same digests either way."""
+    digests = {uid: user.digest for uid, user in known.users.items()} if known else {}
     results = []
-    for compiled, share_from, fan_in in ((False, 0, 0), (True, 1 << 30, 16), (True, 1, 16),
-                                         (True, 1, 2)):
+    for compiled, share_from, fan_in, given in ((False, 0, 0, {}), (True, 1 << 30, 16, digests),
+                                                (True, 1, 16, digests), (True, 1, 2, {})):
         out, dropped = _fresh(where), _fresh(where)
         dir_fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY)
         try:
             built = recordfile.build(spools, prev, out, dropped, dir_fd, root_dev, now, filters,
                                      told_since, use_compiled=compiled, chunk_bytes=1 << 14,
-                                     share_from=share_from, fan_in=fan_in or 16)
+                                     share_from=share_from, fan_in=fan_in or 16, known=given)
         finally:
             os.close(dir_fd)
         results.append((built, out, _bytes(out), _bytes(dropped)))
@@ -148,7 +151,7 @@ def test_compiled_and_python_records_are_byte_for_byte_the_same(
 
     later = scan_now + 3600
     unchanged, _ = _build_both(spools, first_fd, where, later, Filters(),
-                               {1001: scan_now}, root_dev)
+                               {1001: scan_now}, root_dev, first)
     assert unchanged.unchanged and unchanged.dropped == 0
     assert unchanged.told == {1001: first.users[1001].files}
 
@@ -158,7 +161,8 @@ def test_compiled_and_python_records_are_byte_for_byte_the_same(
     acted = recordfile.PAIR.pack(gone.dev, gone.ino)
     filters = Filters(uids=frozenset({1003}), paths=(b"t1",), acted=acted)
     spools = _scan_spools(scan_target.root, where, later, workers=2)
-    second, second_fd = _build_both(spools, first_fd, where, later, filters, {}, root_dev)
+    second, second_fd = _build_both(spools, first_fd, where, later, filters, {}, root_dev,
+                                    first)
     assert not second.unchanged
     after = {e.path: e for e in recordfile.iter_entries(second_fd)}
     assert after[b"bulk/d0/file-00000.dat"].announced_at == later  # rewritten: new date
@@ -177,7 +181,8 @@ def test_compiled_and_python_records_are_byte_for_byte_the_same(
     os.utime(scan_target.root / os.fsdecode(changed.path), (0, 0))
     latest = later + 3600
     spools = _scan_spools(scan_target.root, where, latest, workers=3)
-    third, third_fd = _build_both(spools, second_fd, where, latest, filters, {}, root_dev)
+    third, third_fd = _build_both(spools, second_fd, where, latest, filters, {}, root_dev,
+                                  second)
     assert not third.unchanged and third.count == second.count and third.dropped == 0
     dates = {e.path: e.announced_at for e in recordfile.iter_entries(third_fd)}
     assert dates == {path: latest if path == changed.path else e.announced_at
@@ -195,7 +200,7 @@ def test_compiled_and_python_records_are_byte_for_byte_the_same(
     for name in names:
         name.unlink()
     spools = _scan_spools(scan_target.root, where, latest, workers=3)
-    fourth, _ = _build_both(spools, third_fd, where, latest, filters, {}, root_dev)
+    fourth, _ = _build_both(spools, third_fd, where, latest, filters, {}, root_dev, third)
     assert not fourth.unchanged and fourth.count == third.count - 1 and fourth.dropped == 1
 
 
@@ -220,6 +225,96 @@ def test_compiled_and_python_list_lines_are_the_same(tmp_path: Path) -> None:
     assert len(lines) == len(odd) * 3
     assert lines[1].split("\t")[1] == "1970-01-01T00:00:01Z"  # floored, as time.gmtime does
     assert lines[1].endswith("/scr/\\xe9/tab\\x09here")
+
+
+def test_an_unchanged_users_digest_is_reused_and_any_change_digests_them_again(
+    scan_target: TreeBuilder, tmp_path: Path, scan_now: float
+) -> None:
+    """The compiled merge takes a user's digest from the previous build while all their
+    entries are the previous record's; any difference -- first, middle or last entry,
+    one added -- means digesting them after all, and the same digest as the reference.
+    The digests it is given are wrong on purpose: a reused one shows as given."""
+    for uid in range(1001, 1007):
+        for index in range(40):
+            scan_target.file(f"u{uid}/d{index % 3}/f{index:03}", uid=uid, size=index,
+                             atime_days=100, mtime_days=100)
+    where = tmp_path / "work"
+    where.mkdir()
+    root_dev = os.stat(scan_target.root).st_dev
+
+    def build(prev: int | None, now: float, compiled: bool,
+              known: dict[int, int]) -> tuple[recordfile.Built, int]:
+        spools = _scan_spools(scan_target.root, where, now, workers=2)
+        out, dropped = _fresh(where), _fresh(where)
+        dir_fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            built = recordfile.build(spools, prev, out, dropped, dir_fd, root_dev, now,
+                                     Filters(), {}, use_compiled=compiled,
+                                     chunk_bytes=1 << 13, share_from=1, known=known)
+        finally:
+            os.close(dir_fd)
+            os.close(dropped)
+        return built, out
+
+    first, first_fd = build(None, scan_now, True, {})
+    owned = {uid: [e.path for e in recordfile.iter_entries(first_fd, user.start, user.end)]
+             for uid, user in first.users.items()}
+    root = scan_target.root
+    (root / os.fsdecode(owned[1002][20])).write_bytes(b"rewritten")  # a middle entry
+    os.utime(root / os.fsdecode(owned[1002][20]), (0, 0))
+    (root / os.fsdecode(owned[1003][0])).unlink()  # the first
+    (root / os.fsdecode(owned[1004][-1])).unlink()  # the last
+    scan_target.file("u1005/new", uid=1005, atime_days=100, mtime_days=100)  # one more
+    later = scan_now + 60
+    given = {uid: user.digest ^ 1 for uid, user in first.users.items() if uid != 1006}
+    reference, reference_fd = build(first_fd, later, False, {})
+    reused, reused_fd = build(first_fd, later, True, given)
+    assert _bytes(reused_fd) == _bytes(reference_fd)
+    assert reused.users[1001].digest == first.users[1001].digest ^ 1  # reused, as given
+    assert reused.users[1001].digest ^ 1 == reference.users[1001].digest
+    for uid in range(1002, 1007):
+        assert reused.users[uid] == reference.users[uid]
+    assert reference.users[1006].digest == first.users[1006].digest  # unchanged, digested
+    assert all(reference.users[uid].digest != first.users[uid].digest
+               for uid in range(1002, 1006))
+
+
+def test_the_record_keeps_its_generations_digests_and_uses_only_those(
+    scan_target: TreeBuilder, tmp_path: Path, scan_now: float
+) -> None:
+    """The users' digests are stored with the generation they were taken of, in the
+    transaction that makes it current, and a build is given only the current one's."""
+    from dkmonitor.announce.record import AnnounceRecord, record_path
+
+    for uid in (1001, 1002):
+        for index in range(5):
+            scan_target.file(f"u{uid}/f{index}", uid=uid, atime_days=100, mtime_days=100)
+    root_dev = os.stat(scan_target.root).st_dev
+    spool_dir = tmp_path / "spools"
+    spool_dir.mkdir()
+
+    def run(now: float) -> tuple[recordfile.Built, int]:
+        spools = _scan_spools(scan_target.root, spool_dir, now)
+        with AnnounceRecord.open(tmp_path, "scr") as record:
+            built = record.update(spools, root_dev, now, Filters())
+            record.commit()
+            return built, record.generation
+
+    def stored() -> dict[int, tuple[int, int]]:
+        with sqlite3.connect(record_path(tmp_path, "scr")) as db:
+            return {uid: (generation, digest & (1 << 64) - 1) for uid, generation, digest
+                    in db.execute("SELECT uid, generation, digest FROM entry_digests")}
+
+    first, generation = run(scan_now)
+    assert stored() == {uid: (generation, user.digest) for uid, user in first.users.items()}
+    with sqlite3.connect(record_path(tmp_path, "scr")) as db:  # planted, to see which is used
+        db.execute("UPDATE entry_digests SET digest = 5 WHERE uid = 1001")
+        db.execute("UPDATE entry_digests SET digest = 7, generation = generation - 1 "
+                   "WHERE uid = 1002")
+    second, _ = run(scan_now + 60)
+    assert second.unchanged
+    assert second.users[1001].digest == 5  # the current generation's: reused
+    assert second.users[1002].digest == first.users[1002].digest  # another's: not used
 
 
 def test_a_truncated_record_is_an_error_not_a_crash(tmp_path: Path) -> None:

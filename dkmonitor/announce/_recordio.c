@@ -127,9 +127,32 @@ read_told_since(PyObject *dict, struct told_since **out, size_t *n)
     return 0;
 }
 
+static int
+read_known(PyObject *dict, struct known_digest **out, size_t *n)
+{
+    *n = 0;
+    *out = malloc(sizeof **out * (size_t)((dict == NULL ? 0 : PyDict_Size(dict)) + 1));
+    if (*out == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (dict != NULL && PyDict_Next(dict, &pos, &key, &value)) {
+        unsigned long uid = PyLong_AsUnsignedLong(key);
+        unsigned long long digest = PyLong_AsUnsignedLongLong(value);
+        if (PyErr_Occurred())
+            return -1;
+        (*out)[(*n)++] = (struct known_digest){(uint32_t)uid, (uint64_t)digest};
+    }
+    qsort(*out, *n, sizeof **out, uid_cmp); /* uid is the first member */
+    return 0;
+}
+
 PyDoc_STRVAR(build_doc,
 "build(spool_fds, prev_fd, out_fd, dropped_fd, tmp_dir_fd, root_dev, now, exempt_uids,\n"
-"      exempt_paths, acted, told_since, chunk_bytes, share_from=65536, fan_in=16)\n"
+"      exempt_paths, acted, told_since, chunk_bytes, share_from=65536, fan_in=16,\n"
+"      known={})\n"
 "    -> (users, told, dropped, count, unchanged)\n\n"
 "Sort the scan's spooled candidates (in chunks of ``chunk_bytes``, spilled as\n"
 "unnamed files in ``tmp_dir_fd``), leave out exempt owners, exempt subtrees\n"
@@ -146,7 +169,10 @@ PyDoc_STRVAR(build_doc,
 "Sorting runs on one thread per spool (up to four), and so does the merge of\n"
 "``share_from`` entries or more, each thread taking a range of owners.\n"
 "A sorting thread's spilled runs are merged ``fan_in`` at a time into longer\n"
-"ones, which bounds the open files and sources of the last merge.");
+"ones, which bounds the open files and sources of the last merge.\n"
+"``known``: uid -> the digest this build gave that owner in ``prev_fd`` (from\n"
+"the build that wrote it); an owner whose entries are all the previous\n"
+"record's, unchanged, gets it without the digest being computed again.");
 
 static PyObject *
 build(PyObject *module, PyObject *args)
@@ -158,10 +184,11 @@ build(PyObject *module, PyObject *args)
     Py_buffer acted;
     Py_ssize_t chunk_bytes, share_from = 1 << 16;
     int fan_in = FAN_IN;
-    if (!PyArg_ParseTuple(args, "O!iiiiKdO!O!y*O!n|ni", &PyList_Type, &spool_fds, &prev_fd,
+    PyObject *known_dict = NULL;
+    if (!PyArg_ParseTuple(args, "O!iiiiKdO!O!y*O!n|niO!", &PyList_Type, &spool_fds, &prev_fd,
                           &out_fd, &dropped_fd, &tmp_dir_fd, &root_dev, &now, &PyList_Type,
                           &uids, &PyList_Type, &paths, &acted, &PyDict_Type, &told_since_dict,
-                          &chunk_bytes, &share_from, &fan_in))
+                          &chunk_bytes, &share_from, &fan_in, &PyDict_Type, &known_dict))
         return NULL;
     if (fan_in < 2) {
         PyErr_SetString(PyExc_ValueError, "fan_in must be at least 2");
@@ -177,11 +204,14 @@ build(PyObject *module, PyObject *args)
     int nsorters = 0, nshares = 0, *fds = NULL, nfds = (int)PyList_GET_SIZE(spool_fds);
     struct told_since *told_since = NULL;
     size_t ntold_since = 0;
+    struct known_digest *known = NULL;
+    size_t nknown = 0;
     PyObject *result = NULL;
     int failed = 0;
 
     if (read_filters(&f, uids, paths, &acted) < 0
-        || read_told_since(told_since_dict, &told_since, &ntold_since) < 0)
+        || read_told_since(told_since_dict, &told_since, &ntold_since) < 0
+        || read_known(known_dict, &known, &nknown) < 0)
         goto done;
     fds = calloc((size_t)nfds + 1, sizeof *fds);
     if (fds == NULL) {
@@ -217,7 +247,7 @@ build(PyObject *module, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     failed = run_sorters(sorters, nsorters) < 0
         || merge_shares(shares, jobs, &nshares, sorters, nsorters, prev_fd, out_fd,
-                        dropped_fd, tmp_dir_fd, now, told_since, ntold_since,
+                        dropped_fd, tmp_dir_fd, now, told_since, ntold_since, known, nknown,
                         (uint64_t)share_from) < 0;
     Py_END_ALLOW_THREADS
     if (failed) {
@@ -252,6 +282,7 @@ done:
     free(f.uids);
     free(f.acted);
     free(told_since);
+    free(known);
     for (int t = 0; t < nsorters; t++) {
         struct runs *rs = &sorters[t].rs;
         for (int i = 0; i < rs->nfds; i++) {

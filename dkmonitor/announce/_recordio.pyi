@@ -19,6 +19,7 @@ def build(
     chunk_bytes: int,
     share_from: int = ...,
     fan_in: int = ...,
+    known: dict[int, int] = ...,
 ) -> tuple[list[_User], dict[int, int], int, int, bool]: ...
 def format_lines(
     data: _Buffer, notice_seconds: float, prefix: _Buffer, limit: int

@@ -51,9 +51,15 @@ CREATE TABLE IF NOT EXISTS users (
     list_digest TEXT               -- what the published list held (step.py: rewritten on change)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entry_digests (
+    uid INTEGER PRIMARY KEY,
+    generation INTEGER NOT NULL,   -- of the record file whose entries they digest
+    digest INTEGER NOT NULL        -- recordfile.build's (u64, stored signed)
+);
 """
 
 _FLAGS_NEW = os.O_RDWR | os.O_CREAT | os.O_EXCL
+_U64 = (1 << 64) - 1
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -208,13 +214,31 @@ class AnnounceRecord:
                 self.built = recordfile.build(
                     spools, self.current_fd, out, self.dropped_fd, tmp_fd, root_dev, now,
                     Filters(filters.uids, filters.paths, bytes(self.acted)), told_since,
-                    use_compiled=use_compiled)
+                    use_compiled=use_compiled, known=self._known_digests())
         finally:
             if tmp_fd != self.dir_fd:
                 os.close(tmp_fd)
         if self.built.unchanged:  # the current generation stays: nothing new was written
             self._discard_new()
+        self._remember_digests(self.built)
         return self.built
+
+    def _known_digests(self) -> dict[int, int]:
+        """The users' digests in the current generation (build reuses an unchanged user's)."""
+        if self.current_fd is None:
+            return {}
+        return {uid: digest & _U64 for uid, digest in self.db.execute(
+            "SELECT uid, digest FROM entry_digests WHERE generation = ?", (self.generation,))}
+
+    def _remember_digests(self, built: Built) -> None:
+        """The new generation's digests, in the transaction that makes it current: a
+        digest is only ever used with the entries it was taken of."""
+        generation = self.generation if built.unchanged else self.generation + 1
+        self.db.execute("DELETE FROM entry_digests")
+        self.db.executemany(
+            "INSERT INTO entry_digests VALUES (?, ?, ?)",
+            ((uid, generation, user.digest - (1 << 64) if user.digest >> 63 else user.digest)
+             for uid, user in built.users.items()))
 
     def _discard_new(self) -> None:
         if self.new_name is not None:

@@ -102,13 +102,19 @@ def build(spools: tuple[int, ...], prev_fd: int | None, out_fd: int, dropped_fd:
           tmp_dir_fd: int, root_dev: int, now: float, filters: Filters,
           told_since: dict[int, float | None], *, use_compiled: bool = True,
           chunk_bytes: int = CHUNK_BYTES, share_from: int = SHARE_FROM,
-          fan_in: int = FAN_IN) -> Built:
-    """Write the new record to ``out_fd`` and the dropped entries to ``dropped_fd``."""
+          fan_in: int = FAN_IN, known: dict[int, int] | None = None) -> Built:
+    """Write the new record to ``out_fd`` and the dropped entries to ``dropped_fd``.
+
+    ``known``: the users' digests in the previous record, as the build that
+    wrote it returned them. The compiled build reuses them for users whose
+    entries are all unchanged rather than digesting those again; the result
+    is the same with or without them (the reference ignores them).
+    """
     if use_compiled and _recordio is not None:
         users, told, dropped, count, unchanged = _recordio.build(
             list(spools), -1 if prev_fd is None else prev_fd, out_fd, dropped_fd,
             tmp_dir_fd, root_dev, now, sorted(filters.uids), list(filters.paths),
-            filters.acted, told_since, chunk_bytes, share_from, fan_in)
+            filters.acted, told_since, chunk_bytes, share_from, fan_in, known or {})
         return Built({u[0]: UserRange(*u[1:]) for u in users}, told, dropped, count, unchanged)
     return _build_python(spools, prev_fd, out_fd, dropped_fd, root_dev, now, filters,
                          told_since)

@@ -110,10 +110,42 @@ materialize(struct merge *m)
     return 0;
 }
 
-/* Write one entry of the new record. ``same_as_prev``: the previous record
- * holds exactly this entry (header and path) at the offset it would take. */
+/* A pending user's digest is taken after all: of the previous record's
+ * entries that were theirs so far (the same bytes the new record has). */
 static int
-emit(struct merge *m, const struct entry *e, double announced_at, int same_as_prev)
+settle(struct merge *m, struct user *u)
+{
+    struct reader r;
+    uint64_t h = 0, at = u->pending_from;
+    if (reader_open(&r, m->prev_fd, (off_t)at, RELEASE_BYTES) < 0)
+        return -1;
+    while (at < u->pending_to) {
+        const struct entry *e;
+        int ok = reader_entry(&r, &e);
+        if (ok <= 0) {
+            reader_close(&r);
+            errno = ok == 0 ? EINVAL : errno;
+            return -1;
+        }
+        h = digest_entry(h, e, e->announced_at);
+        at += sizeof *e + e->path_len;
+        reader_skip_entry(&r);
+    }
+    reader_close(&r);
+    u->digest = h;
+    u->pending = 0;
+    return 0;
+}
+
+#define NO_MATCH UINT64_MAX
+
+/* Write one entry of the new record. ``same_as_prev``: the previous record
+ * holds exactly this entry (header and path) at the offset it would take;
+ * ``match_at``: where the previous record holds exactly this entry, if it does
+ * (NO_MATCH). */
+static int
+emit(struct merge *m, const struct entry *e, double announced_at, int same_as_prev,
+     uint64_t match_at)
 {
     if (m->nusers == 0 || m->users[m->nusers - 1].uid != e->uid) {
         if (m->nusers == m->cap && grow((void **)&m->users, &m->cap, sizeof *m->users, 64) < 0)
@@ -123,6 +155,14 @@ emit(struct merge *m, const struct entry *e, double announced_at, int same_as_pr
         u->uid = e->uid;
         u->first_at = announced_at;
         u->start = m->out.offset;
+        const struct known_digest *k = m->nknown == 0 || match_at == NO_MATCH ? NULL
+            : bsearch(&e->uid, m->known, m->nknown, sizeof *m->known, uid_cmp);
+        /* none of their previous entries may have been left out before this one */
+        if (k != NULL && !(m->have_dropped && m->last_dropped_uid == e->uid)) {
+            u->pending = 1;
+            u->known = k->digest;
+            u->pending_from = u->pending_to = match_at;
+        }
     }
     struct user *u = &m->users[m->nusers - 1];
     u->files++;
@@ -130,8 +170,13 @@ emit(struct merge *m, const struct entry *e, double announced_at, int same_as_pr
     u->new_files += announced_at >= m->now;
     if (announced_at < u->first_at)
         u->first_at = announced_at;
-    u->digest = digest_entry(u->digest, e, announced_at);
     size_t len = sizeof *e + e->path_len;
+    if (u->pending && match_at != u->pending_to && settle(m, u) < 0)
+        return -1;
+    if (u->pending)
+        u->pending_to += len;
+    else
+        u->digest = digest_entry(u->digest, e, announced_at);
     if (m->same && !same_as_prev && materialize(m) < 0)
         return -1;
     if (m->same)
@@ -153,6 +198,11 @@ emit(struct merge *m, const struct entry *e, double announced_at, int same_as_pr
 static int
 drop(struct merge *m, struct reader *prev, const struct entry *p)
 {
+    struct user *u = m->nusers > 0 ? &m->users[m->nusers - 1] : NULL;
+    if (u != NULL && u->uid == p->uid && u->pending && settle(m, u) < 0)
+        return -1; /* one of their previous entries is not in the new record */
+    m->have_dropped = 1;
+    m->last_dropped_uid = p->uid;
     if (told_note(m, p) < 0 || writer_put(&m->dropped, p, sizeof *p + p->path_len) < 0)
         return -1;
     m->ndropped++;
@@ -207,6 +257,7 @@ merge_all(struct merge *m, struct source *src, int nsrc, struct reader *prev, in
         const struct entry *c = best->head;
         double announced_at = m->now;
         int same_as_prev = 0;
+        uint64_t match_at = NO_MATCH;
         while (have_prev && !failed) {
             const struct entry *p;
             int ok = prev_entry(m, prev, &p);
@@ -224,13 +275,17 @@ merge_all(struct merge *m, struct source *src, int nsrc, struct reader *prev, in
                 failed = told_note(m, p) < 0;
                 if (p->size == c->size && p->mtime_ns == c->mtime_ns)
                     announced_at = p->announced_at;
-                same_as_prev = m->same && prev->base + prev->start == m->out.offset
-                    && same_entry(p, c, announced_at);
+                uint64_t at = prev->base + prev->start;
+                if ((m->nknown > 0 || (m->same && at == m->out.offset))
+                    && same_entry(p, c, announced_at)) {
+                    match_at = at;
+                    same_as_prev = m->same && at == m->out.offset;
+                }
                 reader_skip_entry(prev);
             }
             break;
         }
-        failed = failed || emit(m, c, announced_at, same_as_prev) < 0;
+        failed = failed || emit(m, c, announced_at, same_as_prev, match_at) < 0;
         have_last = 1;
         last_uid = best->uid;
         last_dev = best->dev;
@@ -254,6 +309,9 @@ merge_all(struct merge *m, struct source *src, int nsrc, struct reader *prev, in
     }
     if (m->ntold > 0 && m->told[m->ntold - 1].count == 0)
         m->ntold--;
+    for (size_t i = 0; i < m->nusers; i++)
+        if (m->users[i].pending) /* every previous entry of theirs, and only those */
+            m->users[i].digest = m->users[i].known;
     return 0;
 }
 
@@ -427,7 +485,8 @@ int
 merge_shares(struct merge *shares, struct share_job *jobs, int *nshares,
              const struct sorter *sorters, int nsorters, int prev_fd, int out_fd,
              int dropped_fd, int tmp_dir_fd, double now, const struct told_since *told_since,
-             size_t ntold_since, uint64_t share_from)
+             size_t ntold_since, const struct known_digest *known, size_t nknown,
+             uint64_t share_from)
 {
     uint32_t firsts[MAX_SHARES];
     uint64_t prev_starts[MAX_SHARES] = {0};
@@ -450,6 +509,8 @@ merge_shares(struct merge *shares, struct share_job *jobs, int *nshares,
         m->now = now;
         m->told_since = told_since;
         m->ntold_since = ntold_since;
+        m->known = have_prev ? known : NULL;
+        m->nknown = have_prev ? nknown : 0;
         m->end_uid = k + 1 < n ? firsts[k + 1] : UINT64_MAX;
         m->same = have_prev;
         m->out = (struct writer){out_fd, malloc(IO_BYTES), 0, 0};
