@@ -23,3 +23,13 @@ def naive_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         return moment
     return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def parse_time(value: datetime | str) -> datetime:
+    """A stored time as the naive UTC datetime SQLAlchemy gives back (``UTCDateTime``).
+
+    psycopg2 returns aware datetimes (``timestamp with time zone``, migration
+    0009), turned into naive UTC here; SQLite stores SQLAlchemy's text form
+    (``2024-03-01 02:00:00.000000``), which ``fromisoformat`` reads.
+    """
+    return naive_utc(value if isinstance(value, datetime) else datetime.fromisoformat(value))

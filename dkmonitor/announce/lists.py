@@ -92,4 +92,5 @@ def summary_json(
             for row in exemptions if row.get("owner_uid") == user.uid
         ],
     }
-    return (json.dumps(payload, indent=1, sort_keys=True) + "\n").encode("utf-8")
+    # one line: without ``indent`` json uses its C encoder (a run writes one per user)
+    return (json.dumps(payload, sort_keys=True) + "\n").encode("utf-8")

@@ -38,6 +38,7 @@ from urllib.parse import quote
 from dkmonitor.announce import recordfile
 from dkmonitor.announce.recordfile import Built, Entry, Filters, UserRange
 from dkmonitor.announce.spool import TMPFILE_FLAGS
+from dkmonitor.records import FrozenRecord
 from dkmonitor.safefs import make_private_dir, open_private, write_all
 
 __all__ = ["AnnounceRecord", "Entry", "Filters", "NoticeState", "UserRange", "record_path"]
@@ -63,8 +64,8 @@ _U64 = (1 << 64) - 1
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-@dataclass(frozen=True)
-class NoticeState:
+@dataclass(frozen=True, repr=False, eq=False)
+class NoticeState(FrozenRecord):
     last_notice_at: float | None
     final_for: float | None
     final_sent_at: float | None

@@ -30,6 +30,7 @@ from typing import NamedTuple
 
 from dkmonitor.announce.spool import read_spool
 from dkmonitor.announce.summary import escape_path
+from dkmonitor.records import FrozenRecord
 from dkmonitor.safefs import write_all
 from dkmonitor.units import epoch_iso_utc
 
@@ -77,8 +78,8 @@ class UserRange(NamedTuple):
     digest: int = 0  # of its entries: an unchanged list need not be written again
 
 
-@dataclass(frozen=True)
-class Built:
+@dataclass(frozen=True, repr=False, eq=False)
+class Built(FrozenRecord):
     users: dict[int, UserRange]
     told: dict[int, int]  # uid -> previous files a notice had told them of
     dropped: int

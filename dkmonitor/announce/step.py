@@ -20,7 +20,6 @@ leaves the previous announcement whole:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import pwd
@@ -34,10 +33,11 @@ from typing import TYPE_CHECKING
 from dkmonitor.announce.lists import list_chunks, list_header, summary_json
 from dkmonitor.announce.publish import NoticeDir, NoticeDirError, task_file
 from dkmonitor.announce.record import AnnounceRecord, Entry, Filters, NoticeState, UserRange
-from dkmonitor.announce.recordfile import Built
+from dkmonitor.announce.recordfile import Built, mix
 from dkmonitor.announce.spool import close_spools, dir_record, file_record
 from dkmonitor.clean.exemptions import ExemptRules
 from dkmonitor.config import Settings
+from dkmonitor.records import FrozenRecord
 from dkmonitor.safefs import write_all
 from dkmonitor.scan.age import DAY, is_old
 from dkmonitor.scan.users import username_for
@@ -56,8 +56,8 @@ REFRESH_ALERT_FILES = 10
 REFRESH_ALERT_SHARE = 0.2
 
 
-@dataclass(frozen=True)
-class AnnounceContext:
+@dataclass(frozen=True, repr=False, eq=False)
+class AnnounceContext(FrozenRecord):
     """What the step needs besides the run: the open record and the rules in force."""
 
     settings: Settings
@@ -296,7 +296,7 @@ def _list_digest(run: TaskRun, notice: UserNotice, built: Built) -> str:
     user = built.users[notice.uid]
     text = f"{user.digest}\n{run.task.notice_days!r}\n{run.task.target_path}\n"
     text += list_header(run, notice)
-    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+    return f"{mix(0, text.encode('utf-8', 'surrogateescape')):016x}"
 
 
 def _published_as(notice_dir: NoticeDir, uid: int, name: str, digest: str) -> str | None:

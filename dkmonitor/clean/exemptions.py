@@ -16,14 +16,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from dkmonitor.records import FrozenRecord
+
 if TYPE_CHECKING:
     from dkmonitor.db.engine import Database
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ExemptRules:
+@dataclass(frozen=True, repr=False, eq=False)
+class ExemptRules(FrozenRecord):
     uids: frozenset[int] = frozenset()
     subtrees: frozenset[tuple[str, ...]] = frozenset()  # path parts below the target
 
@@ -48,8 +50,8 @@ def relative_parts(target: str, path: str) -> tuple[str, ...] | None:
     return path_parts[len(target_parts) :]
 
 
-@dataclass(frozen=True)
-class ExemptionView:
+@dataclass(frozen=True, repr=False, eq=False)
+class ExemptionView(FrozenRecord):
     """One exemption as shown by ``exempt list`` (and read by a run)."""
 
     id: int

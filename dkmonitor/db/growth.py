@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from dkmonitor.db.queries import latest_full_scans, parse_time, user_columns
+from dkmonitor.clock import parse_time
+from dkmonitor.db.queries import latest_full_scans, user_columns
 from dkmonitor.db.readonly import ReadConnection
 from dkmonitor.units import iso_utc
 

@@ -180,7 +180,7 @@ def exemptions_plain(connection: ReadConnection, task_name: str, now: datetime
                      ) -> list[ExemptionView]:
     """``db.exemptions.list_exemptions`` for one task, in plain SQL."""
     from dkmonitor.clean.exemptions import ExemptionView
-    from dkmonitor.db.queries import parse_time
+    from dkmonitor.clock import parse_time
 
     try:
         rows = connection.rows(

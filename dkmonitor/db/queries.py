@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from dkmonitor.clock import naive_utc
+from dkmonitor.clock import parse_time
 from dkmonitor.db.readonly import ReadConnection
 from dkmonitor.metrics import NAMES, VIEW_KEYS, Totals
 from dkmonitor.units import iso_utc
@@ -90,16 +90,6 @@ class RankedScan:
     errors: int
     metrics: dict[str, Any]  # NAMES -> the whole target's value
     rank: int
-
-
-def parse_time(value: datetime | str) -> datetime:
-    """A stored time as the naive UTC datetime SQLAlchemy gives back (``UTCDateTime``).
-
-    psycopg2 returns aware datetimes (``timestamp with time zone``, migration
-    0009), turned into naive UTC here; SQLite stores SQLAlchemy's text form
-    (``2024-03-01 02:00:00.000000``), which ``fromisoformat`` reads.
-    """
-    return naive_utc(value if isinstance(value, datetime) else datetime.fromisoformat(value))
 
 
 def _latest_scans_sql(
