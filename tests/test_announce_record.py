@@ -159,7 +159,9 @@ def test_compiled_and_python_records_are_byte_for_byte_the_same(
     os.utime(scan_target.root / "bulk" / "d0" / "file-00000.dat", (0, 0))  # still old
     gone = next(e for e in entries if e.uid == 1002)
     acted = recordfile.PAIR.pack(gone.dev, gone.ino)
-    filters = Filters(uids=frozenset({1003}), paths=(b"t1",), acted=acted)
+    # exempt: a directory, one file, and a prefix of names that is no path of its own
+    filters = Filters(uids=frozenset({1003}), paths=(b"t1", b"bulk/d1/file-00040.dat",
+                                                      b"bulk/d3/file-0000"), acted=acted)
     spools = _scan_spools(scan_target.root, where, later, workers=2)
     second, second_fd = _build_both(spools, first_fd, where, later, filters, {}, root_dev,
                                     first)
@@ -169,6 +171,8 @@ def test_compiled_and_python_records_are_byte_for_byte_the_same(
     assert after[b"bulk/d0/file-00039.dat"].announced_at == scan_now  # kept its date
     assert gone.path not in after and 1003 not in {e.uid for e in after.values()}
     assert not any(path.startswith(b"t1/") for path in after)
+    assert b"bulk/d1/file-00040.dat" not in after and b"bulk/d1/file-00027.dat" in after
+    assert b"bulk/d3/file-00003.dat" in after
     new = sum(user.new_files for user in second.users.values())  # old since an hour, and 1
     matched = second.count - new + 1  # the rewritten file was in the previous record
     assert second.dropped == first.count - matched

@@ -230,19 +230,14 @@ build(PyObject *module, PyObject *args)
         st->rs.tmp_dir_fd = tmp_dir_fd;
         st->rs.fan_in = fan_in;
         st->rs.peers = nsorters;
-        st->rs.arena_bytes = (size_t)chunk_bytes / (size_t)nsorters;
-        if (st->rs.arena_bytes < (1 << 13))
-            st->rs.arena_bytes = 1 << 13;
-        st->rs.arena = malloc(st->rs.arena_bytes);
+        st->rs.budget = (size_t)chunk_bytes / (size_t)nsorters;
+        if (st->rs.budget < (1 << 13))
+            st->rs.budget = 1 << 13;
+        st->rs.root_dev = root_dev;
         st->fds = fds + t;
         st->nfds = nfds - t;
         st->stride = nsorters;
-        st->root_dev = root_dev;
         st->f = &f;
-        if (st->rs.arena == NULL) {
-            PyErr_NoMemory();
-            goto done;
-        }
     }
     Py_BEGIN_ALLOW_THREADS
     failed = run_sorters(sorters, nsorters) < 0
@@ -293,13 +288,19 @@ done:
         free(rs->levels);
         free(rs->file_bounds);
         free(rs->mem_bounds.items);
-        free(rs->arena);
         free(rs->keys);
+        free(rs->dirs);
+        free(rs->carried);
+        for (int i = 0; i < sorters[t].nspools; i++)
+            reader_close(&sorters[t].spools[i]);
+        free(sorters[t].spools);
     }
     free(fds);
     for (int k = 0; k < MAX_SHARES; k++) {
-        for (int i = 0; jobs[k].src != NULL && i < jobs[k].nsrc; i++)
+        for (int i = 0; jobs[k].src != NULL && i < jobs[k].nsrc; i++) {
             reader_close(&jobs[k].src[i].r);
+            free(jobs[k].src[i].own);
+        }
         free(jobs[k].src);
         reader_close(&jobs[k].prev);
         struct merge *m = &shares[k];

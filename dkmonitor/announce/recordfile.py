@@ -45,7 +45,7 @@ ENTRY = struct.Struct("=IIQQqqdQdII")
 PAIR = struct.Struct("=QQ")  # (st_dev, st_ino) of a file acted on
 SHOWN = struct.Struct("=qdd")  # what a list shows of an entry (size, last use, date), digested
 assert ENTRY.size == 72
-CHUNK_BYTES = 32 << 20  # memory for sorting candidates; more spill to sorted runs
+CHUNK_BYTES = 32 << 20  # sorting memory (keys, directories, spool pages); more spill to runs
 SHARE_FROM = 1 << 16  # candidates from which the merge is shared between threads by owner
 FAN_IN = 16  # sorted runs merged at a time into a longer one (open files stay few)
 READ_BYTES = 1 << 20

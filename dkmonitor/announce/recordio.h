@@ -101,6 +101,7 @@ int reader_refill(struct reader *r, size_t need);
 int reader_open(struct reader *r, int fd, off_t at, size_t release);
 void reader_close(struct reader *r);
 void reader_give_back(struct reader *r);
+void reader_give_back_to(struct reader *r, size_t upto);
 
 /* The per-entry calls are inline: they run once for every file of every run. */
 
@@ -223,17 +224,44 @@ struct bounds {
     size_t n, cap;
 };
 
-/* Sorted runs: chunks of the spool sorted in memory; all but the last are
- * written to unnamed files in tmp_dir_fd (O_TMPFILE), the last stays. */
+/* One directory of the chunk being sorted: its 'D' record, in the spool's mapping. */
+struct chunk_dir {
+    const char *path;
+    uint32_t path_len;
+    int exempt; /* the whole directory is at or under an exempt path */
+    uint64_t ino;
+};
+
+/* The sort key of one candidate: where its 'F' record is in the spool's
+ * mapping, and its directory in the chunk's table. Sorting these small keys
+ * (LSD radix, one pass per byte that varies) and reading the records where
+ * the scan wrote them -- rather than copying every candidate's whole entry,
+ * path and all, into memory first -- keeps the sort to a few sequential
+ * sweeps and one gather: it was the largest cost of an announcing run.
+ * Every candidate of a build has the target's device (``root_dev``). */
+struct skey {
+    uint64_t ino;
+    uint32_t uid, dir;
+    const char *rec;
+};
+
+/* Sorted runs: chunks of the spools sorted in memory; all but the last are
+ * written to unnamed files in tmp_dir_fd (O_TMPFILE), the last stays. A chunk
+ * holds at most ``budget`` bytes: its keys, its directories and the spool
+ * pages its records are on (given back once it is spilled). */
 struct runs {
     int *fds;
     struct bounds *file_bounds; /* one per fd */
     struct bounds mem_bounds;   /* of the in-memory chunk, once sorted */
     int nfds;
-    char *arena;
-    size_t arena_bytes, arena_used;
+    size_t budget, held; /* held: spool bytes read since the last spill */
     struct skey *keys;
     size_t nkeys, cap;
+    struct chunk_dir *dirs;
+    size_t ndirs, dirs_cap;
+    char *carried; /* the path of a directory that goes on from a spilled chunk */
+    size_t carried_cap;
+    uint64_t root_dev;
     int tmp_dir_fd;
     int *levels;   /* one per fd: how many merges its entries went through */
     int fan_in;    /* runs of one level merged into one of the next (at least 2) */
@@ -247,29 +275,58 @@ struct runs {
  * of them per entry. Levels keep every entry to a few passes (one per 16x). */
 #define FAN_IN 16
 
-/* The sort key of one arena entry; ``at`` is its offset / 8 (entries are
- * 8-byte aligned). Sorting these small keys (LSD radix, one pass per byte
- * that varies) instead of comparing entries through pointers keeps the sort
- * to a few sequential sweeps: it was the largest cost of an announcing run. */
-struct skey {
-    uint64_t ino, dev;
-    uint32_t uid, at;
-};
-
-static inline const struct entry *
-key_entry(const struct runs *rs, size_t i)
+/* The record entry of key ``k`` (its header; the path is the directory's,
+ * '/', and the name, or the name alone at the top): the name and its length. */
+static inline const char *
+key_entry(const struct runs *rs, const struct skey *k, struct entry *e, uint16_t *name_len)
 {
-    return (const struct entry *)(rs->arena + (size_t)rs->keys[i].at * 8);
+    struct file_rec fr;
+    memcpy(&fr, k->rec, sizeof fr);
+    const struct chunk_dir *d = &rs->dirs[k->dir];
+    *e = (struct entry){fr.uid, fr.gid, rs->root_dev, fr.ino, fr.size, fr.mtime_ns, fr.used,
+                        d->ino, 0.0, d->path_len ? d->path_len + 1u + fr.name_len
+                                                 : fr.name_len, 0};
+    *name_len = fr.name_len;
+    return k->rec + sizeof fr;
 }
 
-/* A sorted source for the merge: a run file, or the in-memory last chunk.
- * Its head's key is kept beside it: choosing the next entry compares these,
- * and an in-memory head's entry (scattered in the arena) is touched only
- * once it is chosen. */
+/* The whole entry of key ``k`` into ``*buf`` (grown as needed); -1 on ENOMEM. */
+static inline int
+key_entry_into(const struct runs *rs, const struct skey *k, char **buf, size_t *cap)
+{
+    struct entry e;
+    uint16_t name_len;
+    const char *name = key_entry(rs, k, &e, &name_len);
+    size_t need = sizeof e + e.path_len;
+    if (need > *cap) {
+        char *bigger = realloc(*buf, need);
+        if (bigger == NULL) {
+            errno = ENOMEM;
+            return -1;
+        }
+        *buf = bigger;
+        *cap = need;
+    }
+    char *path = *buf + sizeof e;
+    const struct chunk_dir *d = &rs->dirs[k->dir];
+    memcpy(*buf, &e, sizeof e);
+    if (d->path_len) {
+        memcpy(path, d->path, d->path_len);
+        path[d->path_len] = '/';
+        path += d->path_len + 1;
+    }
+    memcpy(path, name, name_len);
+    return 0;
+}
+
+/* A sorted source for the merge: a run file, or the in-memory last chunk
+ * (whose entries are put together in ``own``, one at a time). */
 struct source {
     struct reader r; /* run file */
     const struct runs *mem;
-    size_t next; /* in-memory: index into offsets */
+    size_t next; /* in-memory: index into keys */
+    char *own;
+    size_t own_cap;
     const struct entry *head;
     uint64_t ino, dev;
     uint32_t uid;
@@ -284,20 +341,21 @@ source_next(struct source *s)
             s->head = NULL;
             return 0;
         }
-        if (s->next + 16 < s->mem->nkeys) {
-            const char *ahead = (const char *)key_entry(s->mem, s->next + 16);
-            __builtin_prefetch(ahead);
-            __builtin_prefetch(ahead + 64);
-            __builtin_prefetch(ahead + 128);
-        }
+        if (s->next + 16 < s->mem->nkeys)
+            __builtin_prefetch(s->mem->keys[s->next + 16].rec);
         const struct skey *k = &s->mem->keys[s->next];
         if (k->uid >= s->end_uid) {
             s->head = NULL;
             return 0;
         }
-        s->head = key_entry(s->mem, s->next++);
+        if (key_entry_into(s->mem, k, &s->own, &s->own_cap) < 0) {
+            s->head = NULL;
+            return -1;
+        }
+        s->next++;
+        s->head = (const struct entry *)s->own;
         s->ino = k->ino;
-        s->dev = k->dev;
+        s->dev = s->mem->root_dev;
         s->uid = k->uid;
         return 1;
     }
@@ -364,7 +422,8 @@ struct sorter {
     struct runs rs;
     const int *fds;
     int nfds, stride;
-    uint64_t root_dev;
+    struct reader *spools; /* one per fd it sorts, mapped until the build ends */
+    int nspools;
     const struct filters *f;
     int error; /* errno, 0 when it went well */
 };

@@ -148,9 +148,17 @@ run_release(int readers)
 void
 reader_give_back(struct reader *r)
 {
-    size_t upto = (r->start - r->release) & ~(r->release - 1);
-    if (upto > r->released && madvise(r->buf + r->released, upto - r->released,
-                                      MADV_DONTNEED) == 0)
+    reader_give_back_to(r, r->start - r->release);
+}
+
+/* A mapped reader gives back its pages before ``upto`` (rounded down to its
+ * step). Read again, they come back from the page cache. */
+void
+reader_give_back_to(struct reader *r, size_t upto)
+{
+    upto &= ~(r->release - 1);
+    if (r->mapped && upto > r->released
+        && madvise(r->buf + r->released, upto - r->released, MADV_DONTNEED) == 0)
         r->released = upto;
 }
 

@@ -380,7 +380,8 @@ open_share(struct source *src, int *nsrc, const struct sorter *sorters, int nsor
         s->mem = rs;
         s->end_uid = end_uid;
         s->next = (size_t)bounds_find(&rs->mem_bounds, first, rs->nkeys);
-        source_next(s);
+        if (source_next(s) < 0)
+            return -1;
     }
     return 0;
 }

@@ -17,24 +17,45 @@ uid_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Whether a directory is exempt whole: at or under one of the exempt paths. */
 static int
-kept(const struct filters *f, const struct entry *e)
+dir_exempt(const struct filters *f, const char *dir, uint32_t dir_len)
 {
-    if (f->nuids && bsearch(&e->uid, f->uids, (size_t)f->nuids, sizeof(uint32_t), uid_cmp))
-        return 0;
-    if (f->nacted) {
-        uint64_t pair[2] = {e->dev, e->ino};
-        if (bsearch(pair, f->acted, f->nacted, 2 * sizeof(uint64_t), pair_cmp))
-            return 0;
-    }
-    const char *path = (const char *)(e + 1);
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(f->paths); i++) {
         PyObject *p = PyList_GET_ITEM(f->paths, i);
         size_t n = (size_t)PyBytes_GET_SIZE(p);
         if (n == 0) /* the whole target */
+            return 1;
+        if (dir_len >= n && memcmp(dir, PyBytes_AS_STRING(p), n) == 0
+            && (dir_len == n || dir[n] == '/'))
+            return 1;
+    }
+    return 0;
+}
+
+/* Whether a file (of a directory not exempt whole) is kept: not an exempt
+ * owner's, not acted on by this run, not an exempt path itself (a longer
+ * exempt path cannot be below a file: a name has no '/'). */
+static int
+kept(const struct filters *f, uint64_t dev, const struct file_rec *fr, const char *name,
+     const struct chunk_dir *d)
+{
+    if (f->nuids && bsearch(&fr->uid, f->uids, (size_t)f->nuids, sizeof(uint32_t), uid_cmp))
+        return 0;
+    if (f->nacted) {
+        uint64_t pair[2] = {dev, fr->ino};
+        if (bsearch(pair, f->acted, f->nacted, 2 * sizeof(uint64_t), pair_cmp))
             return 0;
-        if (e->path_len >= n && memcmp(path, PyBytes_AS_STRING(p), n) == 0
-            && (e->path_len == n || path[n] == '/'))
+    }
+    size_t path_len = d->path_len ? d->path_len + 1u + fr->name_len : fr->name_len;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(f->paths); i++) {
+        PyObject *p = PyList_GET_ITEM(f->paths, i);
+        const char *exempt = PyBytes_AS_STRING(p);
+        if ((size_t)PyBytes_GET_SIZE(p) != path_len)
+            continue;
+        if (d->path_len == 0 ? memcmp(exempt, name, fr->name_len) == 0
+            : memcmp(exempt, d->path, d->path_len) == 0 && exempt[d->path_len] == '/'
+                && memcmp(exempt + d->path_len + 1, name, fr->name_len) == 0)
             return 0;
     }
     return 1;
@@ -68,16 +89,14 @@ bounds_find(const struct bounds *b, uint32_t uid, uint64_t end)
     return lo < b->n ? b->items[lo].at : end;
 }
 
-#define KEY_BYTES 20
+#define KEY_BYTES 12
 
 static inline unsigned
 key_byte(const struct skey *k, int i)
 {
     if (i < 8)
         return (unsigned)(k->ino >> (8 * i)) & 255;
-    if (i < 16)
-        return (unsigned)(k->dev >> (8 * (i - 8))) & 255;
-    return (k->uid >> (8 * (i - 16))) & 255;
+    return (k->uid >> (8 * (i - 8))) & 255;
 }
 
 static int
@@ -85,20 +104,18 @@ radix_sort(struct skey *keys, size_t n)
 {
     if (n < 2)
         return 0;
-    /* Only the bytes that vary are sorted on (a target's files share one
-     * device, and few owners or inode numbers fill all their bytes): one
-     * sweep finds them, a second counts them, one more per byte moves. */
-    uint64_t ino_diff = 0, dev_diff = 0;
+    /* Only the bytes that vary are sorted on (few owners or inode numbers fill
+     * all their bytes): one sweep finds them, a second counts them, one more
+     * per byte moves. The device is the target's, the same for every key. */
+    uint64_t ino_diff = 0;
     uint32_t uid_diff = 0;
     for (size_t j = 1; j < n; j++) {
         ino_diff |= keys[j].ino ^ keys[0].ino;
-        dev_diff |= keys[j].dev ^ keys[0].dev;
         uid_diff |= keys[j].uid ^ keys[0].uid;
     }
     int varying[KEY_BYTES], nvarying = 0;
     for (int i = 0; i < KEY_BYTES; i++) {
-        uint64_t diff = i < 8 ? ino_diff >> (8 * i)
-            : i < 16 ? dev_diff >> (8 * (i - 8)) : (uint64_t)uid_diff >> (8 * (i - 16));
+        uint64_t diff = i < 8 ? ino_diff >> (8 * i) : (uint64_t)uid_diff >> (8 * (i - 8));
         if (diff & 255)
             varying[nvarying++] = i;
     }
@@ -136,33 +153,56 @@ radix_sort(struct skey *keys, size_t n)
     return 0;
 }
 
-static __thread char *tie_arena; /* qsort has no context: set around one call, per thread */
+/* Several names of one file (hard links) are ordered by path: put together
+ * here, for the few keys that tie (qsort has no context: a struct does). */
+struct tie {
+    struct skey key;
+    char *entry; /* key_entry_into's */
+    size_t cap;
+};
 
 static int
 tie_cmp(const void *a, const void *b)
 {
-    const struct skey *x = a, *y = b;
-    return full_cmp((const struct entry *)(tie_arena + (size_t)x->at * 8),
-                    (const struct entry *)(tie_arena + (size_t)y->at * 8));
+    return full_cmp((const struct entry *)((const struct tie *)a)->entry,
+                    (const struct entry *)((const struct tie *)b)->entry);
 }
 
-/* Sort the arena's entries by (uid, dev, ino, path): rs->keys in order. */
 static int
-sort_arena_offsets(struct runs *rs)
+sort_ties(struct runs *rs, size_t from, size_t to)
+{
+    struct tie *ties = calloc(to - from, sizeof *ties);
+    int failed = ties == NULL;
+    for (size_t i = 0; i < to - from && !failed; i++) {
+        ties[i].key = rs->keys[from + i];
+        failed = key_entry_into(rs, &ties[i].key, &ties[i].entry, &ties[i].cap) < 0;
+    }
+    if (!failed) {
+        qsort(ties, to - from, sizeof *ties, tie_cmp);
+        for (size_t i = 0; i < to - from; i++)
+            rs->keys[from + i] = ties[i].key;
+    }
+    for (size_t i = 0; ties != NULL && i < to - from; i++)
+        free(ties[i].entry);
+    free(ties);
+    if (failed)
+        errno = ENOMEM;
+    return failed ? -1 : 0;
+}
+
+/* Sort the chunk's keys by (uid, ino, path); the device is the same for all. */
+static int
+sort_keys(struct runs *rs)
 {
     if (radix_sort(rs->keys, rs->nkeys) < 0)
         return -1;
-    /* several names of one file (hard links) are ordered by path */
     for (size_t i = 0; i + 1 < rs->nkeys;) {
         size_t j = i + 1;
         while (j < rs->nkeys && rs->keys[j].uid == rs->keys[i].uid
-               && rs->keys[j].dev == rs->keys[i].dev && rs->keys[j].ino == rs->keys[i].ino)
+               && rs->keys[j].ino == rs->keys[i].ino)
             j++;
-        if (j - i > 1) {
-            tie_arena = rs->arena;
-            qsort(rs->keys + i, j - i, sizeof *rs->keys, tie_cmp);
-            tie_arena = NULL;
-        }
+        if (j - i > 1 && sort_ties(rs, i, j) < 0)
+            return -1;
         i = j;
     }
     return 0;
@@ -265,10 +305,14 @@ cascade(struct runs *rs)
     return 0;
 }
 
+/* Sort the chunk's keys and write their entries, in order, to a new run. The
+ * chunk's spool pages are then given back; its last directory goes on into
+ * the next chunk (its path copied: the pages it was on are given back). */
 static int
-spill(struct runs *rs)
+spill(struct sorter *s)
 {
-    if (sort_arena_offsets(rs) < 0)
+    struct runs *rs = &s->rs;
+    if (sort_keys(rs) < 0)
         return -1;
     int fd = new_run(rs, 0);
     if (fd < 0)
@@ -281,132 +325,143 @@ spill(struct runs *rs)
     }
     int failed = 0;
     for (size_t i = 0; i < rs->nkeys && !failed; i++) {
-        if (i + 8 < rs->nkeys)
-            __builtin_prefetch(key_entry(rs, i + 8));
-        const struct entry *e = key_entry(rs, i);
-        failed = bounds_note(bounds, e->uid, w.offset) < 0
-            || writer_put(&w, e, sizeof *e + e->path_len) < 0;
+        if (i + 16 < rs->nkeys)
+            __builtin_prefetch(rs->keys[i + 16].rec);
+        const struct skey *k = &rs->keys[i];
+        const struct chunk_dir *d = &rs->dirs[k->dir];
+        struct entry e;
+        uint16_t name_len;
+        const char *name = key_entry(rs, k, &e, &name_len);
+        failed = bounds_note(bounds, e.uid, w.offset) < 0 || writer_put(&w, &e, sizeof e) < 0
+            || (d->path_len > 0 && (writer_put(&w, d->path, d->path_len) < 0
+                                    || writer_put(&w, "/", 1) < 0))
+            || writer_put(&w, name, name_len) < 0;
     }
     failed = failed || writer_flush(&w) < 0;
     free(w.buf);
-    rs->arena_used = 0;
     rs->nkeys = 0;
+    struct chunk_dir last = rs->dirs[rs->ndirs - 1];
+    if (!failed && last.path != rs->carried) {
+        if (last.path_len > rs->carried_cap) {
+            char *bigger = realloc(rs->carried, last.path_len);
+            if (bigger == NULL) {
+                errno = ENOMEM;
+                return -1;
+            }
+            rs->carried = bigger;
+            rs->carried_cap = last.path_len;
+        }
+        memcpy(rs->carried, last.path, last.path_len);
+        last.path = rs->carried;
+    }
+    rs->dirs[0] = last;
+    rs->ndirs = 1;
+    for (int i = 0; i < s->nspools; i++)
+        reader_give_back_to(&s->spools[i], s->spools[i].start);
+    rs->held = 0;
     return failed || cascade(rs) < 0 ? -1 : 0;
 }
 
 static int
-add_entry(struct runs *rs, const struct entry *head, const char *dir, uint32_t dir_len,
-          const char *name, uint16_t name_len, const struct filters *f)
+add_dir(struct sorter *s, const char *path, uint32_t path_len, uint64_t ino)
 {
-    uint32_t path_len = dir_len ? dir_len + 1 + name_len : name_len;
-    size_t need = sizeof(struct entry) + path_len;
-    need = (need + 7) & ~(size_t)7; /* keep entries 8-byte aligned in memory */
-    if (rs->arena_used + need > rs->arena_bytes && spill(rs) < 0)
+    struct runs *rs = &s->rs;
+    if (rs->ndirs == rs->dirs_cap
+        && grow((void **)&rs->dirs, &rs->dirs_cap, sizeof *rs->dirs, 256) < 0)
         return -1;
-    if (need > rs->arena_bytes) { /* a path longer than the arena (tiny chunks): fit it */
-        char *bigger = realloc(rs->arena, need);
-        if (bigger == NULL) {
-            errno = ENOMEM;
-            return -1;
-        }
-        rs->arena = bigger;
-        rs->arena_bytes = need;
-    }
-    struct entry *e = (struct entry *)(rs->arena + rs->arena_used);
-    *e = *head;
-    e->path_len = path_len;
-    char *path = (char *)(e + 1);
-    if (dir_len) {
-        memcpy(path, dir, dir_len);
-        path[dir_len] = '/';
-        memcpy(path + dir_len + 1, name, name_len);
-    } else
-        memcpy(path, name, name_len);
-    if (!kept(f, e))
-        return 0;
-    if (rs->nkeys == rs->cap && grow((void **)&rs->keys, &rs->cap, sizeof *rs->keys, 4096) < 0)
-        return -1;
-    rs->keys[rs->nkeys++] = (struct skey){e->ino, e->dev, e->uid,
-                                          (uint32_t)(rs->arena_used / 8)};
-    rs->arena_used += need;
+    rs->dirs[rs->ndirs++] = (struct chunk_dir){path, path_len, dir_exempt(s->f, path, path_len),
+                                               ino};
     return 0;
 }
 
-/* Read one spool fd from its start into the runs. */
+/* One candidate's 'F' record (at ``rec``, in the spool's mapping) into the
+ * chunk, unless it is left out; the chunk is spilled first when full (its
+ * keys count twice: the radix sort moves them between two arrays). */
 static int
-read_spool(struct runs *rs, int fd, uint64_t root_dev, const struct filters *f)
+add_file(struct sorter *s, const char *rec, const struct file_rec *fr)
 {
-    struct reader r;
-    char *dir = NULL;
-    uint32_t dir_len = 0;
-    uint64_t dir_ino = 0;
-    int have_dir = 0, result = -1;
-    if (reader_open(&r, fd, 0, WIDE_RELEASE_BYTES) < 0)
-        goto done;
+    struct runs *rs = &s->rs;
+    const struct chunk_dir *d = &rs->dirs[rs->ndirs - 1];
+    if (d->exempt || !kept(s->f, rs->root_dev, fr, rec + sizeof *fr, d))
+        return 0;
+    size_t held = 2 * (rs->nkeys + 1) * sizeof(struct skey)
+        + rs->ndirs * sizeof(struct chunk_dir) + rs->held;
+    if (held > rs->budget && rs->nkeys > 0 && spill(s) < 0)
+        return -1;
+    if (rs->nkeys == rs->cap && grow((void **)&rs->keys, &rs->cap, sizeof *rs->keys, 4096) < 0)
+        return -1;
+    rs->keys[rs->nkeys++] = (struct skey){fr->ino, fr->uid, (uint32_t)(rs->ndirs - 1), rec};
+    return 0;
+}
+
+/* Read one spool fd from its start into the chunks. It stays mapped until
+ * the build ends: the chunks' keys point into it. */
+static int
+read_spool(struct sorter *s, int fd)
+{
+    struct reader *r = &s->spools[s->nspools];
+    if (reader_open(r, fd, 0, WIDE_RELEASE_BYTES) < 0)
+        return -1;
+    s->nspools++;
+    if (!r->mapped) {
+        errno = ENODEV; /* a spool is root's own regular file: it is mapped */
+        return -1;
+    }
+    int have_dir = 0;
     for (;;) {
-        int ok = reader_fill(&r, 1);
-        if (ok == 0)
-            break;
-        if (ok < 0)
-            goto done;
-        char tag = r.buf[r.start];
-        if (tag == 'D') {
+        int ok = reader_fill(r, 1);
+        if (ok <= 0)
+            return ok;
+        const char *at = r->buf + r->start;
+        size_t len;
+        if (*at == 'D') {
             struct dir_rec d;
-            if (reader_fill(&r, sizeof d) <= 0)
+            if (reader_fill(r, sizeof d) <= 0)
                 goto truncated;
-            memcpy(&d, r.buf + r.start, sizeof d);
-            if (reader_fill(&r, sizeof d + d.path_len) <= 0)
+            memcpy(&d, at, sizeof d);
+            len = sizeof d + d.path_len;
+            if (reader_fill(r, len) <= 0)
                 goto truncated;
-            char *copy = realloc(dir, d.path_len + 1);
-            if (copy == NULL) {
-                errno = ENOMEM;
-                goto done;
-            }
-            dir = copy;
-            memcpy(dir, r.buf + r.start + sizeof d, d.path_len);
-            dir_len = d.path_len;
-            dir_ino = d.ino;
+            if (add_dir(s, at + sizeof d, d.path_len, d.ino) < 0)
+                return -1;
             have_dir = 1;
-            r.start += sizeof d + d.path_len;
-            reader_release(&r);
-        } else if (tag == 'F' && have_dir) {
+        } else if (*at == 'F' && have_dir) {
             struct file_rec fr;
-            if (reader_fill(&r, sizeof fr) <= 0)
+            if (reader_fill(r, sizeof fr) <= 0)
                 goto truncated;
-            memcpy(&fr, r.buf + r.start, sizeof fr);
-            if (reader_fill(&r, sizeof fr + fr.name_len) <= 0)
+            memcpy(&fr, at, sizeof fr);
+            len = sizeof fr + fr.name_len;
+            if (reader_fill(r, len) <= 0)
                 goto truncated;
-            struct entry head = {fr.uid, fr.gid, root_dev, fr.ino, fr.size, fr.mtime_ns,
-                                 fr.used, dir_ino, 0.0, 0, 0};
-            if (add_entry(rs, &head, dir, dir_len, r.buf + r.start + sizeof fr, fr.name_len,
-                          f) < 0)
-                goto done;
-            r.start += sizeof fr + fr.name_len;
-            reader_release(&r);
+            if (add_file(s, at, &fr) < 0)
+                return -1;
         } else {
             goto truncated;
         }
+        r->start += len;
+        s->rs.held += len;
     }
-    result = 0;
-    goto done;
 truncated:
-    errno = EINVAL;
-done:
-    reader_close(&r);
-    free(dir);
-    return result;
+    errno = EINVAL; /* a truncated or unknown record */
+    return -1;
 }
 
 static void *
 sort_spools(void *arg)
 {
     struct sorter *s = arg;
-    for (int i = 0; i < s->nfds; i += s->stride)
-        if (read_spool(&s->rs, s->fds[i], s->root_dev, s->f) < 0) {
+    s->spools = calloc((size_t)(s->nfds / s->stride + 1), sizeof *s->spools);
+    if (s->spools == NULL) {
+        s->error = ENOMEM;
+        return NULL;
+    }
+    for (int i = 0; i < s->nfds; i += s->stride) {
+        if (read_spool(s, s->fds[i]) < 0) {
             s->error = errno ? errno : EIO;
             return NULL;
         }
-    if (sort_arena_offsets(&s->rs) < 0) {
+    }
+    if (sort_keys(&s->rs) < 0) {
         s->error = errno ? errno : ENOMEM;
         return NULL;
     }
