@@ -60,7 +60,6 @@ CREATE TABLE IF NOT EXISTS entry_digests (
 """
 
 _FLAGS_NEW = os.O_RDWR | os.O_CREAT | os.O_EXCL
-_U64 = (1 << 64) - 1
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -70,6 +69,11 @@ class NoticeState(FrozenRecord):
     final_for: float | None
     final_sent_at: float | None
     list_digest: str | None = None
+
+
+def _signed(digest: int) -> int:
+    """A u64 digest as SQLite's signed INTEGER holds it (``& (1 << 64) - 1`` undoes it)."""
+    return digest - (1 << 64) if digest >> 63 else digest
 
 
 def record_path(state_dir: Path, task_name: str) -> Path:
@@ -228,7 +232,7 @@ class AnnounceRecord:
         """The users' digests in the current generation (build reuses an unchanged user's)."""
         if self.current_fd is None:
             return {}
-        return {uid: digest & _U64 for uid, digest in self.db.execute(
+        return {uid: digest & (1 << 64) - 1 for uid, digest in self.db.execute(
             "SELECT uid, digest FROM entry_digests WHERE generation = ?", (self.generation,))}
 
     def _remember_digests(self, built: Built) -> None:
@@ -238,8 +242,7 @@ class AnnounceRecord:
         self.db.execute("DELETE FROM entry_digests")
         self.db.executemany(
             "INSERT INTO entry_digests VALUES (?, ?, ?)",
-            ((uid, generation, user.digest - (1 << 64) if user.digest >> 63 else user.digest)
-             for uid, user in built.users.items()))
+            ((uid, generation, _signed(user.digest)) for uid, user in built.users.items()))
 
     def _discard_new(self) -> None:
         if self.new_name is not None:

@@ -275,6 +275,14 @@ struct runs {
  * of them per entry. Levels keep every entry to a few passes (one per 16x). */
 #define FAN_IN 16
 
+/* The length of a candidate's path below the target: its directory's, '/'
+ * and its name, or its name alone at the top. */
+static inline uint32_t
+joined_len(const struct chunk_dir *d, uint16_t name_len)
+{
+    return d->path_len ? d->path_len + 1u + name_len : name_len;
+}
+
 /* The record entry of key ``k`` (its header; the path is the directory's,
  * '/', and the name, or the name alone at the top): the name and its length. */
 static inline const char *
@@ -284,8 +292,7 @@ key_entry(const struct runs *rs, const struct skey *k, struct entry *e, uint16_t
     memcpy(&fr, k->rec, sizeof fr);
     const struct chunk_dir *d = &rs->dirs[k->dir];
     *e = (struct entry){fr.uid, fr.gid, rs->root_dev, fr.ino, fr.size, fr.mtime_ns, fr.used,
-                        d->ino, 0.0, d->path_len ? d->path_len + 1u + fr.name_len
-                                                 : fr.name_len, 0};
+                        d->ino, 0.0, joined_len(d, fr.name_len), 0};
     *name_len = fr.name_len;
     return k->rec + sizeof fr;
 }

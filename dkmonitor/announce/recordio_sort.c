@@ -47,7 +47,7 @@ kept(const struct filters *f, uint64_t dev, const struct file_rec *fr, const cha
         if (bsearch(pair, f->acted, f->nacted, 2 * sizeof(uint64_t), pair_cmp))
             return 0;
     }
-    size_t path_len = d->path_len ? d->path_len + 1u + fr->name_len : fr->name_len;
+    size_t path_len = joined_len(d, fr->name_len);
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(f->paths); i++) {
         PyObject *p = PyList_GET_ITEM(f->paths, i);
         const char *exempt = PyBytes_AS_STRING(p);

@@ -6,6 +6,7 @@ Written 0600 through dkmonitor.safefs: task targets name private paths.
 from __future__ import annotations
 
 import json
+from contextlib import suppress
 from pathlib import Path
 
 from dkmonitor.safefs import write_private_file
@@ -20,11 +21,9 @@ def save_tasks(state_dir: Path, tasks: list[TaskSpec]) -> None:
     """Write the copy when it changed (every run reads the tasks; few change them)."""
     path = cache_path(state_dir)
     data = json.dumps([task.as_dict() for task in tasks], indent=1).encode("utf-8")
-    try:
+    with suppress(OSError):  # absent or unreadable: written anew
         if path.read_bytes() == data:
             return
-    except OSError:
-        pass
     write_private_file(path.parent, path.name, data)
 
 
