@@ -321,6 +321,41 @@ def test_the_record_keeps_its_generations_digests_and_uses_only_those(
     assert second.users[1002].digest == first.users[1002].digest  # another's: not used
 
 
+def test_a_users_directory_deeper_than_a_sort_chunk_is_listed_whole(
+    scan_target: TreeBuilder, tmp_path: Path, scan_now: float
+) -> None:
+    """A user decides how deep their directories go: a path longer than a sort
+    chunk's whole budget (and than PATH_MAX) is sorted, spilled and carried from one
+    chunk to the next like any other, with the same bytes as the reference."""
+    old = scan_now - 100 * 86400
+    fd = os.open(scan_target.root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for depth in range(40):  # 40 x 255-byte names: a 10 KiB path
+            name = f"{depth:03}".ljust(255, "d")
+            os.mkdir(name, dir_fd=fd)
+            os.chown(name, 1001, 1001, dir_fd=fd)
+            below = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = below
+            for index in range(3):
+                file = f"f{index}"
+                os.close(os.open(file, os.O_CREAT | os.O_WRONLY, 0o600, dir_fd=fd))
+                os.chown(file, 1001, 1001, dir_fd=fd)
+                os.utime(file, (old, old), dir_fd=fd)
+    finally:
+        os.close(fd)
+    for index in range(200):  # and enough others to fill several chunks
+        scan_target.file(f"flat/file-{index:04}", uid=1002, atime_days=100, mtime_days=100)
+    where = tmp_path / "work"
+    where.mkdir()
+    root_dev = os.stat(scan_target.root).st_dev
+    spools = _scan_spools(scan_target.root, where, scan_now, workers=2)
+    built, fd = _build_both(spools, None, where, scan_now, Filters(), {}, root_dev)
+    paths = [e.path for e in recordfile.iter_entries(fd) if e.uid == 1001]
+    assert len(paths) == 120 and max(len(p) for p in paths) > 40 * 256
+    assert built.users[1001].files == 120 and built.users[1002].files == 200
+
+
 def test_a_truncated_record_is_an_error_not_a_crash(tmp_path: Path) -> None:
     data = recordfile.HEADER.pack(recordfile.MAGIC, 1) + recordfile.pack_entry(
         recordfile.Entry(1, 2, 3, 4, 5, 6, 7.0, 8, b"some/path", 9.0))
