@@ -75,7 +75,8 @@ setup(
         Extension(  # root's record of announced files (announce/recordfile.py says why)
             "dkmonitor.announce._recordio",
             [f"dkmonitor/announce/{name}.c"
-             for name in ("_recordio", "recordio_io", "recordio_sort", "recordio_merge")],
+             for name in ("_recordio", "recordio_io", "recordio_sets", "recordio_sort",
+                          "recordio_merge")],
             depends=["dkmonitor/announce/recordio.h"],
             # threads: the spools are sorted and the merge is shared by owner at once;
             # hidden: the files' shared functions are not exported from the module

@@ -14,6 +14,10 @@ were announced before and keep their date: the record and the lists are not
 written again). ``--first`` measures the other end: the task's record and the
 users' lists are removed before every announcing run, so each one announces
 every file for the first time and writes the record and every list whole.
+``--changed-owners PCT`` measures nights in between: before every announcing
+run, one old file of PCT% of the owners is given another (still old) mtime, so
+that those owners are sorted and merged again (and re-announce that file)
+while the others are carried over unchanged.
 """
 
 from __future__ import annotations
@@ -51,8 +55,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/dkm-bench"))
     parser.add_argument("--first", action="store_true",
                         help="every announcing run is a first announcement (worst case)")
+    parser.add_argument("--changed-owners", type=float, default=0.0, metavar="PCT",
+                        help="before each announcing run, change one file of PCT%% of owners")
     args = parser.parse_args(argv)
     root = ensure_tree(args.work_dir, args.files)
+    touched = _one_file_per_owner(root) if args.changed_owners else {}
+    changed = sorted(touched)[:round(len(touched) * args.changed_owners / 100)]
     with tempfile.TemporaryDirectory(prefix="dkm-announce-") as scratch:
         state, notices = Path(scratch) / "state", Path(scratch) / "notices"
         config = Path(scratch) / "settings.cfg"
@@ -65,7 +73,9 @@ def main(argv: list[str] | None = None) -> None:
                            check=True, stdout=subprocess.DEVNULL)
         plain = dkmonitor(config, "run", "full", "plain")
         notice = dkmonitor(config, "run", "full", "notice")
-        kind = "first announcements" if args.first else "steady state"
+        kind = ("first announcements" if args.first
+                else f"{len(changed)} of {len(touched)} owners changed each run" if changed
+                else "steady state")
         print(f"load {os.getloadavg()[0]:.2f}; {args.files} files, all candidates, {kind}; "
               "warm-up", flush=True)
         run_timed(plain, cold=False)
@@ -76,6 +86,8 @@ def main(argv: list[str] | None = None) -> None:
             if args.first:
                 shutil.rmtree(state / "announce", ignore_errors=True)
                 shutil.rmtree(notices, ignore_errors=True)
+            for uid in changed:  # another mtime, still old: the owner is merged again
+                os.utime(touched[uid], ns=(0, 1_000_000_000 * (number + 1)))
             b = run_timed(notice, cold=False)
             pairs.append((a, b))
             print(f"run {number + 1}: plain {a.seconds:.2f} s ({a.cpu_seconds:.2f} cpu), "
@@ -92,6 +104,18 @@ def main(argv: list[str] | None = None) -> None:
         print(f"peak RSS plain {max(a.max_rss_kib for a, _ in pairs) / 1024:.1f} MiB, "
               f"notice {max(b.max_rss_kib for _, b in pairs) / 1024:.1f} MiB; "
               f"load {os.getloadavg()[0]:.2f}")
+
+
+def _one_file_per_owner(root: Path) -> dict[int, Path]:
+    """A regular file of each owner in the tree (the first met, walking it)."""
+    found: dict[int, Path] = {}
+    for directory, _dirs, names in os.walk(root):
+        for name in names:
+            path = Path(directory) / name
+            st = path.lstat()
+            if path.is_file() and not path.is_symlink() and st.st_nlink == 1:
+                found.setdefault(st.st_uid, path)
+    return found
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from dkmonitor.announce.spool import read_spool
 from dkmonitor.announce.step import spool_walk
 from dkmonitor.clean.select import SelectOptions
 from dkmonitor.scan import ScanOptions, scan_tree, walker
+from tests.fixtures.ownersets import owner_sets, siphash
 from tests.fixtures.tree import TreeBuilder
 from tests.test_scan_parallel import build_mixed_tree
 
@@ -412,20 +413,28 @@ files, where = int(sys.argv[1]), sys.argv[2]
 spools = []
 for worker in range(2):  # two scan workers' spools: 64 owners, 200-byte names
     fd = os.open(where, os.O_TMPFILE | os.O_RDWR, 0o600)
-    os.write(fd, dir_record(1, 2, b"d"))
+    os.write(fd, dir_record(1, 2, b"d"))  # and owner 999's ten files first
+    os.write(fd, b"".join(file_record(b"first%d" % n, 999, 100, 10 ** 9 + worker * 10 + n, n,
+                                      0, 1.0) for n in range(10)))
     for start in range(worker, files, 2000):  # written as it goes, as a scan does
         os.write(fd, b"".join(file_record(b"%0200d" % n, 1000 + n % 64, 100, 10 + n, n, 0,
                                           1.0) for n in range(start, min(start + 2000, files), 2)))
     spools.append(fd)
 dir_fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY)
-prev = None
-for now in (10.0, 20.0):  # a first announcement, then one merged with it
+prev, sets = None, {}
+# a first announcement, one merged with it, then the same with every owner but 999
+# carried (their records hold spool pages no sort key points to), then with all
+for now, carried in ((10.0, None), (20.0, None), (30.0, 999), (40.0, -1)):
     out = os.open(where, os.O_TMPFILE | os.O_RDWR, 0o600)
     dropped = os.open(where, os.O_TMPFILE | os.O_RDWR, 0o600)
+    given = {} if carried is None else {u: s for u, s in sets.items() if u != carried}
     built = recordfile.build(tuple(spools), prev, out, dropped, dir_fd, 1, now,
-                             recordfile.Filters(), {}, chunk_bytes=2 << 20, share_from=1)
-    assert built.count == files, built.count
-    prev = out
+                             recordfile.Filters(), {}, chunk_bytes=2 << 20, share_from=1,
+                             set_key=bytes(16), prev_sets=given)
+    assert built.count == files + 20 and (carried is None or built.unchanged), built
+    if not built.unchanged:
+        prev = out
+    sets = built.sets
 # VmHWM, not ru_maxrss: that one keeps the peak of the process before exec (pytest's)
 print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
 """
@@ -488,3 +497,154 @@ def test_a_billion_files_worth_of_runs_keeps_few_files_open(tmp_path: Path) -> N
 
     assert run(recordfile.FAN_IN) == "same"
     assert run(1 << 20) == "EMFILE"  # every run kept open until the last merge
+
+
+SET_KEY = bytes(range(16))
+
+
+def test_the_owners_sums_are_siphash_as_the_reference_computes_them() -> None:
+    """The reference's SipHash gives the paper's test vectors (2-4); the build's 1-3 sums
+    are compared with the reference's in the tests below."""
+    assert siphash(SET_KEY, b"", 2, 4) == 0x726FDB47DD0E0E31
+    assert siphash(SET_KEY, bytes(range(15)), 2, 4) == 0xA129CA6149BE45E5
+
+
+def test_owners_whose_candidates_did_not_change_are_carried_with_the_same_bytes(
+    scan_target: TreeBuilder, tmp_path: Path, scan_now: float
+) -> None:
+    """An owner whose candidates sum up as at the last build keeps their previous
+    entries without being sorted or merged again; the record is byte for byte the
+    reference's. A rewritten, removed, added or renamed file, or a new last use,
+    changes an owner's sum. Sums given wrong on purpose show that carrying happens."""
+    for uid in range(1001, 1007):
+        for index in range(40):
+            scan_target.file(f"u{uid}/d{index % 3}/f{index:03}", uid=uid, size=index,
+                             atime_days=100, mtime_days=100)
+    where = tmp_path / "work"
+    where.mkdir()
+    root = scan_target.root
+    root_dev = os.stat(root).st_dev
+
+    def build(spools: tuple[int, ...], prev: int | None, now: float, compiled: bool,
+              prev_sets: dict[int, tuple[int, int]], share_from: int = 1
+              ) -> tuple[recordfile.Built, int, bytes]:
+        out, dropped = _fresh(where), _fresh(where)
+        dir_fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            built = recordfile.build(spools, prev, out, dropped, dir_fd, root_dev, now,
+                                     Filters(), {1003: now}, use_compiled=compiled,
+                                     chunk_bytes=1 << 13, share_from=share_from,
+                                     set_key=SET_KEY, prev_sets=prev_sets)
+            return built, out, _bytes(dropped)
+        finally:
+            os.close(dir_fd)
+            os.close(dropped)
+
+    spools = _scan_spools(root, where, scan_now, workers=2)
+    first, first_fd, _ = build(spools, None, scan_now, True, {})
+    assert first.sets == owner_sets(spools, SET_KEY)
+    # with no previous record, sums given are never used: every owner is listed
+    fresh, fresh_fd, _ = build(spools, None, scan_now, True, first.sets)
+    assert _bytes(fresh_fd) == _bytes(first_fd) and fresh.count == 240
+
+    owned = {uid: [e.path for e in recordfile.iter_entries(first_fd, user.start, user.end)]
+             for uid, user in first.users.items()}
+    (root / os.fsdecode(owned[1002][20])).write_bytes(b"rewritten")
+    os.utime(root / os.fsdecode(owned[1002][20]), (0, 0))
+    (root / os.fsdecode(owned[1003][0])).unlink()
+    scan_target.file("u1004/new", uid=1004, atime_days=100, mtime_days=100)
+    os.rename(root / os.fsdecode(owned[1005][5]), root / "u1005" / "renamed")
+    used = root / os.fsdecode(owned[1006][7])
+    os.utime(used, (used.stat().st_atime + 86400, used.stat().st_mtime))  # still old
+    later = scan_now + 60
+    spools = _scan_spools(root, where, later, workers=2)
+    now_sets = owner_sets(spools, SET_KEY)
+    assert {uid for uid in now_sets if now_sets[uid] == first.sets[uid]} == {1001}
+
+    reference, reference_fd, reference_dropped = build(spools, first_fd, later, False, {})
+    for share_from in (1, 1 << 30):  # the merge shared between threads, and on one
+        carried, carried_fd, carried_dropped = build(spools, first_fd, later, True,
+                                                     first.sets, share_from)
+        assert _bytes(carried_fd) == _bytes(reference_fd)
+        assert carried_dropped == reference_dropped
+        assert carried.users == reference.users and carried.told == reference.told
+        assert (carried.count, carried.dropped) == (reference.count, reference.dropped)
+        assert carried.sets == now_sets
+
+    # 1002's sum given as if unchanged: their previous entries are kept as they were
+    wrong, wrong_fd, _ = build(spools, first_fd, later, True, {**first.sets, 1002: now_sets[1002]})
+    kept = list(recordfile.iter_entries(wrong_fd, wrong.users[1002].start, wrong.users[1002].end))
+    assert kept == list(recordfile.iter_entries(first_fd, first.users[1002].start,
+                                                first.users[1002].end))
+    assert _bytes(wrong_fd) != _bytes(reference_fd)
+
+    # nothing changed since: every owner carried, nothing sorted, nothing written
+    spools = _scan_spools(root, where, later + 60, workers=2)
+    same, _, _ = build(spools, reference_fd, later + 60, True, now_sets)
+    again, _, _ = build(spools, reference_fd, later + 60, False, {})
+    assert same.unchanged and again.unchanged
+    assert same.users == again.users and same.told == again.told
+
+
+def test_the_record_keeps_owner_sets_for_their_generation_and_filters_only(
+    scan_target: TreeBuilder, tmp_path: Path, scan_now: float
+) -> None:
+    """The sums are stored with the generation they describe and the filters that
+    generation was built with; a build is given them only when both still hold, and
+    a run whose clean-up acted on files stores none. Planted sums show which are used."""
+    from dkmonitor.announce.record import AnnounceRecord, record_path
+
+    for uid in (1001, 1002):
+        for index in range(5):
+            scan_target.file(f"u{uid}/f{index}", uid=uid, size=index, atime_days=100,
+                             mtime_days=100)
+    root = scan_target.root
+    root_dev = os.stat(root).st_dev
+    spool_dir = tmp_path / "spools"
+    spool_dir.mkdir()
+
+    def run(now: float, filters: Filters, acted: tuple[int, int] | None = None
+            ) -> recordfile.Built:
+        spools = _scan_spools(root, spool_dir, now)
+        with AnnounceRecord.open(tmp_path, "scr") as record:
+            if acted is not None:
+                record.took(*acted)
+            built = record.update(spools, root_dev, now, filters)
+            record.commit()
+            return built
+
+    def db() -> sqlite3.Connection:
+        return sqlite3.connect(record_path(tmp_path, "scr"))
+
+    def size_of(built: recordfile.Built, name: bytes) -> int:
+        with AnnounceRecord.open(tmp_path, "scr") as record:
+            return next(e.size for e in record.entries() if e.path == name)
+
+    first = run(scan_now, Filters())
+    with db() as connection:
+        key = bytes.fromhex(connection.execute(
+            "SELECT value FROM meta WHERE key = 'set_key'").fetchone()[0])
+        generation = int(connection.execute(
+            "SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+        stored = {uid: (gen, total & (1 << 64) - 1, count) for uid, gen, total, count
+                  in connection.execute("SELECT uid, generation, sum, count FROM owner_sets")}
+    assert len(key) == 16
+    assert stored == {uid: (generation, *pair) for uid, pair in first.sets.items()}
+
+    (root / "u1001" / "f0").write_bytes(b"rewritten")
+    os.utime(root / "u1001" / "f0", (0, 0))
+    planted = owner_sets(_scan_spools(root, spool_dir, scan_now), key)[1001]
+    with db() as connection:  # 1001's new sum, planted as if it were the current one's
+        connection.execute("UPDATE owner_sets SET sum = ?, count = ? WHERE uid = 1001",
+                           (planted[0] - (1 << 64) if planted[0] >> 63 else planted[0],
+                            planted[1]))
+    second = run(scan_now + 60, Filters())
+    assert second.unchanged and size_of(second, b"u1001/f0") == 0  # carried as it was
+
+    third = run(scan_now + 120, Filters(paths=(b"elsewhere",)))  # other filters: not used
+    assert not third.unchanged and size_of(third, b"u1001/f0") == len(b"rewritten")
+
+    gone = (root / "u1002" / "f1").stat()
+    run(scan_now + 180, Filters(paths=(b"elsewhere",)), (gone.st_dev, gone.st_ino))
+    with db() as connection:
+        assert connection.execute("SELECT count(*) FROM owner_sets").fetchone()[0] == 0

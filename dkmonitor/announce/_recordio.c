@@ -149,11 +149,54 @@ read_known(PyObject *dict, struct known_digest **out, size_t *n)
     return 0;
 }
 
+/* The previous generation's owners' sets: uid -> (sum, count). */
+static int
+read_sets(PyObject *dict, struct owner_set **out, size_t *n)
+{
+    *n = 0;
+    *out = malloc(sizeof **out * (size_t)((dict == NULL ? 0 : PyDict_Size(dict)) + 1));
+    if (*out == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (dict != NULL && PyDict_Next(dict, &pos, &key, &value)) {
+        unsigned long uid = PyLong_AsUnsignedLong(key);
+        unsigned long long sum, count;
+        if (PyErr_Occurred() || !PyArg_ParseTuple(value, "KK", &sum, &count))
+            return -1;
+        (*out)[(*n)++] = (struct owner_set){(uint32_t)uid, (uint64_t)sum, (uint64_t)count};
+    }
+    qsort(*out, *n, sizeof **out, uid_cmp); /* uid is the first member */
+    return 0;
+}
+
+static PyObject *
+sets_dict(const struct owner_sets *sets)
+{
+    PyObject *dict = PyDict_New();
+    for (size_t i = 0; dict != NULL && i < sets->n; i++) {
+        const struct owner_set *o = &sets->items[i];
+        PyObject *key = PyLong_FromUnsignedLong(o->uid);
+        PyObject *value = Py_BuildValue("(KK)", (unsigned long long)o->sum,
+                                        (unsigned long long)o->count);
+        int failed = key == NULL || value == NULL || PyDict_SetItem(dict, key, value) < 0;
+        Py_XDECREF(key);
+        Py_XDECREF(value);
+        if (failed) {
+            Py_DECREF(dict);
+            return NULL;
+        }
+    }
+    return dict;
+}
+
 PyDoc_STRVAR(build_doc,
 "build(spool_fds, prev_fd, out_fd, dropped_fd, tmp_dir_fd, root_dev, now, exempt_uids,\n"
 "      exempt_paths, acted, told_since, chunk_bytes, share_from=65536, fan_in=16,\n"
-"      known={})\n"
-"    -> (users, told, dropped, count, unchanged)\n\n"
+"      known={}, set_key=b'', prev_sets={})\n"
+"    -> (users, told, dropped, count, unchanged, sets)\n\n"
 "Sort the scan's spooled candidates (in chunks of ``chunk_bytes``, spilled as\n"
 "unnamed files in ``tmp_dir_fd``), leave out exempt owners, exempt subtrees\n"
 "and the (dev, ino) pairs in ``acted`` (packed u64 pairs), and merge them with\n"
@@ -172,7 +215,12 @@ PyDoc_STRVAR(build_doc,
 "ones, which bounds the open files and sources of the last merge.\n"
 "``known``: uid -> the digest this build gave that owner in ``prev_fd`` (from\n"
 "the build that wrote it); an owner whose entries are all the previous\n"
-"record's, unchanged, gets it without the digest being computed again.");
+"record's, unchanged, gets it without the digest being computed again.\n"
+"``set_key`` (16 bytes; empty: none): first sum up every owner's candidates\n"
+"(recordio_sets.c) and return them as ``sets`` (uid -> (sum, count)); an\n"
+"owner whose set is the one in ``prev_sets`` (the build of ``prev_fd``'s, with\n"
+"the same filters and nothing acted on: the caller's to check) is not sorted\n"
+"or merged again, and keeps their previous entries as they are.");
 
 static PyObject *
 build(PyObject *module, PyObject *args)
@@ -184,16 +232,30 @@ build(PyObject *module, PyObject *args)
     Py_buffer acted;
     Py_ssize_t chunk_bytes, share_from = 1 << 16;
     int fan_in = FAN_IN;
-    PyObject *known_dict = NULL;
-    if (!PyArg_ParseTuple(args, "O!iiiiKdO!O!y*O!n|niO!", &PyList_Type, &spool_fds, &prev_fd,
-                          &out_fd, &dropped_fd, &tmp_dir_fd, &root_dev, &now, &PyList_Type,
-                          &uids, &PyList_Type, &paths, &acted, &PyDict_Type, &told_since_dict,
-                          &chunk_bytes, &share_from, &fan_in, &PyDict_Type, &known_dict))
+    PyObject *known_dict = NULL, *prev_sets_dict = NULL;
+    const char *set_key_bytes = NULL;
+    Py_ssize_t set_key_len = 0;
+    if (!PyArg_ParseTuple(args, "O!iiiiKdO!O!y*O!n|niO!y#O!", &PyList_Type, &spool_fds,
+                          &prev_fd, &out_fd, &dropped_fd, &tmp_dir_fd, &root_dev, &now,
+                          &PyList_Type, &uids, &PyList_Type, &paths, &acted, &PyDict_Type,
+                          &told_since_dict, &chunk_bytes, &share_from, &fan_in, &PyDict_Type,
+                          &known_dict, &set_key_bytes, &set_key_len, &PyDict_Type,
+                          &prev_sets_dict))
         return NULL;
-    if (fan_in < 2) {
-        PyErr_SetString(PyExc_ValueError, "fan_in must be at least 2");
+    if (fan_in < 2 || (set_key_len != 0 && set_key_len != 16)) {
+        PyErr_SetString(PyExc_ValueError, fan_in < 2 ? "fan_in must be at least 2"
+                                                     : "set_key must be 16 bytes");
+        PyBuffer_Release(&acted);
         return NULL;
     }
+    uint64_t set_key[2] = {0, 0};
+    if (set_key_len)
+        memcpy(set_key, set_key_bytes, 16);
+    struct owner_set *prev_sets = NULL;
+    size_t nprev_sets = 0;
+    struct owner_sets sets = {0};
+    struct bound *carried = NULL;
+    size_t ncarried = 0;
     struct filters f;
     struct sorter sorters[MAX_SORTERS];
     memset(sorters, 0, sizeof sorters);
@@ -211,7 +273,8 @@ build(PyObject *module, PyObject *args)
 
     if (read_filters(&f, uids, paths, &acted) < 0
         || read_told_since(told_since_dict, &told_since, &ntold_since) < 0
-        || read_known(known_dict, &known, &nknown) < 0)
+        || read_known(known_dict, &known, &nknown) < 0
+        || read_sets(prev_sets_dict, &prev_sets, &nprev_sets) < 0)
         goto done;
     fds = calloc((size_t)nfds + 1, sizeof *fds);
     if (fds == NULL) {
@@ -238,12 +301,25 @@ build(PyObject *module, PyObject *args)
         st->nfds = nfds - t;
         st->stride = nsorters;
         st->f = &f;
+        st->set_key = set_key;
     }
     Py_BEGIN_ALLOW_THREADS
-    failed = run_sorters(sorters, nsorters) < 0
+    if (set_key_len) {
+        /* without a previous record nothing can be carried (prev_sets would
+         * only be stale): the sets are still taken, for the next build */
+        failed = owner_sets_decide(sorters, nsorters, prev_sets, prev_fd >= 0 ? nprev_sets : 0,
+                                   &sets, &carried, &ncarried) < 0;
+        for (int t = 0; t < nsorters; t++) {
+            sorters[t].carried = carried;
+            sorters[t].ncarried = ncarried;
+        }
+    }
+    /* every owner carried: there is nothing to sort */
+    int sort = !(set_key_len && ncarried == sets.n);
+    failed = failed || (sort && run_sorters(sorters, nsorters) < 0)
         || merge_shares(shares, jobs, &nshares, sorters, nsorters, prev_fd, out_fd,
                         dropped_fd, tmp_dir_fd, now, told_since, ntold_since, known, nknown,
-                        (uint64_t)share_from) < 0;
+                        carried, ncarried, (uint64_t)share_from) < 0;
     Py_END_ALLOW_THREADS
     if (failed) {
         if (errno == EBADMSG)
@@ -267,18 +343,26 @@ build(PyObject *module, PyObject *args)
     }
     PyObject *users = users_list(shares, nshares);
     PyObject *told = users == NULL ? NULL : told_dict(shares, nshares);
-    if (told != NULL)
-        result = Py_BuildValue("(NNKKO)", users, told, (unsigned long long)ndropped,
-                               (unsigned long long)count, unchanged ? Py_True : Py_False);
-    else
+    PyObject *sets_out = told == NULL ? NULL : sets_dict(&sets);
+    if (sets_out != NULL)
+        result = Py_BuildValue("(NNKKON)", users, told, (unsigned long long)ndropped,
+                               (unsigned long long)count, unchanged ? Py_True : Py_False,
+                               sets_out);
+    else {
         Py_XDECREF(users);
+        Py_XDECREF(told);
+    }
 done:
     PyBuffer_Release(&acted);
     free(f.uids);
     free(f.acted);
     free(told_since);
     free(known);
+    free(prev_sets);
+    free(sets.items);
+    free(carried);
     for (int t = 0; t < nsorters; t++) {
+        free(sorters[t].sets.items);
         struct runs *rs = &sorters[t].rs;
         for (int i = 0; i < rs->nfds; i++) {
             close(rs->fds[i]);

@@ -20,7 +20,9 @@ def build(
     share_from: int = ...,
     fan_in: int = ...,
     known: dict[int, int] = ...,
-) -> tuple[list[_User], dict[int, int], int, int, bool]: ...
+    set_key: bytes = ...,
+    prev_sets: dict[int, tuple[int, int]] = ...,
+) -> tuple[list[_User], dict[int, int], int, int, bool, dict[int, tuple[int, int]]]: ...
 def format_lines(
     data: _Buffer, notice_seconds: float, prefix: _Buffer, limit: int
 ) -> tuple[bytes, int]: ...

@@ -25,6 +25,7 @@ by the next one). A dry run never makes its generation current.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
@@ -56,6 +57,12 @@ CREATE TABLE IF NOT EXISTS entry_digests (
     uid INTEGER PRIMARY KEY,
     generation INTEGER NOT NULL,   -- of the record file whose entries they digest
     digest INTEGER NOT NULL        -- recordfile.build's (u64, stored signed)
+);
+CREATE TABLE IF NOT EXISTS owner_sets (
+    uid INTEGER PRIMARY KEY,
+    generation INTEGER NOT NULL,   -- of the record file built from (or kept by) these
+    sum INTEGER NOT NULL,          -- recordfile.build's keyed sum of the owner's candidates
+    count INTEGER NOT NULL
 );
 """
 
@@ -214,18 +221,21 @@ class AnnounceRecord:
         self.new_fd = out
         self.dropped_fd = self.scratch_file()
         tmp_fd = self.dir_fd if self.dir_fd >= 0 else os.open(self.work_dir, _DIR_FLAGS)
+        basis = self._set_basis(root_dev, filters)
         try:
             with self.failures_named():
                 self.built = recordfile.build(
                     spools, self.current_fd, out, self.dropped_fd, tmp_fd, root_dev, now,
                     Filters(filters.uids, filters.paths, bytes(self.acted)), told_since,
-                    use_compiled=use_compiled, known=self._known_digests())
+                    use_compiled=use_compiled, known=self._known_digests(),
+                    set_key=self._set_key(), prev_sets=self._prev_sets(basis))
         finally:
             if tmp_fd != self.dir_fd:
                 os.close(tmp_fd)
         if self.built.unchanged:  # the current generation stays: nothing new was written
             self._discard_new()
         self._remember_digests(self.built)
+        self._remember_sets(self.built, basis)
         return self.built
 
     def _known_digests(self) -> dict[int, int]:
@@ -243,6 +253,48 @@ class AnnounceRecord:
         self.db.executemany(
             "INSERT INTO entry_digests VALUES (?, ?, ?)",
             ((uid, generation, _signed(user.digest)) for uid, user in built.users.items()))
+
+    def _set_key(self) -> bytes:
+        """The key of the owners' sets (recordio_sets.c): random, made once, root's only."""
+        row = self.db.execute("SELECT value FROM meta WHERE key='set_key'").fetchone()
+        if row is not None:
+            return bytes.fromhex(row[0])
+        key = os.urandom(16)
+        self.db.execute("INSERT INTO meta VALUES ('set_key', ?)", (key.hex(),))
+        return key
+
+    def _set_basis(self, root_dev: int, filters: Filters) -> str | None:
+        """What besides the candidates decides an owner's entries: the device and the
+        exemptions. None when this run's clean-up acted on files (they are left out of
+        the new record, so its entries are not those of the candidates alone)."""
+        if self.acted:
+            return None
+        return json.dumps([root_dev, sorted(filters.uids), sorted(p.hex() for p in filters.paths)])
+
+    def _prev_sets(self, basis: str | None) -> dict[int, tuple[int, int]]:
+        """The owners' sets of the current generation, if it was built on the same basis:
+        an owner whose candidates sum up the same keeps their entries (recordfile.build)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key='set_basis'").fetchone()
+        if self.current_fd is None or basis is None or row is None or row[0] != basis:
+            return {}
+        mask = (1 << 64) - 1
+        return {uid: (total & mask, count) for uid, total, count in self.db.execute(
+            "SELECT uid, sum, count FROM owner_sets WHERE generation = ?", (self.generation,))}
+
+    def _remember_sets(self, built: Built, basis: str | None) -> None:
+        """This run's sets, for the generation it leaves current, in the same transaction;
+        none when the entries were not decided by the candidates and the basis alone."""
+        generation = self.generation if built.unchanged else self.generation + 1
+        self.db.execute("DELETE FROM owner_sets")
+        if basis is None or not built.sets:
+            return
+        self.db.execute(
+            "INSERT INTO meta VALUES ('set_basis', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (basis,))
+        self.db.executemany(
+            "INSERT INTO owner_sets VALUES (?, ?, ?, ?)",
+            ((uid, generation, _signed(total), count)
+             for uid, (total, count) in built.sets.items()))
 
     def _discard_new(self) -> None:
         if self.new_name is not None:

@@ -25,7 +25,7 @@ import os
 import struct
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from dkmonitor.announce.spool import read_spool
@@ -85,6 +85,9 @@ class Built(FrozenRecord):
     dropped: int
     count: int
     unchanged: bool = False  # the new record is the previous one: nothing was written
+    # uid -> (sum, count) of the owner's candidates (recordio_sets.c); the compiled
+    # build's with a set key, empty otherwise
+    sets: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
 class Filters(NamedTuple):
@@ -103,20 +106,30 @@ def build(spools: tuple[int, ...], prev_fd: int | None, out_fd: int, dropped_fd:
           tmp_dir_fd: int, root_dev: int, now: float, filters: Filters,
           told_since: dict[int, float | None], *, use_compiled: bool = True,
           chunk_bytes: int = CHUNK_BYTES, share_from: int = SHARE_FROM,
-          fan_in: int = FAN_IN, known: dict[int, int] | None = None) -> Built:
+          fan_in: int = FAN_IN, known: dict[int, int] | None = None,
+          set_key: bytes = b"", prev_sets: dict[int, tuple[int, int]] | None = None) -> Built:
     """Write the new record to ``out_fd`` and the dropped entries to ``dropped_fd``.
 
     ``known``: the users' digests in the previous record, as the build that
     wrote it returned them. The compiled build reuses them for users whose
     entries are all unchanged rather than digesting those again; the result
     is the same with or without them (the reference ignores them).
+
+    ``set_key`` (16 random bytes, root's): the compiled build sums up each
+    owner's candidates and returns them (``Built.sets``); an owner whose sum is
+    the one in ``prev_sets`` keeps their previous entries without being sorted
+    or merged again. ``prev_sets`` must be those the build of ``prev_fd``
+    returned, under the same key and filters, with nothing acted on now
+    (AnnounceRecord checks that); the result is then the same without them.
     """
     if use_compiled and _recordio is not None:
-        users, told, dropped, count, unchanged = _recordio.build(
+        users, told, dropped, count, unchanged, sets = _recordio.build(
             list(spools), -1 if prev_fd is None else prev_fd, out_fd, dropped_fd,
             tmp_dir_fd, root_dev, now, sorted(filters.uids), list(filters.paths),
-            filters.acted, told_since, chunk_bytes, share_from, fan_in, known or {})
-        return Built({u[0]: UserRange(*u[1:]) for u in users}, told, dropped, count, unchanged)
+            filters.acted, told_since, chunk_bytes, share_from, fan_in, known or {},
+            set_key, prev_sets or {})
+        return Built({u[0]: UserRange(*u[1:]) for u in users}, told, dropped, count, unchanged,
+                     sets)
     return _build_python(spools, prev_fd, out_fd, dropped_fd, root_dev, now, filters,
                          told_since)
 

@@ -425,6 +425,18 @@ tree_replay(struct tree *t, const struct source *src, int s)
  * the spools of a parallel scan are sorted on as many cores at once. */
 #define MAX_SORTERS 4
 
+/* An owner's candidates, as phase zero sums them up (recordio_sets.c): the sum
+ * of their records' keyed hashes, and how many there are (0: an empty slot). */
+struct owner_set {
+    uint32_t uid;
+    uint64_t sum, count;
+};
+
+struct owner_sets {
+    struct owner_set *items; /* a sorter's: open addressing; the build's: sorted by uid */
+    size_t n, cap;
+};
+
 struct sorter {
     struct runs rs;
     const int *fds;
@@ -432,11 +444,35 @@ struct sorter {
     struct reader *spools; /* one per fd it sorts, mapped until the build ends */
     int nspools;
     const struct filters *f;
+    const uint64_t *set_key;     /* phase zero's SipHash key (two words) */
+    struct owner_sets sets;      /* phase zero: the sets of this sorter's spools */
+    const struct bound *carried; /* owners left out of the sort (sorted by uid) */
+    size_t ncarried;
+    uint32_t carried_uid;        /* the last owner looked up, and whether carried */
+    int carried_last, carried_valid;
     int error; /* errno, 0 when it went well */
 };
 
+/* Whether ``uid`` is one of the carried owners; ``cache``: the last answer. */
+static inline int
+is_carried(const struct bound *carried, size_t n, uint32_t uid, uint32_t *cache_uid,
+           int *cache, int *valid)
+{
+    if (n == 0)
+        return 0;
+    if (!*valid || *cache_uid != uid) {
+        *cache_uid = uid;
+        *valid = 1;
+        *cache = bsearch(&uid, carried, n, sizeof *carried, uid_cmp) != NULL;
+    }
+    return *cache;
+}
+
 uint64_t bounds_find(const struct bounds *b, uint32_t uid, uint64_t end);
 int run_sorters(struct sorter *sorters, int nsorters);
+int owner_sets_decide(struct sorter *sorters, int nsorters, const struct owner_set *prev,
+                      size_t nprev, struct owner_sets *out, struct bound **carried,
+                      size_t *ncarried);
 
 /* ------------------------------------------------------------------ phase two: merge */
 
@@ -500,6 +536,10 @@ struct merge {
     double told_at; /* <0: no notice for the current told owner */
     const struct known_digest *known; /* sorted by uid */
     size_t nknown;
+    const struct bound *carried; /* owners whose previous entries are kept whole */
+    size_t ncarried;
+    uint32_t carried_uid;
+    int carried_last, carried_valid;
     uint32_t last_dropped_uid; /* the owner of the last previous entry dropped */
     int have_dropped;
     int error;      /* errno of a failed share */
@@ -520,7 +560,8 @@ int merge_shares(struct merge *shares, struct share_job *jobs, int *nshares,
                  const struct sorter *sorters, int nsorters, int prev_fd, int out_fd,
                  int dropped_fd, int tmp_dir_fd, double now,
                  const struct told_since *told_since, size_t ntold_since,
-                 const struct known_digest *known, size_t nknown, uint64_t share_from);
+                 const struct known_digest *known, size_t nknown,
+                 const struct bound *carried, size_t ncarried, uint64_t share_from);
 int assemble(struct merge *shares, int nshares, int prev_fd, int out_fd, int dropped_fd,
              int *unchanged);
 

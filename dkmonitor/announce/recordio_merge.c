@@ -210,6 +210,25 @@ drop(struct merge *m, struct reader *prev, const struct entry *p)
     return 0;
 }
 
+/* A previous entry that no candidate of this run met: kept as it is when its
+ * owner is carried (recordio_sets.c: their candidates are all as they were),
+ * dropped otherwise. */
+static int
+leave(struct merge *m, struct reader *prev, const struct entry *p)
+{
+    if (!is_carried(m->carried, m->ncarried, p->uid, &m->carried_uid, &m->carried_last,
+                    &m->carried_valid))
+        return drop(m, prev, p);
+    uint64_t at = prev->base + prev->start;
+    int exact = p->pad == 0; /* emit writes pad 0 */
+    if (told_note(m, p) < 0
+        || emit(m, p, p->announced_at, exact && m->same && at == m->out.offset,
+                exact ? at : NO_MATCH) < 0)
+        return -1;
+    reader_skip_entry(prev);
+    return 0;
+}
+
 /* Whether prev's entry ``p`` is byte for byte what emit writes for ``c``. */
 static inline int
 same_entry(const struct entry *p, const struct entry *c, double announced_at)
@@ -268,7 +287,7 @@ merge_all(struct merge *m, struct source *src, int nsrc, struct reader *prev, in
             }
             int order = key_cmp(p, c);
             if (order < 0) {
-                failed = drop(m, prev, p) < 0;
+                failed = leave(m, prev, p) < 0;
                 continue;
             }
             if (order == 0) {
@@ -304,7 +323,7 @@ merge_all(struct merge *m, struct source *src, int nsrc, struct reader *prev, in
             return -1;
         if (ok == 0)
             break;
-        if (drop(m, prev, p) < 0)
+        if (leave(m, prev, p) < 0)
             return -1;
     }
     if (m->ntold > 0 && m->told[m->ntold - 1].count == 0)
@@ -318,11 +337,11 @@ merge_all(struct merge *m, struct source *src, int nsrc, struct reader *prev, in
 /* Owners where the shares start (``firsts[0]`` is 0): about as many entries in
  * each, judged from the runs' bounds. Returns how many shares. */
 static int
-plan_shares(const struct sorter *sorters, int nsorters, int wanted, uint64_t share_from,
-            uint32_t *firsts)
+plan_shares(const struct sorter *sorters, int nsorters, const struct bound *carried,
+            size_t ncarried, int wanted, uint64_t share_from, uint32_t *firsts)
 {
     firsts[0] = 0;
-    size_t n = 0;
+    size_t n = ncarried; /* carried owners: their previous entries are a share's work too */
     for (int t = 0; t < nsorters; t++) {
         n += sorters[t].rs.mem_bounds.n;
         for (int i = 0; i < sorters[t].rs.nfds; i++)
@@ -331,8 +350,11 @@ plan_shares(const struct sorter *sorters, int nsorters, int wanted, uint64_t sha
     struct bound *all = malloc(sizeof *all * (n + 1));
     if (all == NULL || wanted < 2)
         return free(all), 1;
-    n = 0;
     uint64_t total = 0;
+    for (n = 0; n < ncarried; n++) {
+        all[n] = carried[n];
+        total += carried[n].count;
+    }
     for (int t = 0; t < nsorters; t++) {
         const struct runs *rs = &sorters[t].rs;
         for (int i = -1; i < rs->nfds; i++) {
@@ -487,13 +509,13 @@ merge_shares(struct merge *shares, struct share_job *jobs, int *nshares,
              const struct sorter *sorters, int nsorters, int prev_fd, int out_fd,
              int dropped_fd, int tmp_dir_fd, double now, const struct told_since *told_since,
              size_t ntold_since, const struct known_digest *known, size_t nknown,
-             uint64_t share_from)
+             const struct bound *carried, size_t ncarried, uint64_t share_from)
 {
     uint32_t firsts[MAX_SHARES];
     uint64_t prev_starts[MAX_SHARES] = {0};
     int have_prev = prev_fd >= 0;
-    int n = plan_shares(sorters, nsorters, nsorters < MAX_SHARES ? nsorters : MAX_SHARES,
-                        share_from, firsts);
+    int n = plan_shares(sorters, nsorters, carried, have_prev ? ncarried : 0,
+                        nsorters < MAX_SHARES ? nsorters : MAX_SHARES, share_from, firsts);
     *nshares = n;
     if (have_prev && find_prev_starts(prev_fd, firsts, n, prev_starts) < 0)
         return -1;
@@ -512,6 +534,8 @@ merge_shares(struct merge *shares, struct share_job *jobs, int *nshares,
         m->ntold_since = ntold_since;
         m->known = have_prev ? known : NULL;
         m->nknown = have_prev ? nknown : 0;
+        m->carried = carried;
+        m->ncarried = have_prev ? ncarried : 0;
         m->end_uid = k + 1 < n ? firsts[k + 1] : UINT64_MAX;
         m->same = have_prev;
         m->out = (struct writer){out_fd, malloc(IO_BYTES), 0, 0};

@@ -305,6 +305,8 @@ cascade(struct runs *rs)
     return 0;
 }
 
+static int let_go(struct sorter *s);
+
 /* Sort the chunk's keys and write their entries, in order, to a new run. The
  * chunk's spool pages are then given back; its last directory goes on into
  * the next chunk (its path copied: the pages it was on are given back). */
@@ -340,8 +342,17 @@ spill(struct sorter *s)
     failed = failed || writer_flush(&w) < 0;
     free(w.buf);
     rs->nkeys = 0;
+    return failed || let_go(s) < 0 || cascade(rs) < 0 ? -1 : 0;
+}
+
+/* The chunk's spool pages are given back (no key points into them any more);
+ * its last directory goes on into the next chunk, its path copied. */
+static int
+let_go(struct sorter *s)
+{
+    struct runs *rs = &s->rs;
     struct chunk_dir last = rs->dirs[rs->ndirs - 1];
-    if (!failed && last.path != rs->carried) {
+    if (last.path != rs->carried) {
         if (last.path_len > rs->carried_cap) {
             char *bigger = realloc(rs->carried, last.path_len);
             if (bigger == NULL) {
@@ -359,7 +370,7 @@ spill(struct sorter *s)
     for (int i = 0; i < s->nspools; i++)
         reader_give_back_to(&s->spools[i], s->spools[i].start);
     rs->held = 0;
-    return failed || cascade(rs) < 0 ? -1 : 0;
+    return 0;
 }
 
 static int
@@ -382,6 +393,9 @@ add_file(struct sorter *s, const char *rec, const struct file_rec *fr)
 {
     struct runs *rs = &s->rs;
     const struct chunk_dir *d = &rs->dirs[rs->ndirs - 1];
+    if (is_carried(s->carried, s->ncarried, fr->uid, &s->carried_uid, &s->carried_last,
+                   &s->carried_valid))
+        return 0; /* their previous entries are kept whole (recordio_sets.c) */
     if (d->exempt || !kept(s->f, rs->root_dev, fr, rec + sizeof *fr, d))
         return 0;
     size_t held = 2 * (rs->nkeys + 1) * sizeof(struct skey)
@@ -440,6 +454,11 @@ read_spool(struct sorter *s, int fd)
         }
         r->start += len;
         s->rs.held += len;
+        /* Records no key points to (carried owners') hold spool pages too: past the
+         * budget, the chunk's few keys are spilled (or none) and the pages let go. */
+        if (s->rs.held > s->rs.budget && have_dir
+            && (s->rs.nkeys > 0 ? spill(s) : let_go(s)) < 0)
+            return -1;
     }
 truncated:
     errno = EINVAL; /* a truncated or unknown record */
