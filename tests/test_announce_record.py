@@ -12,6 +12,7 @@ built and its list lines formatted by ``_recordio`` (C) or by the reference in
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import struct
@@ -232,6 +233,18 @@ def test_compiled_and_python_list_lines_are_the_same(tmp_path: Path) -> None:
     assert lines[1].endswith("/scr/\\xe9/tab\\x09here")
 
 
+def _six_owners(scan_target: TreeBuilder, tmp_path: Path) -> tuple[Path, int]:
+    """Owners 1001-1006, forty old files each in three directories; a work directory
+    for the spools and records, and the target's device."""
+    for uid in range(1001, 1007):
+        for index in range(40):
+            scan_target.file(f"u{uid}/d{index % 3}/f{index:03}", uid=uid, size=index,
+                             atime_days=100, mtime_days=100)
+    where = tmp_path / "work"
+    where.mkdir()
+    return where, os.stat(scan_target.root).st_dev
+
+
 def test_an_unchanged_users_digest_is_reused_and_any_change_digests_them_again(
     scan_target: TreeBuilder, tmp_path: Path, scan_now: float
 ) -> None:
@@ -239,13 +252,7 @@ def test_an_unchanged_users_digest_is_reused_and_any_change_digests_them_again(
     entries are the previous record's; any difference -- first, middle or last entry,
     one added -- means digesting them after all, and the same digest as the reference.
     The digests it is given are wrong on purpose: a reused one shows as given."""
-    for uid in range(1001, 1007):
-        for index in range(40):
-            scan_target.file(f"u{uid}/d{index % 3}/f{index:03}", uid=uid, size=index,
-                             atime_days=100, mtime_days=100)
-    where = tmp_path / "work"
-    where.mkdir()
-    root_dev = os.stat(scan_target.root).st_dev
+    where, root_dev = _six_owners(scan_target, tmp_path)
 
     def build(prev: int | None, now: float, compiled: bool,
               known: dict[int, int]) -> tuple[recordfile.Built, int]:
@@ -373,6 +380,35 @@ def test_a_truncated_record_is_an_error_not_a_crash(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         recordfile.build((), bad, out, dropped, dir_fd, 1, 10.0, Filters(), {})
     os.close(dir_fd)
+
+
+def test_a_spool_cut_short_or_out_of_order_is_an_error_in_both_passes(tmp_path: Path) -> None:
+    """A spool is root's own unnamed file, but the build does not trust its bytes: a
+    record cut short, a file before any directory, an unknown tag are each EINVAL,
+    whether the owners' sums are taken first (set_key) or not."""
+    from dkmonitor.announce.spool import dir_record, file_record
+
+    good = dir_record(1, 2, b"d") + file_record(b"name", 1000, 100, 7, 1, 0, 1.0)
+    dir_fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for data in (good[:-2], good[:30], file_record(b"name", 1000, 100, 7, 1, 0, 1.0),
+                     good + b"X" + bytes(30)):
+            for key in (b"", SET_KEY):
+                spool, out, dropped = _fresh(tmp_path), _fresh(tmp_path), _fresh(tmp_path)
+                os.write(spool, data)
+                with pytest.raises(OSError) as raised:
+                    recordfile.build((spool,), None, out, dropped, dir_fd, 1, 10.0, Filters(),
+                                     {}, set_key=key)
+                assert raised.value.errno == errno.EINVAL
+                for fd in (spool, out, dropped):
+                    os.close(fd)
+        spool, out, dropped = _fresh(tmp_path), _fresh(tmp_path), _fresh(tmp_path)
+        os.write(spool, good)
+        built = recordfile.build((spool,), None, out, dropped, dir_fd, 1, 10.0, Filters(), {},
+                                 set_key=SET_KEY)
+        assert built.count == 1 and built.sets == owner_sets((spool,), SET_KEY)
+    finally:
+        os.close(dir_fd)
 
 
 def test_a_first_version_record_is_converted_once_with_its_dates(tmp_path: Path) -> None:
@@ -516,14 +552,8 @@ def test_owners_whose_candidates_did_not_change_are_carried_with_the_same_bytes(
     entries without being sorted or merged again; the record is byte for byte the
     reference's. A rewritten, removed, added or renamed file, or a new last use,
     changes an owner's sum. Sums given wrong on purpose show that carrying happens."""
-    for uid in range(1001, 1007):
-        for index in range(40):
-            scan_target.file(f"u{uid}/d{index % 3}/f{index:03}", uid=uid, size=index,
-                             atime_days=100, mtime_days=100)
-    where = tmp_path / "work"
-    where.mkdir()
+    where, root_dev = _six_owners(scan_target, tmp_path)
     root = scan_target.root
-    root_dev = os.stat(root).st_dev
 
     def build(spools: tuple[int, ...], prev: int | None, now: float, compiled: bool,
               prev_sets: dict[int, tuple[int, int]], share_from: int = 1

@@ -103,72 +103,62 @@ told_dict(const struct merge *shares, int nshares)
     return told;
 }
 
-static int
-read_told_since(PyObject *dict, struct told_since **out, size_t *n)
+/* A dict keyed by uid as a new array of structs whose first member is the uid,
+ * sorted by it (for bsearch); NULL with a Python error set on failure. ``fill``
+ * reads a value into an item's other members: 0, 1 to leave the entry out, -1
+ * with a Python error set. */
+static void *
+read_by_uid(PyObject *dict, size_t item_size, int (*fill)(PyObject *value, void *item),
+            size_t *n)
 {
     *n = 0;
-    *out = malloc(sizeof **out * (size_t)(PyDict_Size(dict) + 1));
-    if (*out == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    Py_ssize_t pos = 0;
-    PyObject *key, *value;
-    while (PyDict_Next(dict, &pos, &key, &value)) {
-        if (value == Py_None)
-            continue;
-        unsigned long uid = PyLong_AsUnsignedLong(key);
-        double at = PyFloat_AsDouble(value);
-        if (PyErr_Occurred())
-            return -1;
-        (*out)[(*n)++] = (struct told_since){(uint32_t)uid, at};
-    }
-    qsort(*out, *n, sizeof **out, uid_cmp); /* uid is the first member */
-    return 0;
-}
-
-static int
-read_known(PyObject *dict, struct known_digest **out, size_t *n)
-{
-    *n = 0;
-    *out = malloc(sizeof **out * (size_t)((dict == NULL ? 0 : PyDict_Size(dict)) + 1));
-    if (*out == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
+    char *items = malloc(item_size * (size_t)((dict == NULL ? 0 : PyDict_Size(dict)) + 1));
+    if (items == NULL)
+        return PyErr_NoMemory();
     Py_ssize_t pos = 0;
     PyObject *key, *value;
     while (dict != NULL && PyDict_Next(dict, &pos, &key, &value)) {
-        unsigned long uid = PyLong_AsUnsignedLong(key);
-        unsigned long long digest = PyLong_AsUnsignedLongLong(value);
-        if (PyErr_Occurred())
-            return -1;
-        (*out)[(*n)++] = (struct known_digest){(uint32_t)uid, (uint64_t)digest};
+        char *item = items + *n * item_size;
+        uint32_t uid = (uint32_t)PyLong_AsUnsignedLong(key);
+        int ok = PyErr_Occurred() ? -1 : fill(value, item);
+        if (ok < 0) {
+            free(items);
+            return NULL;
+        }
+        if (ok == 0) {
+            memcpy(item, &uid, sizeof uid);
+            (*n)++;
+        }
     }
-    qsort(*out, *n, sizeof **out, uid_cmp); /* uid is the first member */
-    return 0;
+    qsort(items, *n, item_size, uid_cmp);
+    return items;
 }
 
-/* The previous generation's owners' sets: uid -> (sum, count). */
 static int
-read_sets(PyObject *dict, struct owner_set **out, size_t *n)
+fill_told_since(PyObject *value, void *item)
 {
-    *n = 0;
-    *out = malloc(sizeof **out * (size_t)((dict == NULL ? 0 : PyDict_Size(dict)) + 1));
-    if (*out == NULL) {
-        PyErr_NoMemory();
+    if (value == Py_None)
+        return 1; /* never told */
+    ((struct told_since *)item)->at = PyFloat_AsDouble(value);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+static int
+fill_known(PyObject *value, void *item)
+{
+    ((struct known_digest *)item)->digest = PyLong_AsUnsignedLongLong(value);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* uid -> (sum, count): the previous generation's owners' sets. */
+static int
+fill_set(PyObject *value, void *item)
+{
+    unsigned long long sum, count;
+    if (!PyArg_ParseTuple(value, "KK", &sum, &count))
         return -1;
-    }
-    Py_ssize_t pos = 0;
-    PyObject *key, *value;
-    while (dict != NULL && PyDict_Next(dict, &pos, &key, &value)) {
-        unsigned long uid = PyLong_AsUnsignedLong(key);
-        unsigned long long sum, count;
-        if (PyErr_Occurred() || !PyArg_ParseTuple(value, "KK", &sum, &count))
-            return -1;
-        (*out)[(*n)++] = (struct owner_set){(uint32_t)uid, (uint64_t)sum, (uint64_t)count};
-    }
-    qsort(*out, *n, sizeof **out, uid_cmp); /* uid is the first member */
+    ((struct owner_set *)item)->sum = sum;
+    ((struct owner_set *)item)->count = count;
     return 0;
 }
 
@@ -272,9 +262,11 @@ build(PyObject *module, PyObject *args)
     int failed = 0;
 
     if (read_filters(&f, uids, paths, &acted) < 0
-        || read_told_since(told_since_dict, &told_since, &ntold_since) < 0
-        || read_known(known_dict, &known, &nknown) < 0
-        || read_sets(prev_sets_dict, &prev_sets, &nprev_sets) < 0)
+        || (told_since = read_by_uid(told_since_dict, sizeof *told_since, fill_told_since,
+                                     &ntold_since)) == NULL
+        || (known = read_by_uid(known_dict, sizeof *known, fill_known, &nknown)) == NULL
+        || (prev_sets = read_by_uid(prev_sets_dict, sizeof *prev_sets, fill_set,
+                                    &nprev_sets)) == NULL)
         goto done;
     fds = calloc((size_t)nfds + 1, sizeof *fds);
     if (fds == NULL) {

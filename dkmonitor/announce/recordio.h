@@ -2,10 +2,11 @@
  * The compiled record builder's shared declarations (dkmonitor.announce._recordio).
  *
  * The module is split by job: recordio_io.c (buffered reading and writing of
- * records and runs), recordio_sort.c (phase one: the scan's spools into
- * sorted runs), recordio_merge.c (phase two: the runs merged with the
- * previous record, by ranges of owners on several threads), _recordio.c (the
- * Python module: arguments, results, list lines). Formats: _recordio.c.
+ * records and runs), recordio_sets.c (phase zero: which owners' candidates are
+ * as they were, to be carried over), recordio_sort.c (phase one: the scan's
+ * spools into sorted runs), recordio_merge.c (phase two: the runs merged with
+ * the previous record, by ranges of owners on several threads), _recordio.c
+ * (the Python module: arguments, results, list lines). Formats: _recordio.c.
  */
 #ifndef DKM_RECORDIO_H
 #define DKM_RECORDIO_H
@@ -149,6 +150,35 @@ reader_entry(struct reader *r, const struct entry **out)
     }
     *out = (const struct entry *)(r->buf + r->start);
     return 1;
+}
+
+/* The next record of a spool: its tag ('D' or 'F'), 0 at the end, -1 (errno
+ * EINVAL) for a truncated or unknown one. ``*len``: its length, path or name
+ * included; it starts at ``r->buf + r->start``, all of it buffered. */
+static inline int
+spool_record(struct reader *r, size_t *len)
+{
+    int ok = reader_fill(r, 1);
+    if (ok <= 0)
+        return ok;
+    char tag = r->buf[r->start];
+    if (tag == 'D' && reader_fill(r, sizeof(struct dir_rec)) > 0) {
+        struct dir_rec d;
+        memcpy(&d, r->buf + r->start, sizeof d);
+        *len = sizeof d + d.path_len;
+    } else if (tag == 'F' && reader_fill(r, sizeof(struct file_rec)) > 0) {
+        struct file_rec f;
+        memcpy(&f, r->buf + r->start, sizeof f);
+        *len = sizeof f + f.name_len;
+    } else {
+        errno = EINVAL;
+        return -1;
+    }
+    if (reader_fill(r, *len) <= 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    return tag;
 }
 
 static inline void

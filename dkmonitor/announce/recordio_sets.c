@@ -106,47 +106,32 @@ hash_spool(struct sorter *s, int fd)
     if (reader_open(&r, fd, 0, WIDE_RELEASE_BYTES) < 0)
         return -1;
     uint64_t dir_hash = 0;
-    int have_dir = 0, ok;
-    for (;;) {
-        ok = reader_fill(&r, 1);
-        if (ok <= 0)
-            break;
+    int have_dir = 0, tag;
+    size_t len;
+    while ((tag = spool_record(&r, &len)) > 0) {
         const unsigned char *at = (const unsigned char *)r.buf + r.start;
-        size_t len;
-        if (*at == 'D') {
-            struct dir_rec d;
-            if (reader_fill(&r, sizeof d) <= 0)
-                goto truncated;
-            memcpy(&d, at, sizeof d);
-            len = sizeof d + d.path_len;
-            if (reader_fill(&r, len) <= 0)
-                goto truncated;
+        if (tag == 'D') {
             dir_hash = siphash(s->set_key, 0, at, len);
             have_dir = 1;
-        } else if (*at == 'F' && have_dir) {
+        } else if (!have_dir) {
+            errno = EINVAL; /* a file before any directory */
+            tag = -1;
+            break;
+        } else {
             struct file_rec fr;
-            if (reader_fill(&r, sizeof fr) <= 0)
-                goto truncated;
             memcpy(&fr, at, sizeof fr);
-            len = sizeof fr + fr.name_len;
-            if (reader_fill(&r, len) <= 0)
-                goto truncated;
             if (sets_add(&s->sets, fr.uid, siphash(s->set_key, dir_hash, at, len)) < 0) {
-                ok = -1;
+                tag = -1;
                 break;
             }
-        } else {
-            goto truncated;
         }
         r.start += len;
         reader_release(&r);
     }
+    int saved = errno;
     reader_close(&r);
-    return ok;
-truncated:
-    reader_close(&r);
-    errno = EINVAL; /* a truncated or unknown record */
-    return -1;
+    errno = saved;
+    return tag;
 }
 
 static void *

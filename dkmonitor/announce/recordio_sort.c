@@ -421,48 +421,33 @@ read_spool(struct sorter *s, int fd)
         errno = ENODEV; /* a spool is root's own regular file: it is mapped */
         return -1;
     }
-    int have_dir = 0;
-    for (;;) {
-        int ok = reader_fill(r, 1);
-        if (ok <= 0)
-            return ok;
+    int have_dir = 0, tag;
+    size_t len;
+    while ((tag = spool_record(r, &len)) > 0) {
         const char *at = r->buf + r->start;
-        size_t len;
-        if (*at == 'D') {
+        if (tag == 'D') {
             struct dir_rec d;
-            if (reader_fill(r, sizeof d) <= 0)
-                goto truncated;
             memcpy(&d, at, sizeof d);
-            len = sizeof d + d.path_len;
-            if (reader_fill(r, len) <= 0)
-                goto truncated;
             if (add_dir(s, at + sizeof d, d.path_len, d.ino) < 0)
                 return -1;
             have_dir = 1;
-        } else if (*at == 'F' && have_dir) {
+        } else if (!have_dir) {
+            errno = EINVAL; /* a file before any directory */
+            return -1;
+        } else {
             struct file_rec fr;
-            if (reader_fill(r, sizeof fr) <= 0)
-                goto truncated;
             memcpy(&fr, at, sizeof fr);
-            len = sizeof fr + fr.name_len;
-            if (reader_fill(r, len) <= 0)
-                goto truncated;
             if (add_file(s, at, &fr) < 0)
                 return -1;
-        } else {
-            goto truncated;
         }
         r->start += len;
         s->rs.held += len;
         /* Records no key points to (carried owners') hold spool pages too: past the
          * budget, the chunk's few keys are spilled (or none) and the pages let go. */
-        if (s->rs.held > s->rs.budget && have_dir
-            && (s->rs.nkeys > 0 ? spill(s) : let_go(s)) < 0)
+        if (s->rs.held > s->rs.budget && (s->rs.nkeys > 0 ? spill(s) : let_go(s)) < 0)
             return -1;
     }
-truncated:
-    errno = EINVAL; /* a truncated or unknown record */
-    return -1;
+    return tag;
 }
 
 static void *
