@@ -301,10 +301,8 @@ build(PyObject *module, PyObject *args)
          * only be stale): the sets are still taken, for the next build */
         failed = owner_sets_decide(sorters, nsorters, prev_sets, prev_fd >= 0 ? nprev_sets : 0,
                                    &sets, &carried, &ncarried) < 0;
-        for (int t = 0; t < nsorters; t++) {
-            sorters[t].carried = carried;
-            sorters[t].ncarried = ncarried;
-        }
+        for (int t = 0; t < nsorters; t++)
+            sorters[t].carried = (struct carried_owners){carried, ncarried, 0, 0, 0};
     }
     /* every owner carried: there is nothing to sort */
     int sort = !(set_key_len && ncarried == sets.n);

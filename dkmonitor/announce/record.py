@@ -79,8 +79,12 @@ class NoticeState(FrozenRecord):
 
 
 def _signed(digest: int) -> int:
-    """A u64 digest as SQLite's signed INTEGER holds it (``& (1 << 64) - 1`` undoes it)."""
+    """A u64 digest as SQLite's signed INTEGER holds it (``_unsigned`` undoes it)."""
     return digest - (1 << 64) if digest >> 63 else digest
+
+
+def _unsigned(stored: int) -> int:
+    return stored & (1 << 64) - 1
 
 
 def record_path(state_dir: Path, task_name: str) -> Path:
@@ -242,17 +246,21 @@ class AnnounceRecord:
         """The users' digests in the current generation (build reuses an unchanged user's)."""
         if self.current_fd is None:
             return {}
-        return {uid: digest & (1 << 64) - 1 for uid, digest in self.db.execute(
+        return {uid: _unsigned(digest) for uid, digest in self.db.execute(
             "SELECT uid, digest FROM entry_digests WHERE generation = ?", (self.generation,))}
 
     def _remember_digests(self, built: Built) -> None:
         """The new generation's digests, in the transaction that makes it current: a
         digest is only ever used with the entries it was taken of."""
-        generation = self.generation if built.unchanged else self.generation + 1
+        generation = self._generation_after(built)
         self.db.execute("DELETE FROM entry_digests")
         self.db.executemany(
             "INSERT INTO entry_digests VALUES (?, ?, ?)",
             ((uid, generation, _signed(user.digest)) for uid, user in built.users.items()))
+
+    def _generation_after(self, built: Built) -> int:
+        """The generation current once this run commits: the new one unless unchanged."""
+        return self.generation if built.unchanged else self.generation + 1
 
     def _set_key(self) -> bytes:
         """The key of the owners' sets (recordio_sets.c): random, made once, root's only."""
@@ -277,14 +285,13 @@ class AnnounceRecord:
         row = self.db.execute("SELECT value FROM meta WHERE key='set_basis'").fetchone()
         if self.current_fd is None or basis is None or row is None or row[0] != basis:
             return {}
-        mask = (1 << 64) - 1
-        return {uid: (total & mask, count) for uid, total, count in self.db.execute(
+        return {uid: (_unsigned(total), count) for uid, total, count in self.db.execute(
             "SELECT uid, sum, count FROM owner_sets WHERE generation = ?", (self.generation,))}
 
     def _remember_sets(self, built: Built, basis: str | None) -> None:
         """This run's sets, for the generation it leaves current, in the same transaction;
         none when the entries were not decided by the candidates and the basis alone."""
-        generation = self.generation if built.unchanged else self.generation + 1
+        generation = self._generation_after(built)
         self.db.execute("DELETE FROM owner_sets")
         if basis is None or not built.sets:
             return

@@ -467,6 +467,28 @@ struct owner_sets {
     size_t n, cap;
 };
 
+/* The owners carried over (sorted by uid, each with its count of candidates),
+ * and the last one looked up: records come an owner's run at a time. */
+struct carried_owners {
+    const struct bound *items;
+    size_t n;
+    uint32_t last_uid;
+    int last, valid; /* whether last_uid is carried; whether there is a last */
+};
+
+static inline int
+is_carried(struct carried_owners *c, uint32_t uid)
+{
+    if (c->n == 0)
+        return 0;
+    if (!c->valid || c->last_uid != uid) {
+        c->last_uid = uid;
+        c->valid = 1;
+        c->last = bsearch(&uid, c->items, c->n, sizeof *c->items, uid_cmp) != NULL;
+    }
+    return c->last;
+}
+
 struct sorter {
     struct runs rs;
     const int *fds;
@@ -476,27 +498,9 @@ struct sorter {
     const struct filters *f;
     const uint64_t *set_key;     /* phase zero's SipHash key (two words) */
     struct owner_sets sets;      /* phase zero: the sets of this sorter's spools */
-    const struct bound *carried; /* owners left out of the sort (sorted by uid) */
-    size_t ncarried;
-    uint32_t carried_uid;        /* the last owner looked up, and whether carried */
-    int carried_last, carried_valid;
+    struct carried_owners carried; /* left out of the sort */
     int error; /* errno, 0 when it went well */
 };
-
-/* Whether ``uid`` is one of the carried owners; ``cache``: the last answer. */
-static inline int
-is_carried(const struct bound *carried, size_t n, uint32_t uid, uint32_t *cache_uid,
-           int *cache, int *valid)
-{
-    if (n == 0)
-        return 0;
-    if (!*valid || *cache_uid != uid) {
-        *cache_uid = uid;
-        *valid = 1;
-        *cache = bsearch(&uid, carried, n, sizeof *carried, uid_cmp) != NULL;
-    }
-    return *cache;
-}
 
 uint64_t bounds_find(const struct bounds *b, uint32_t uid, uint64_t end);
 int run_sorters(struct sorter *sorters, int nsorters);
@@ -566,10 +570,7 @@ struct merge {
     double told_at; /* <0: no notice for the current told owner */
     const struct known_digest *known; /* sorted by uid */
     size_t nknown;
-    const struct bound *carried; /* owners whose previous entries are kept whole */
-    size_t ncarried;
-    uint32_t carried_uid;
-    int carried_last, carried_valid;
+    struct carried_owners carried; /* their previous entries are kept whole */
     uint32_t last_dropped_uid; /* the owner of the last previous entry dropped */
     int have_dropped;
     int error;      /* errno of a failed share */

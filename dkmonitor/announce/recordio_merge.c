@@ -216,8 +216,7 @@ drop(struct merge *m, struct reader *prev, const struct entry *p)
 static int
 leave(struct merge *m, struct reader *prev, const struct entry *p)
 {
-    if (!is_carried(m->carried, m->ncarried, p->uid, &m->carried_uid, &m->carried_last,
-                    &m->carried_valid))
+    if (!is_carried(&m->carried, p->uid))
         return drop(m, prev, p);
     uint64_t at = prev->base + prev->start;
     int exact = p->pad == 0; /* emit writes pad 0 */
@@ -335,7 +334,8 @@ merge_all(struct merge *m, struct source *src, int nsrc, struct reader *prev, in
 }
 
 /* Owners where the shares start (``firsts[0]`` is 0): about as many entries in
- * each, judged from the runs' bounds. Returns how many shares. */
+ * each, judged from the runs' bounds and the carried owners' counts. Returns
+ * how many shares. */
 static int
 plan_shares(const struct sorter *sorters, int nsorters, const struct bound *carried,
             size_t ncarried, int wanted, uint64_t share_from, uint32_t *firsts)
@@ -534,8 +534,7 @@ merge_shares(struct merge *shares, struct share_job *jobs, int *nshares,
         m->ntold_since = ntold_since;
         m->known = have_prev ? known : NULL;
         m->nknown = have_prev ? nknown : 0;
-        m->carried = carried;
-        m->ncarried = have_prev ? ncarried : 0;
+        m->carried = (struct carried_owners){carried, have_prev ? ncarried : 0, 0, 0, 0};
         m->end_uid = k + 1 < n ? firsts[k + 1] : UINT64_MAX;
         m->same = have_prev;
         m->out = (struct writer){out_fd, malloc(IO_BYTES), 0, 0};

@@ -64,7 +64,8 @@ siphash(const uint64_t key[2], uint64_t prefix, const unsigned char *data, size_
     return v0 ^ v1 ^ v2 ^ v3;
 }
 
-/* An owner's slot in a sorter's open-addressing table (uid + 1: 0 is empty). */
+/* A record's hash added to its owner's slot in a sorter's open-addressing
+ * table (a slot with count 0 is empty). */
 static int
 sets_add(struct owner_sets *t, uint32_t uid, uint64_t hash)
 {
@@ -146,12 +147,6 @@ hash_spools(void *arg)
     return NULL;
 }
 
-static int
-set_cmp(const void *a, const void *b)
-{
-    return uid_cmp(a, b); /* uid is the first member */
-}
-
 /* Every owner's set, from all the sorters' tables (sorted by uid, into
  * ``out``), and the owners whose set is the one in ``prev`` (sorted by uid,
  * into ``carried``, each with its count: the merge is shared out by it). */
@@ -180,7 +175,7 @@ owner_sets_decide(struct sorter *sorters, int nsorters, const struct owner_set *
         for (size_t i = 0; i < sorters[t].sets.cap; i++)
             if (sorters[t].sets.items[i].count)
                 out->items[n++] = sorters[t].sets.items[i];
-    qsort(out->items, n, sizeof *out->items, set_cmp);
+    qsort(out->items, n, sizeof *out->items, uid_cmp); /* uid is the first member */
     size_t merged = 0; /* one owner's parts (several spools) added up */
     for (size_t i = 0; i < n; i++) {
         if (merged > 0 && out->items[merged - 1].uid == out->items[i].uid) {
@@ -194,7 +189,7 @@ owner_sets_decide(struct sorter *sorters, int nsorters, const struct owner_set *
     *ncarried = 0;
     for (size_t i = 0; i < merged; i++) {
         const struct owner_set *was = bsearch(&out->items[i].uid, prev, nprev, sizeof *prev,
-                                              set_cmp);
+                                              uid_cmp);
         if (was != NULL && was->sum == out->items[i].sum && was->count == out->items[i].count)
             (*carried)[(*ncarried)++] = (struct bound){out->items[i].uid, 0,
                                                         out->items[i].count};

@@ -393,8 +393,7 @@ add_file(struct sorter *s, const char *rec, const struct file_rec *fr)
 {
     struct runs *rs = &s->rs;
     const struct chunk_dir *d = &rs->dirs[rs->ndirs - 1];
-    if (is_carried(s->carried, s->ncarried, fr->uid, &s->carried_uid, &s->carried_last,
-                   &s->carried_valid))
+    if (is_carried(&s->carried, fr->uid))
         return 0; /* their previous entries are kept whole (recordio_sets.c) */
     if (d->exempt || !kept(s->f, rs->root_dev, fr, rec + sizeof *fr, d))
         return 0;
